@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""PyTorch reference for `lethe bench encode --model DIR`.
+
+    python bench/reference.py --model DIR [--batch 8] [--iters 20] [--warmup 3] [--threads N]
+    python bench/reference.py --make-vit-b32 DIR      # random-init ViT-B/32 open_clip checkpoint
+
+DIR is either a transformers CLIPModel folder (config.json + *.safetensors) or an
+open_clip folder (open_clip_config.json + open_clip_model.safetensors); detected
+automatically. The model is loaded in float32, eval mode. Images are random
+[batch, 3, S, S] tensors (S from the config; preprocessing is NOT timed), texts are
+"a photo of a {i}" tokenised with open_clip's SimpleTokenizer (context 77; padded
+with 0 for open_clip, with 49407 for HF). Prints one JSON line:
+
+    {"images_per_s": f, "texts_per_s": f, "batch": b, "threads": t, ...}
+
+Requirements: tests/fixtures/requirements.txt.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+SOT, EOT = 49406, 49407
+
+
+def detect_format(d: Path) -> str:
+    if (d / "open_clip_config.json").is_file():
+        return "open_clip"
+    cfg = d / "config.json"
+    if cfg.is_file() and json.loads(cfg.read_text()).get("model_type") == "clip":
+        return "hf"
+    sys.exit(f"{d}: neither open_clip_config.json nor an HF CLIP config.json found")
+
+
+def load_model(d: Path):
+    fmt = detect_format(d)
+    if fmt == "open_clip":
+        import open_clip
+        import safetensors.torch as st
+        cfg = json.loads((d / "open_clip_config.json").read_text())["model_cfg"]
+        model = open_clip.model.CLIP(**cfg)
+        model.load_state_dict(st.load_file(str(d / "open_clip_model.safetensors")), strict=True)
+        model = model.float().eval()
+        size = cfg["vision_cfg"]["image_size"]
+        ctx = cfg["text_cfg"].get("context_length", 77)
+        encode_image = model.encode_image
+        encode_text = model.encode_text
+        pad = 0
+    else:
+        from transformers import CLIPModel
+        model = CLIPModel.from_pretrained(str(d), dtype=torch.float32).eval()
+        size = model.config.vision_config.image_size
+        ctx = model.config.text_config.max_position_embeddings
+        pad = EOT
+
+        def encode_image(x):
+            return model.visual_projection(model.vision_model(pixel_values=x).pooler_output)
+
+        def encode_text(ids):
+            return model.text_projection(model.text_model(input_ids=ids).pooler_output)
+    return fmt, model, size, ctx, pad, encode_image, encode_text
+
+
+def tokenize(texts, ctx, pad):
+    from open_clip.tokenizer import SimpleTokenizer
+    ids = SimpleTokenizer()(texts, context_length=ctx)
+    if pad != 0:
+        for row in ids:
+            n = int((row == EOT).nonzero()[0, 0]) + 1
+            row[n:] = pad
+    return ids
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_it(fn, arg, warmup, iters, device):
+    for _ in range(warmup):
+        fn(arg)
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn(arg)
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def bench(args):
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    d = Path(args.model)
+    fmt, model, size, ctx, pad, enc_img, enc_txt = load_model(d)
+    model.to(device)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(args.batch, 3, size, size, generator=g).to(device)
+    ids = tokenize([f"a photo of a {i}" for i in range(args.batch)], ctx, pad).to(device)
+    with torch.inference_mode():
+        t_img = time_it(enc_img, images, args.warmup, args.iters, device)
+        t_txt = time_it(enc_txt, ids, args.warmup, args.iters, device)
+    n = args.batch * args.iters
+    print(json.dumps({
+        "images_per_s": n / t_img,
+        "texts_per_s": n / t_txt,
+        "batch": args.batch,
+        "threads": torch.get_num_threads(),
+        "iters": args.iters,
+        "format": fmt,
+        "image_size": size,
+        "device": str(device),
+        "torch": torch.__version__,
+    }))
+
+
+VIT_B32_CFG = {
+    "embed_dim": 512,
+    "quick_gelu": True,  # as the OpenAI ViT-B/32 weights
+    "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12},
+}
+
+
+def make_vit_b32(out: Path):
+    import open_clip
+    import safetensors.torch as st
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = open_clip.model.CLIP(**VIT_B32_CFG).float().eval()
+    sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    st.save_file(sd, str(out / "open_clip_model.safetensors"))
+    (out / "open_clip_config.json").write_text(json.dumps({
+        "model_cfg": VIT_B32_CFG,
+        "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073],
+                           "std": [0.26862954, 0.26130258, 0.27577711],
+                           "interpolation": "bicubic", "resize_mode": "shortest"},
+    }, indent=2) + "\n")
+    n = sum(v.numel() for v in sd.values())
+    print(json.dumps({"written": str(out), "params": n}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="HF CLIPModel dir or open_clip dir")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = torch default)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ap.add_argument("--make-vit-b32", metavar="DIR", help="write a random-init ViT-B/32 open_clip checkpoint and exit")
+    args = ap.parse_args()
+    if args.make_vit_b32:
+        make_vit_b32(Path(args.make_vit_b32))
+        return
+    if not args.model:
+        ap.error("--model is required (or --make-vit-b32 DIR)")
+    bench(args)
+
+
+if __name__ == "__main__":
+    main()

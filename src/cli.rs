@@ -1,0 +1,293 @@
+//! Command-line interface: every subcommand runs the same engine the app uses.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
+use clap::{Args, Parser, Subcommand};
+
+use crate::backend::{self, DeviceChoice, ResolvedDevice};
+use crate::clip::Clip;
+use crate::clip::checkpoint::Checkpoint;
+use crate::clip::preprocess::Preprocessor;
+use crate::clip::tokenizer::Tokenizer;
+
+/// Lethe: make a CLIP model forget, and prove it.
+#[derive(Debug, Parser)]
+#[command(name = "lethe", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print projected, un-normalised CLIP embeddings of images and texts.
+    Embed(EmbedArgs),
+    /// Zero-shot classify an image against a list of labels.
+    Classify(ClassifyArgs),
+    /// Measure speed.
+    Bench {
+        /// Which benchmark.
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+/// Options every model-using command shares.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Checkpoint folder: Hugging Face CLIPModel (config.json + model.safetensors) or
+    /// open_clip (open_clip_config.json + open_clip_model.safetensors).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Where to compute: auto (a real GPU if there is one, else CPU), gpu (any wgpu adapter,
+    /// software ones included) or cpu.
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+/// `lethe embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// An image to embed (repeatable).
+    #[arg(long = "image", value_name = "PATH")]
+    images: Vec<PathBuf>,
+    /// A text to embed (repeatable).
+    #[arg(long = "text", value_name = "STR")]
+    texts: Vec<String>,
+    /// Print exactly {"image_embeds": [[..]..], "text_embeds": [[..]..]} on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `lethe classify`.
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The image to classify.
+    #[arg(long, value_name = "PATH")]
+    image: PathBuf,
+    /// Comma-separated class names.
+    #[arg(long, value_delimiter = ',', required = true)]
+    labels: Vec<String>,
+    /// Prompt template; `{}` is replaced by each label.
+    #[arg(long, default_value = "a photo of a {}.")]
+    template: String,
+}
+
+/// `lethe bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Images/s and texts/s of the encoders.
+    Encode {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Batch size.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Timed batches per encoder (after one warm-up batch).
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A model ready to use, with what it needs around it.
+pub struct LoadedModel {
+    /// The network.
+    pub model: Clip,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// Its image preprocessing.
+    pub preprocessor: Preprocessor,
+    /// Context length and pad id for tokenising.
+    pub context: (usize, u32),
+    /// Where it runs.
+    pub device: ResolvedDevice,
+}
+
+impl LoadedModel {
+    /// Opens a checkpoint folder on the chosen device.
+    pub fn open(args: &ModelArgs) -> Result<Self> {
+        let device = backend::resolve(args.device).map_err(anyhow::Error::msg)?;
+        tracing::info!("device: {}", device.description);
+        let checkpoint = Checkpoint::open(&args.model)?;
+        let model = checkpoint.load(&device.device)?;
+        let tokenizer = checkpoint.tokenizer()?;
+        let spec = &checkpoint.spec;
+        Ok(Self {
+            model,
+            tokenizer,
+            preprocessor: Preprocessor {
+                size: spec.vision.image_size(),
+                mean: spec.mean,
+                std: spec.std,
+            },
+            context: (spec.text.context_length, spec.text.pad_id),
+            device,
+        })
+    }
+
+    /// Tokenises texts for this model.
+    pub fn tokenize(&self, texts: &[String]) -> Vec<Vec<u32>> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        self.tokenizer.tokenize_batch(&refs, self.context.0, self.context.1)
+    }
+
+    /// Image embeddings of files.
+    pub fn embed_images(&self, paths: &[PathBuf]) -> Result<Tensor<2>> {
+        let pixels = self.preprocessor.batch(paths, &self.device.device)?;
+        Ok(self.model.encode_image(pixels))
+    }
+
+    /// Text embeddings.
+    pub fn embed_texts(&self, texts: &[String]) -> Tensor<2> {
+        self.model.encode_text(&self.tokenize(texts))
+    }
+}
+
+fn rows(tensor: Tensor<2>) -> Vec<Vec<f32>> {
+    let [_, width] = tensor.dims();
+    let values = tensor.into_data().convert::<f32>().into_vec::<f32>().expect("f32 data");
+    values.chunks(width.max(1)).map(<[f32]>::to_vec).collect()
+}
+
+fn check_files(paths: &[PathBuf]) -> Result<()> {
+    for path in paths {
+        if !path.is_file() {
+            bail!("{}: no such image file", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Embed(args) => embed(args),
+        Command::Classify(args) => classify(args),
+        Command::Bench {
+            which: BenchCommand::Encode {
+                model,
+                batch,
+                iters,
+                json,
+            },
+        } => bench_encode(&model, batch, iters, json),
+    }
+}
+
+fn embed(args: EmbedArgs) -> Result<()> {
+    if args.images.is_empty() && args.texts.is_empty() {
+        bail!("nothing to embed: give at least one --image or --text");
+    }
+    check_files(&args.images)?;
+    let loaded = LoadedModel::open(&args.model)?;
+    let image_embeds = if args.images.is_empty() {
+        Vec::new()
+    } else {
+        rows(loaded.embed_images(&args.images)?)
+    };
+    let text_embeds = if args.texts.is_empty() {
+        Vec::new()
+    } else {
+        rows(loaded.embed_texts(&args.texts))
+    };
+    if args.json {
+        let out = serde_json::json!({"image_embeds": image_embeds, "text_embeds": text_embeds});
+        println!("{out}");
+    } else {
+        for (path, row) in args.images.iter().zip(&image_embeds) {
+            println!("image {}: {row:?}", path.display());
+        }
+        for (text, row) in args.texts.iter().zip(&text_embeds) {
+            println!("text {text:?}: {row:?}");
+        }
+    }
+    Ok(())
+}
+
+fn classify(args: ClassifyArgs) -> Result<()> {
+    check_files(std::slice::from_ref(&args.image))?;
+    if !args.template.contains("{}") {
+        bail!("the template '{}' has no {{}} for the label", args.template);
+    }
+    let labels: Vec<String> = args
+        .labels
+        .iter()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if labels.is_empty() {
+        bail!("--labels is empty: give comma-separated class names");
+    }
+    let loaded = LoadedModel::open(&args.model)?;
+    let prompts: Vec<String> = labels.iter().map(|l| args.template.replace("{}", l)).collect();
+    let image = loaded.embed_images(std::slice::from_ref(&args.image))?;
+    let logits = loaded.model.logits(image, loaded.embed_texts(&prompts));
+    let probs = rows(softmax(logits, 1)).remove(0);
+    let mut ranked: Vec<(&String, f32)> = labels.iter().zip(probs).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let width = labels.iter().map(String::len).max().unwrap_or(0);
+    for (label, p) in ranked {
+        println!("{label:<width$}  {p:.4}");
+    }
+    Ok(())
+}
+
+fn bench_encode(args: &ModelArgs, batch: usize, iters: usize, json: bool) -> Result<()> {
+    if batch == 0 || iters == 0 {
+        bail!("--batch and --iters must be at least 1");
+    }
+    let loaded = LoadedModel::open(args)?;
+    let size = loaded.preprocessor.size;
+    let device = &loaded.device.device;
+    let sync = || device.sync().context("device failed while benchmarking");
+    let images = Tensor::<4>::random(
+        [batch, 3, size, size],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        device,
+    );
+    let texts: Vec<String> = (0..batch).map(|i| format!("a photo of a {i}")).collect();
+    let ids = loaded.tokenize(&texts);
+    let time = |work: &dyn Fn()| -> Result<f64> {
+        work();
+        sync()?;
+        let start = Instant::now();
+        for _ in 0..iters {
+            work();
+        }
+        sync()?;
+        Ok((batch * iters) as f64 / start.elapsed().as_secs_f64())
+    };
+    let images_per_s = time(&|| {
+        let _ = loaded.model.encode_image(images.clone()).into_data();
+    })?;
+    let texts_per_s = time(&|| {
+        let _ = loaded.model.encode_text(&ids).into_data();
+    })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"images_per_s": images_per_s, "texts_per_s": texts_per_s,
+                "batch": batch, "device": loaded.device.description})
+        );
+    } else {
+        println!("device       {}", loaded.device.description);
+        println!("model        {}", args.model.display());
+        println!("batch        {batch}");
+        println!("images/s     {images_per_s:.2}");
+        println!("texts/s      {texts_per_s:.2}");
+    }
+    Ok(())
+}

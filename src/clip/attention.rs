@@ -1,0 +1,118 @@
+//! Multi-head attention that also hands back its attention weights.
+//!
+//! CLIP's text and vision transformers and the ResNet attention-pooling head all use this one
+//! implementation; saliency maps (attention rollout) read the weights it returns.
+
+use burn::module::Module;
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
+
+use super::weights::{Bind, Format, Layout, ParamVisitor, bind_linear};
+
+/// Builds a zero-initialised linear layer; real values always come from a checkpoint or an
+/// explicit initialisation, so nothing is drawn at random here.
+pub(crate) fn zero_linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out)
+        .with_bias(bias)
+        .with_initializer(Initializer::Zeros)
+        .init(device)
+}
+
+/// Attention with separate query, key, value and output projections.
+#[derive(Module, Debug)]
+pub struct MultiHeadAttention {
+    /// Query projection.
+    pub q: Linear,
+    /// Key projection.
+    pub k: Linear,
+    /// Value projection.
+    pub v: Linear,
+    /// Output projection.
+    pub out: Linear,
+    heads: usize,
+}
+
+/// The result of an attention call.
+#[derive(Debug)]
+pub struct AttentionOutput {
+    /// `[batch, queries, width]` after the output projection.
+    pub output: Tensor<3>,
+    /// `[batch, heads, queries, keys]` softmax weights.
+    pub weights: Tensor<4>,
+}
+
+impl MultiHeadAttention {
+    /// A zero-initialised attention block of the given width, with biases.
+    pub fn new(width: usize, heads: usize, device: &Device) -> Self {
+        Self {
+            q: zero_linear(width, width, true, device),
+            k: zero_linear(width, width, true, device),
+            v: zero_linear(width, width, true, device),
+            out: zero_linear(width, width, true, device),
+            heads,
+        }
+    }
+
+    /// Attends from `query` `[b, lq, d]` to `context` `[b, lk, d]`; `mask` `[lq, lk]` is added
+    /// to the scores (use `-inf` to block a position).
+    pub fn forward(
+        &self,
+        query: Tensor<3>,
+        context: Tensor<3>,
+        mask: Option<Tensor<2>>,
+    ) -> AttentionOutput {
+        let [batch, lq, width] = query.dims();
+        let lk = context.dims()[1];
+        let head_dim = width / self.heads;
+        let split = |x: Tensor<3>, len: usize| {
+            x.reshape([batch, len, self.heads, head_dim])
+                .swap_dims(1, 2)
+        };
+        let scale = (head_dim as f64).powf(-0.5);
+        let q = split(self.q.forward(query), lq).mul_scalar(scale);
+        let k = split(self.k.forward(context.clone()), lk);
+        let v = split(self.v.forward(context), lk);
+        let mut scores = q.matmul(k.swap_dims(2, 3));
+        if let Some(mask) = mask {
+            scores = scores + mask.unsqueeze::<4>();
+        }
+        let weights = softmax(scores, 3);
+        let mixed = weights
+            .clone()
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([batch, lq, width]);
+        AttentionOutput {
+            output: self.out.forward(mixed),
+            weights,
+        }
+    }
+}
+
+impl Bind for MultiHeadAttention {
+    fn bind<V: ParamVisitor>(&mut self, visitor: &mut V, prefix: &str, format: Format) {
+        match format {
+            Format::HuggingFace => {
+                bind_linear(visitor, &mut self.q, &format!("{prefix}q_proj."));
+                bind_linear(visitor, &mut self.k, &format!("{prefix}k_proj."));
+                bind_linear(visitor, &mut self.v, &format!("{prefix}v_proj."));
+                bind_linear(visitor, &mut self.out, &format!("{prefix}out_proj."));
+            }
+            Format::OpenClip => {
+                let [q, k, v] = [&mut self.q, &mut self.k, &mut self.v];
+                visitor.fused(
+                    &format!("{prefix}in_proj_weight"),
+                    [&mut q.weight, &mut k.weight, &mut v.weight],
+                    Layout::Transposed,
+                );
+                if let (Some(qb), Some(kb), Some(vb)) =
+                    (q.bias.as_mut(), k.bias.as_mut(), v.bias.as_mut())
+                {
+                    visitor.fused(&format!("{prefix}in_proj_bias"), [qb, kb, vb], Layout::AsIs);
+                }
+                bind_linear(visitor, &mut self.out, &format!("{prefix}out_proj."));
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! CLIP in Burn: the two towers, the joint embedding space and the checkpoint formats people
+//! actually have on disk.
+
+pub mod attention;
+pub mod checkpoint;
+pub mod config;
+pub mod preprocess;
+pub mod resnet;
+pub mod safetensors_io;
+pub mod text;
+pub mod tokenizer;
+pub mod transformer;
+pub mod vit;
+pub mod weights;
+
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Tensor};
+
+use config::{ClipSpec, VisionSpec};
+use resnet::ModifiedResNet;
+use text::{TextOutput, TextTransformer};
+use vit::{VisionOutput, VisionTransformer};
+use weights::{Bind, Format, Layout, ParamVisitor};
+
+/// The image tower of a CLIP model.
+#[derive(Module, Debug)]
+pub enum VisionTower {
+    /// Vision Transformer.
+    Vit(VisionTransformer),
+    /// ModifiedResNet.
+    ResNet(ModifiedResNet),
+}
+
+impl VisionTower {
+    /// Encodes normalised pixels `[b, 3, s, s]`.
+    pub fn forward(&self, pixels: Tensor<4>, keep_attention: bool) -> VisionOutput {
+        match self {
+            Self::Vit(tower) => tower.forward(pixels, keep_attention),
+            Self::ResNet(tower) => tower.forward(pixels, keep_attention),
+        }
+    }
+}
+
+/// A CLIP model: image tower, text tower and the learned temperature.
+#[derive(Module, Debug)]
+pub struct Clip {
+    /// Image tower.
+    pub visual: VisionTower,
+    /// Text tower.
+    pub text: TextTransformer,
+    /// Log of the logit scale, as stored by both reference implementations.
+    pub logit_scale: Param<Tensor<1>>,
+}
+
+impl Clip {
+    /// A zero-initialised model of the given shape; weights come from [`checkpoint`].
+    pub fn new(spec: &ClipSpec, device: &Device) -> Self {
+        let visual = match &spec.vision {
+            VisionSpec::Vit(vit) => VisionTower::Vit(VisionTransformer::new(vit, spec.embed_dim, device)),
+            VisionSpec::ResNet(rn) => VisionTower::ResNet(ModifiedResNet::new(rn, spec.embed_dim, device)),
+        };
+        Self {
+            visual,
+            text: TextTransformer::new(&spec.text, spec.embed_dim, device),
+            logit_scale: Param::from_tensor(Tensor::zeros([1], device)),
+        }
+    }
+
+    /// Projected, un-normalised image embeddings `[b, embed]`.
+    pub fn encode_image(&self, pixels: Tensor<4>) -> Tensor<2> {
+        self.visual.forward(pixels, false).embeds
+    }
+
+    /// Image embeddings together with the attention maps (for saliency).
+    pub fn encode_image_with_attention(&self, pixels: Tensor<4>) -> VisionOutput {
+        self.visual.forward(pixels, true)
+    }
+
+    /// Projected, un-normalised text embeddings `[b, embed]` for tokenised rows.
+    pub fn encode_text(&self, ids: &[Vec<u32>]) -> Tensor<2> {
+        self.text.forward(ids, false).embeds
+    }
+
+    /// Text embeddings together with the attention maps.
+    pub fn encode_text_with_attention(&self, ids: &[Vec<u32>]) -> TextOutput {
+        self.text.forward(ids, true)
+    }
+
+    /// Image-to-text logits `[images, texts]`: scaled cosine similarities, as CLIP computes them.
+    pub fn logits(&self, image_embeds: Tensor<2>, text_embeds: Tensor<2>) -> Tensor<2> {
+        let scale = self.logit_scale.val().exp().unsqueeze::<2>();
+        normalize(image_embeds)
+            .matmul(normalize(text_embeds).transpose())
+            .mul(scale)
+    }
+}
+
+/// Scales each row to unit L2 norm.
+pub fn normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().square().sum_dim(1).sqrt();
+    x / norm
+}
+
+impl Bind for Clip {
+    fn bind<V: ParamVisitor>(&mut self, visitor: &mut V, prefix: &str, format: Format) {
+        match &mut self.visual {
+            VisionTower::Vit(tower) => tower.bind(visitor, prefix, format),
+            VisionTower::ResNet(tower) => tower.bind(visitor, prefix, format),
+        }
+        self.text.bind(visitor, prefix, format);
+        visitor.param(&format!("{prefix}logit_scale"), &mut self.logit_scale, Layout::Scalar);
+    }
+}

@@ -1,0 +1,270 @@
+//! OpenAI's ModifiedResNet image tower: 3-convolution stem, anti-aliased (average-pool)
+//! downsampling, and an attention-pooling head instead of global average pooling.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::relu;
+use burn::tensor::module::{avg_pool2d, batch_norm, conv2d};
+use burn::tensor::ops::{AvgPoolOptions, ConvOptions};
+use burn::tensor::{Device, Tensor};
+
+use super::attention::{MultiHeadAttention, zero_linear};
+use super::config::ResNetSpec;
+use super::vit::VisionOutput;
+use super::weights::{Bind, Format, Layout, ParamVisitor, bind_linear};
+
+/// A bias-free 2-D convolution.
+#[derive(Module, Debug)]
+pub struct Conv {
+    /// Kernel `[out, in, k, k]`.
+    pub weight: Param<Tensor<4>>,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv {
+    fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, device: &Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::zeros([c_out, c_in, kernel, kernel], device)),
+            stride,
+            padding: kernel / 2,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
+        conv2d(x, self.weight.val(), None, options)
+    }
+}
+
+/// Batch normalisation in inference mode, with its running statistics kept as parameters so
+/// they load, export and can be read (the subgroup method aligns features to them).
+#[derive(Module, Debug)]
+pub struct BatchNorm {
+    /// Scale.
+    pub weight: Param<Tensor<1>>,
+    /// Shift.
+    pub bias: Param<Tensor<1>>,
+    /// Running mean from pre-training (never trained; detached in the forward pass).
+    pub running_mean: Param<Tensor<1>>,
+    /// Running variance from pre-training (never trained; detached in the forward pass).
+    pub running_var: Param<Tensor<1>>,
+}
+
+impl BatchNorm {
+    fn new(channels: usize, device: &Device) -> Self {
+        let param = || Param::from_tensor(Tensor::zeros([channels], device));
+        Self {
+            weight: param(),
+            bias: param(),
+            running_mean: param(),
+            running_var: param(),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        batch_norm(
+            x,
+            self.weight.val(),
+            self.bias.val(),
+            self.running_mean.val().detach(),
+            self.running_var.val().detach(),
+            1e-5,
+        )
+    }
+
+    fn bind<V: ParamVisitor>(&mut self, visitor: &mut V, prefix: &str) {
+        visitor.param(&format!("{prefix}weight"), &mut self.weight, Layout::AsIs);
+        visitor.param(&format!("{prefix}bias"), &mut self.bias, Layout::AsIs);
+        visitor.param(&format!("{prefix}running_mean"), &mut self.running_mean, Layout::AsIs);
+        visitor.param(&format!("{prefix}running_var"), &mut self.running_var, Layout::AsIs);
+    }
+}
+
+fn avg_pool(x: Tensor<4>, size: usize) -> Tensor<4> {
+    if size > 1 {
+        avg_pool2d(x, AvgPoolOptions::new([size, size]))
+    } else {
+        x
+    }
+}
+
+/// A convolution followed by batch normalisation.
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    /// The convolution.
+    pub conv: Conv,
+    /// Its normalisation.
+    pub bn: BatchNorm,
+}
+
+impl ConvBn {
+    fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, device: &Device) -> Self {
+        Self {
+            conv: Conv::new(c_in, c_out, kernel, stride, device),
+            bn: BatchNorm::new(c_out, device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.bn.forward(self.conv.forward(x))
+    }
+
+    /// Binds `{conv}.weight` and the norm under `{bn}.`.
+    fn bind<V: ParamVisitor>(&mut self, visitor: &mut V, conv: &str, bn: &str) {
+        visitor.param(&format!("{conv}.weight"), &mut self.conv.weight, Layout::AsIs);
+        self.bn.bind(visitor, &format!("{bn}."));
+    }
+}
+
+/// The bottleneck block; stride is applied by average pooling after the 3×3 convolution.
+#[derive(Module, Debug)]
+pub struct Bottleneck {
+    /// 1×1 reduction.
+    pub reduce: ConvBn,
+    /// 3×3 convolution.
+    pub spatial: ConvBn,
+    /// 1×1 expansion (×4).
+    pub expand: ConvBn,
+    /// Shortcut projection when the shape changes.
+    pub downsample: Option<ConvBn>,
+    stride: usize,
+}
+
+impl Bottleneck {
+    fn new(inplanes: usize, planes: usize, stride: usize, device: &Device) -> Self {
+        let needs_projection = stride > 1 || inplanes != planes * 4;
+        Self {
+            reduce: ConvBn::new(inplanes, planes, 1, 1, device),
+            spatial: ConvBn::new(planes, planes, 3, 1, device),
+            expand: ConvBn::new(planes, planes * 4, 1, 1, device),
+            downsample: needs_projection.then(|| ConvBn::new(inplanes, planes * 4, 1, 1, device)),
+            stride,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let out = relu(self.reduce.forward(x.clone()));
+        let out = relu(self.spatial.forward(out));
+        let out = self.expand.forward(avg_pool(out, self.stride));
+        let identity = match &self.downsample {
+            Some(projection) => projection.forward(avg_pool(x, self.stride)),
+            None => x,
+        };
+        relu(out + identity)
+    }
+
+    fn bind<V: ParamVisitor>(&mut self, visitor: &mut V, p: &str) {
+        self.reduce.bind(visitor, &format!("{p}conv1"), &format!("{p}bn1"));
+        self.spatial.bind(visitor, &format!("{p}conv2"), &format!("{p}bn2"));
+        self.expand.bind(visitor, &format!("{p}conv3"), &format!("{p}bn3"));
+        if let Some(projection) = self.downsample.as_mut() {
+            projection.bind(visitor, &format!("{p}downsample.0"), &format!("{p}downsample.1"));
+        }
+    }
+}
+
+/// Attention pooling: the spatial mean token attends over all positions.
+#[derive(Module, Debug)]
+pub struct AttentionPool {
+    /// Positional embedding `[hw + 1, channels]`.
+    pub positions: Param<Tensor<2>>,
+    /// q/k/v projections and the output projection (`c_proj`) to the embedding width.
+    pub attention: MultiHeadAttention,
+}
+
+/// The ModifiedResNet tower.
+#[derive(Module, Debug)]
+pub struct ModifiedResNet {
+    /// Three-convolution stem.
+    pub stem: Vec<ConvBn>,
+    /// Four stages of bottlenecks.
+    pub stages: Vec<Vec<Bottleneck>>,
+    /// The attention-pooling head.
+    pub pool: AttentionPool,
+}
+
+impl ModifiedResNet {
+    /// A zero-initialised tower of the given shape.
+    pub fn new(spec: &ResNetSpec, embed_dim: usize, device: &Device) -> Self {
+        let w = spec.width;
+        let stem = vec![
+            ConvBn::new(3, w / 2, 3, 2, device),
+            ConvBn::new(w / 2, w / 2, 3, 1, device),
+            ConvBn::new(w / 2, w, 3, 1, device),
+        ];
+        let mut inplanes = w;
+        let stages = spec
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(stage, &blocks)| {
+                let planes = w << stage;
+                (0..blocks)
+                    .map(|block| {
+                        let stride = if stage > 0 && block == 0 { 2 } else { 1 };
+                        let bottleneck = Bottleneck::new(inplanes, planes, stride, device);
+                        inplanes = planes * 4;
+                        bottleneck
+                    })
+                    .collect()
+            })
+            .collect();
+        let channels = spec.feature_width();
+        let side = spec.image_size / 32;
+        let mut attention = MultiHeadAttention::new(channels, spec.heads, device);
+        attention.out = zero_linear(channels, embed_dim, true, device);
+        Self {
+            stem,
+            stages,
+            pool: AttentionPool {
+                positions: Param::from_tensor(Tensor::zeros([side * side + 1, channels], device)),
+                attention,
+            },
+        }
+    }
+
+    /// Encodes normalised pixels `[b, 3, s, s]`.
+    pub fn forward(&self, pixels: Tensor<4>, keep_attention: bool) -> VisionOutput {
+        let mut x = pixels;
+        for layer in &self.stem {
+            x = relu(layer.forward(x));
+        }
+        x = avg_pool(x, 2);
+        for block in self.stages.iter().flatten() {
+            x = block.forward(x);
+        }
+        let [batch, channels, h, w] = x.dims();
+        let tokens = x.reshape([batch, channels, h * w]).swap_dims(1, 2);
+        let mean = tokens.clone().mean_dim(1);
+        let tokens =
+            Tensor::cat(vec![mean, tokens], 1) + self.pool.positions.val().unsqueeze::<3>();
+        let query = tokens.clone().narrow(1, 0, 1);
+        let pooled = self.pool.attention.forward(query, tokens, None);
+        let embed = pooled.output.dims()[2];
+        VisionOutput {
+            embeds: pooled.output.reshape([batch, embed]),
+            attentions: if keep_attention { vec![pooled.weights] } else { Vec::new() },
+        }
+    }
+}
+
+impl Bind for ModifiedResNet {
+    fn bind<V: ParamVisitor>(&mut self, visitor: &mut V, prefix: &str, _format: Format) {
+        let p = format!("{prefix}visual.");
+        for (i, layer) in self.stem.iter_mut().enumerate() {
+            layer.bind(visitor, &format!("{p}conv{}", i + 1), &format!("{p}bn{}", i + 1));
+        }
+        for (s, stage) in self.stages.iter_mut().enumerate() {
+            for (b, block) in stage.iter_mut().enumerate() {
+                block.bind(visitor, &format!("{p}layer{}.{b}.", s + 1));
+            }
+        }
+        let a = format!("{p}attnpool.");
+        visitor.param(&format!("{a}positional_embedding"), &mut self.pool.positions, Layout::AsIs);
+        let attention = &mut self.pool.attention;
+        bind_linear(visitor, &mut attention.q, &format!("{a}q_proj."));
+        bind_linear(visitor, &mut attention.k, &format!("{a}k_proj."));
+        bind_linear(visitor, &mut attention.v, &format!("{a}v_proj."));
+        bind_linear(visitor, &mut attention.out, &format!("{a}c_proj."));
+    }
+}

@@ -1,0 +1,136 @@
+//! The pre-norm residual transformer shared by CLIP's text tower and Vision Transformer.
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
+use burn::tensor::{Device, Tensor};
+
+use super::attention::{MultiHeadAttention, zero_linear};
+use super::config::{Activation, TransformerSpec};
+use super::weights::{Bind, Format, ParamVisitor, bind_layer_norm, bind_linear};
+
+/// A layer norm with the given epsilon (weights are replaced by the checkpoint's).
+pub(crate) fn layer_norm(width: usize, eps: f64, device: &Device) -> LayerNorm {
+    LayerNormConfig::new(width).with_epsilon(eps).init(device)
+}
+
+/// Applies the MLP non-linearity.
+pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
+    match activation {
+        Activation::Gelu => gelu(x),
+        Activation::GeluTanh => gelu_approximate(x),
+        Activation::QuickGelu => x.clone() * sigmoid(x.mul_scalar(1.702)),
+    }
+}
+
+/// Attention then MLP, each behind a layer norm and a residual connection.
+#[derive(Module, Debug)]
+pub struct ResidualBlock {
+    /// Norm before attention.
+    pub norm1: LayerNorm,
+    /// Self-attention.
+    pub attention: MultiHeadAttention,
+    /// Norm before the MLP.
+    pub norm2: LayerNorm,
+    /// MLP expansion.
+    pub fc1: Linear,
+    /// MLP projection back to the width.
+    pub fc2: Linear,
+    #[module(skip)]
+    activation: Activation,
+}
+
+impl ResidualBlock {
+    fn new(spec: &TransformerSpec, device: &Device) -> Self {
+        Self {
+            norm1: layer_norm(spec.width, spec.layer_norm_eps, device),
+            attention: MultiHeadAttention::new(spec.width, spec.heads, device),
+            norm2: layer_norm(spec.width, spec.layer_norm_eps, device),
+            fc1: zero_linear(spec.width, spec.mlp_width, true, device),
+            fc2: zero_linear(spec.mlp_width, spec.width, true, device),
+            activation: spec.activation,
+        }
+    }
+
+    /// Runs the block; also returns the attention weights `[b, heads, l, l]`.
+    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<2>>) -> (Tensor<3>, Tensor<4>) {
+        let normed = self.norm1.forward(x.clone());
+        let attended = self.attention.forward(normed.clone(), normed, mask);
+        let x = x + attended.output;
+        let hidden = activate(self.fc1.forward(self.norm2.forward(x.clone())), self.activation);
+        (x + self.fc2.forward(hidden), attended.weights)
+    }
+}
+
+impl Bind for ResidualBlock {
+    fn bind<V: ParamVisitor>(&mut self, visitor: &mut V, prefix: &str, format: Format) {
+        let (norm1, attn, norm2, fc1, fc2) = match format {
+            Format::HuggingFace => ("layer_norm1.", "self_attn.", "layer_norm2.", "mlp.fc1.", "mlp.fc2."),
+            Format::OpenClip => ("ln_1.", "attn.", "ln_2.", "mlp.c_fc.", "mlp.c_proj."),
+        };
+        bind_layer_norm(visitor, &mut self.norm1, &format!("{prefix}{norm1}"));
+        self.attention.bind(visitor, &format!("{prefix}{attn}"), format);
+        bind_layer_norm(visitor, &mut self.norm2, &format!("{prefix}{norm2}"));
+        bind_linear(visitor, &mut self.fc1, &format!("{prefix}{fc1}"));
+        bind_linear(visitor, &mut self.fc2, &format!("{prefix}{fc2}"));
+    }
+}
+
+/// A stack of residual blocks.
+#[derive(Module, Debug)]
+pub struct Transformer {
+    /// The blocks, input first.
+    pub blocks: Vec<ResidualBlock>,
+}
+
+/// What a transformer pass produced.
+#[derive(Debug)]
+pub struct TransformerOutput {
+    /// Final hidden states `[b, l, width]`.
+    pub hidden: Tensor<3>,
+    /// Attention weights of every block, when they were asked for.
+    pub attentions: Vec<Tensor<4>>,
+}
+
+impl Transformer {
+    /// A zero-initialised transformer of the given shape.
+    pub fn new(spec: &TransformerSpec, device: &Device) -> Self {
+        Self {
+            blocks: (0..spec.layers).map(|_| ResidualBlock::new(spec, device)).collect(),
+        }
+    }
+
+    /// Runs every block; keeps the attention weights only when `keep_attention` is set, so
+    /// ordinary encoding does not hold them in memory.
+    pub fn forward(
+        &self,
+        mut x: Tensor<3>,
+        mask: Option<Tensor<2>>,
+        keep_attention: bool,
+    ) -> TransformerOutput {
+        let mut attentions = Vec::new();
+        for block in &self.blocks {
+            let (next, weights) = block.forward(x, mask.clone());
+            x = next;
+            if keep_attention {
+                attentions.push(weights);
+            }
+        }
+        TransformerOutput {
+            hidden: x,
+            attentions,
+        }
+    }
+}
+
+impl Bind for Transformer {
+    fn bind<V: ParamVisitor>(&mut self, visitor: &mut V, prefix: &str, format: Format) {
+        let layers = match format {
+            Format::HuggingFace => "layers",
+            Format::OpenClip => "resblocks",
+        };
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            block.bind(visitor, &format!("{prefix}{layers}.{i}."), format);
+        }
+    }
+}

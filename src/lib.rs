@@ -1,0 +1,8 @@
+//! Lethe: machine unlearning for CLIP models.
+//!
+//! The library holds the engine (model, tokenizer, preprocessing, checkpoints, device choice);
+//! the `lethe` binary wraps it in a command line.
+
+pub mod backend;
+pub mod clip;
+pub mod cli;
