@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch reference for `lethe bench encode --model DIR`.
 
-    python bench/reference.py --model DIR [--batch 8] [--iters 20] [--warmup 3] [--threads N]
+    python bench/reference.py --model DIR [--batch 8] [--iters 20] [--warmup 5] [--threads N]
     python bench/reference.py --make-vit-b32 DIR      # random-init ViT-B/32 open_clip checkpoint
 
 DIR is either a transformers CLIPModel folder (config.json + *.safetensors) or an
@@ -149,7 +149,7 @@ def main():
     ap.add_argument("--model", help="HF CLIPModel dir or open_clip dir")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = torch default)")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--make-vit-b32", metavar="DIR", help="write a random-init ViT-B/32 open_clip checkpoint and exit")

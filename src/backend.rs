@@ -52,10 +52,13 @@ pub struct Adapter {
     pub is_software: bool,
 }
 
-/// Lists the adapters wgpu finds on this machine (Vulkan, Metal, DX12, GL).
+/// Lists the adapters wgpu finds through the primary APIs (Vulkan, Metal, DX12); the GL
+/// fallback is left out because probing it prints windowing-system noise on headless machines.
 pub fn adapters() -> Vec<Adapter> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::from_env_or_default());
-    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    descriptor.backends &= wgpu::Backends::PRIMARY;
+    let instance = wgpu::Instance::new(descriptor);
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
         .into_iter()
         .map(|adapter| {
             let info = adapter.get_info();

@@ -9,7 +9,7 @@ use burn::tensor::activation::softmax;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backend::{self, DeviceChoice, ResolvedDevice};
-use crate::clip::Clip;
+use crate::clip::{Clip, host_values};
 use crate::clip::checkpoint::Checkpoint;
 use crate::clip::preprocess::Preprocessor;
 use crate::clip::tokenizer::Tokenizer;
@@ -119,9 +119,9 @@ pub struct LoadedModel {
 impl LoadedModel {
     /// Opens a checkpoint folder on the chosen device.
     pub fn open(args: &ModelArgs) -> Result<Self> {
+        let checkpoint = Checkpoint::open(&args.model)?;
         let device = backend::resolve(args.device).map_err(anyhow::Error::msg)?;
         tracing::info!("device: {}", device.description);
-        let checkpoint = Checkpoint::open(&args.model)?;
         let model = checkpoint.load(&device.device)?;
         let tokenizer = checkpoint.tokenizer()?;
         let spec = &checkpoint.spec;
@@ -158,7 +158,7 @@ impl LoadedModel {
 
 fn rows(tensor: Tensor<2>) -> Vec<Vec<f32>> {
     let [_, width] = tensor.dims();
-    let values = tensor.into_data().convert::<f32>().into_vec::<f32>().expect("f32 data");
+    let values = host_values(tensor);
     values.chunks(width.max(1)).map(<[f32]>::to_vec).collect()
 }
 

@@ -5,13 +5,18 @@ use std::process::ExitCode;
 use clap::Parser;
 use lethe::cli::{Cli, run};
 
+/// Log filter unless `LETHE_LOG` says otherwise: warnings, minus the graphics layer's reports
+/// about APIs it probes and cannot use (a headless machine has no GL display, which is fine).
+const DEFAULT_LOG: &str = "warn,wgpu_hal=off,wgpu_core=error";
+
 fn main() -> ExitCode {
+    quiet_headless_graphics();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LETHE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )
         .init();
     match run(cli) {
@@ -20,5 +25,25 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Vulkan drivers probe for a Wayland session while listing adapters and complain on stderr
+/// when `XDG_RUNTIME_DIR` is unset (servers, containers, CI). Giving them a private runtime
+/// folder keeps errors to the one line Lethe prints.
+fn quiet_headless_graphics() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    let user = std::env::var("USER").unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("lethe-runtime-{user}"));
+    if std::fs::create_dir_all(&dir).is_ok() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        }
+        // SAFETY: called first thing in `main`, before any other thread exists.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
     }
 }

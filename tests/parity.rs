@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use burn::tensor::{Device, Tensor, TensorData};
 use lethe::backend;
 use lethe::clip::checkpoint::{Checkpoint, named_tensors};
+use lethe::clip::host_values;
 use lethe::clip::preprocess::Preprocessor;
 use serde_json::Value;
 
@@ -56,9 +57,6 @@ impl Fixture {
     }
 }
 
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec::<f32>().unwrap()
-}
 
 fn check_forward(name: &str, device: &Device) {
     let f = fixture(name);
@@ -71,11 +69,11 @@ fn check_forward(name: &str, device: &Device) {
     assert_eq!(ids, f.ids(), "{name}: token ids differ from the reference");
 
     let image = model.encode_image(f.pixels(device));
-    assert_close(&format!("{name} image_embeds"), &values(image.clone()), &f.tensor("image_embeds").1, EMBED_TOLERANCE);
+    assert_close(&format!("{name} image_embeds"), &host_values(image.clone()), &f.tensor("image_embeds").1, EMBED_TOLERANCE);
     let text = model.encode_text(&ids);
-    assert_close(&format!("{name} text_embeds"), &values(text.clone()), &f.tensor("text_embeds").1, EMBED_TOLERANCE);
+    assert_close(&format!("{name} text_embeds"), &host_values(text.clone()), &f.tensor("text_embeds").1, EMBED_TOLERANCE);
     let logits = model.logits(image, text);
-    assert_close(&format!("{name} logits"), &values(logits), &f.tensor("logits_per_image").1, EMBED_TOLERANCE);
+    assert_close(&format!("{name} logits"), &host_values(logits), &f.tensor("logits_per_image").1, EMBED_TOLERANCE);
 
     let pre = Preprocessor {
         size: spec.vision.image_size(),
@@ -88,7 +86,7 @@ fn check_forward(name: &str, device: &Device) {
         .map(|p| f.dir.join(p))
         .collect();
     let pixels = pre.batch(&files, device).unwrap();
-    assert_close(&format!("{name} pixels"), &values(pixels), &f.tensor("pixel_values").1, 1e-5);
+    assert_close(&format!("{name} pixels"), &host_values(pixels), &f.tensor("pixel_values").1, 1e-5);
 }
 
 fn check_gradients(name: &str, device: &Device) {
@@ -108,7 +106,7 @@ fn check_gradients(name: &str, device: &Device) {
     let grads = loss.backward();
     assert_close(
         &format!("{name} grad pixels"),
-        &values(pixels.grad(&grads).expect("pixel gradient")),
+        &host_values(pixels.grad(&grads).expect("pixel gradient")),
         &f.tensor("grad_pixel_values").1,
         GRAD_TOLERANCE,
     );

@@ -12,7 +12,7 @@ use burn::module::Param;
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use serde_json::Value;
 
-use super::Clip;
+use super::{Clip, host_values};
 use super::config::{self, ClipSpec};
 use super::safetensors_io::{StoredTensor, WeightFiles, read_weights, write_weights};
 use super::tokenizer::Tokenizer;
@@ -413,11 +413,7 @@ impl Reader<'_> {
             Layout::Scalar => Vec::new(),
             Layout::AsIs | Layout::Transposed => tensor.dims().to_vec(),
         };
-        let values = tensor
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .expect("converted to f32");
+        let values = host_values(tensor);
         self.out.insert(key.to_string(), (shape, values));
     }
 }

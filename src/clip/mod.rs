@@ -95,6 +95,14 @@ impl Clip {
     }
 }
 
+/// Copies a tensor's values to the host as `f32`, whatever its dtype or device.
+pub fn host_values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .expect("float tensors convert to f32")
+}
+
 /// Scales each row to unit L2 norm.
 pub fn normalize(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().square().sum_dim(1).sqrt();

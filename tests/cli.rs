@@ -1,0 +1,104 @@
+//! The `lethe` binary end to end: output formats and one-line errors.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{assert_close, fixtures, read_tensors};
+
+fn lethe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .args(args)
+        .output()
+        .expect("the lethe binary runs")
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn assert_one_line_error(output: &Output, needles: &[&str]) {
+    assert!(!output.status.success(), "expected failure");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "'{needle}' not in: {stderr}");
+    }
+}
+
+#[test]
+fn embed_json_matches_the_reference() {
+    let model = fixtures().join("openclip-vit");
+    let images = fixtures().join("images");
+    let output = lethe(&[
+        "embed", "--model", path(&model), "--device", "cpu",
+        "--image", path(&images.join("a.png")), "--image", path(&images.join("b.png")),
+        "--text", "a photo of a cat.", "--text", "A DOG!!  running   on the beach", "--text", "ok",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("stdout is only JSON");
+    let object = json.as_object().unwrap();
+    assert_eq!(object.len(), 2, "exactly image_embeds and text_embeds");
+    let reference = read_tensors(&model.join("reference.safetensors"));
+    for key in ["image_embeds", "text_embeds"] {
+        let rows: Vec<Vec<f32>> = serde_json::from_value(json[key].clone()).unwrap();
+        assert_eq!(rows.len(), reference[key].0[0], "{key} rows");
+        assert_close(key, &rows.concat(), &reference[key].1, 1e-4);
+    }
+}
+
+#[test]
+fn classify_prints_a_distribution_over_the_labels() {
+    let output = lethe(&[
+        "classify", "--model", path(&fixtures().join("hf-vit")), "--device", "cpu",
+        "--image", path(&fixtures().join("images/a.png")), "--labels", "cat, dog,car",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let mut labels = Vec::new();
+    let mut total = 0.0;
+    for line in stdout.lines() {
+        let mut parts = line.split_whitespace();
+        labels.push(parts.next().unwrap().to_string());
+        total += parts.next().unwrap().parse::<f64>().unwrap();
+    }
+    labels.sort();
+    assert_eq!(labels, ["car", "cat", "dog"]);
+    assert!((total - 1.0).abs() < 2e-3, "probabilities sum to {total}");
+}
+
+#[test]
+fn a_corrupt_image_is_named() {
+    let corrupt = fixtures().join("images/corrupt.png");
+    let output = lethe(&["embed", "--model", path(&fixtures().join("hf-vit")), "--device", "cpu", "--image", path(&corrupt)]);
+    assert_one_line_error(&output, &["corrupt.png"]);
+}
+
+#[test]
+fn a_missing_image_or_folder_is_named() {
+    let output = lethe(&["embed", "--model", path(&fixtures().join("hf-vit")), "--image", "/no/such/cat.jpg"]);
+    assert_one_line_error(&output, &["/no/such/cat.jpg", "no such image file"]);
+    let output = lethe(&["embed", "--model", "/no/such/model", "--text", "hi"]);
+    assert_one_line_error(&output, &["/no/such/model", "no such file or folder"]);
+}
+
+#[test]
+fn an_unreadable_checkpoint_is_named() {
+    let temp = tempfile::tempdir().unwrap();
+    std::fs::write(temp.path().join("open_clip_config.json"), "{}").unwrap();
+    std::fs::write(temp.path().join("open_clip_model.safetensors"), "garbage").unwrap();
+    let output = lethe(&["classify", "--model", path(temp.path()), "--image", path(&fixtures().join("images/a.png")), "--labels", "a,b"]);
+    assert_one_line_error(&output, &["open_clip_config.json"]);
+}
+
+#[test]
+fn an_unknown_device_is_refused() {
+    let output = lethe(&["embed", "--model", path(&fixtures().join("hf-vit")), "--device", "tpu", "--text", "x"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown device 'tpu'"));
+}
