@@ -160,6 +160,25 @@ fn read_json(path: &Path) -> Result<Value, CheckpointError> {
     })
 }
 
+/// Takes the normalisation a Hugging Face `preprocessor_config.json` asks for.
+fn apply_image_processor(spec: &mut ClipSpec, json: &Value) -> Result<(), String> {
+    let triple = |key: &str| -> Result<Option<[f32; 3]>, String> {
+        match json.get(key) {
+            None => Ok(None),
+            Some(value) => serde_json::from_value::<[f32; 3]>(value.clone())
+                .map(Some)
+                .map_err(|_| format!("'{key}' must be a list of 3 numbers, found {value}")),
+        }
+    };
+    if let Some(mean) = triple("image_mean")? {
+        spec.mean = mean;
+    }
+    if let Some(std) = triple("image_std")? {
+        spec.std = std;
+    }
+    Ok(())
+}
+
 impl Checkpoint {
     /// Reads the checkpoint in `path` (a folder, or a file inside one), detecting its format.
     pub fn open(path: &Path) -> Result<Self, CheckpointError> {
@@ -211,6 +230,15 @@ impl Checkpoint {
             path: config_path,
             problem,
         })?;
+        let mut spec = spec;
+        let image_processor = dir.join("preprocessor_config.json");
+        if format == Format::HuggingFace && image_processor.is_file() {
+            apply_image_processor(&mut spec, &read_json(&image_processor)?)
+                .map_err(|problem| CheckpointError::Config {
+                    path: image_processor,
+                    problem,
+                })?;
+        }
         let weights = read_weights(&dir, single, index)?;
         Ok(Self {
             dir,

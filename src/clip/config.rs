@@ -162,10 +162,6 @@ fn get_usize(obj: &Value, key: &str) -> Result<Option<usize>, ConfigError> {
     }
 }
 
-fn need_usize(obj: &Value, key: &str, section: &str) -> Result<usize, ConfigError> {
-    get_usize(obj, key)?.ok_or_else(|| format!("'{section}.{key}' is missing"))
-}
-
 fn triple(value: Option<&Value>, default: [f32; 3]) -> Result<[f32; 3], ConfigError> {
     let Some(value) = value else {
         return Ok(default);
@@ -182,46 +178,83 @@ fn triple(value: Option<&Value>, default: [f32; 3]) -> Result<[f32; 3], ConfigEr
         .map_err(|_| format!("expected a list of 3 numbers, found {value}"))
 }
 
+/// Defaults of transformers' `CLIPTextConfig` / `CLIPVisionConfig`, used for keys a
+/// `config.json` leaves out (older files store only the values that differ).
+struct HfDefaults {
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+}
+
+const HF_TEXT_DEFAULTS: HfDefaults = HfDefaults {
+    hidden_size: 512,
+    intermediate_size: 2048,
+    num_hidden_layers: 12,
+    num_attention_heads: 8,
+};
+
+const HF_VISION_DEFAULTS: HfDefaults = HfDefaults {
+    hidden_size: 768,
+    intermediate_size: 3072,
+    num_hidden_layers: 12,
+    num_attention_heads: 12,
+};
+
+fn hf_transformer(
+    section: &Value,
+    name: &str,
+    defaults: &HfDefaults,
+) -> Result<TransformerSpec, ConfigError> {
+    let act = section
+        .get("hidden_act")
+        .and_then(Value::as_str)
+        .unwrap_or("quick_gelu");
+    Ok(TransformerSpec {
+        width: get_usize(section, "hidden_size")?.unwrap_or(defaults.hidden_size),
+        layers: get_usize(section, "num_hidden_layers")?.unwrap_or(defaults.num_hidden_layers),
+        heads: get_usize(section, "num_attention_heads")?.unwrap_or(defaults.num_attention_heads),
+        mlp_width: get_usize(section, "intermediate_size")?.unwrap_or(defaults.intermediate_size),
+        activation: Activation::from_hf(act)
+            .ok_or_else(|| format!("'{name}.hidden_act' = '{act}' is not supported"))?,
+        layer_norm_eps: section
+            .get("layer_norm_eps")
+            .and_then(Value::as_f64)
+            .unwrap_or(1e-5),
+    })
+}
+
 /// Reads a Hugging Face `CLIPModel` `config.json`.
 pub fn from_hf_config(config: &Value) -> Result<ClipSpec, ConfigError> {
-    let vision = config
-        .get("vision_config")
-        .ok_or("'vision_config' is missing (is this a CLIPModel config?)")?;
-    let text = config
-        .get("text_config")
-        .ok_or("'text_config' is missing (is this a CLIPModel config?)")?;
-    let transformer = |section: &Value, name: &str| -> Result<TransformerSpec, ConfigError> {
-        let act = section
-            .get("hidden_act")
-            .and_then(Value::as_str)
-            .unwrap_or("quick_gelu");
-        Ok(TransformerSpec {
-            width: need_usize(section, "hidden_size", name)?,
-            layers: need_usize(section, "num_hidden_layers", name)?,
-            heads: need_usize(section, "num_attention_heads", name)?,
-            mlp_width: need_usize(section, "intermediate_size", name)?,
-            activation: Activation::from_hf(act)
-                .ok_or_else(|| format!("'{name}.hidden_act' = '{act}' is not supported"))?,
-            layer_norm_eps: section
-                .get("layer_norm_eps")
-                .and_then(Value::as_f64)
-                .unwrap_or(1e-5),
-        })
+    if let Some(kind) = config.get("model_type").and_then(Value::as_str)
+        && kind != "clip"
+    {
+        return Err(format!("'model_type' is '{kind}'; Lethe reads CLIP models ('clip')"));
+    }
+    let section = |key: &str| {
+        config
+            .get(key)
+            .filter(|v| v.is_object())
+            .ok_or_else(|| format!("'{key}' is missing (is this a CLIPModel config?)"))
     };
-    let eos = get_usize(text, "eos_token_id")?.unwrap_or(2) as u32;
+    let vision = section("vision_config")?;
+    let text = section("text_config")?;
+    let eos = get_usize(text, "eos_token_id")?.unwrap_or(EOT_ID as usize) as u32;
     let vision_spec = VitSpec {
-        image_size: need_usize(vision, "image_size", "vision_config")?,
-        patch_size: need_usize(vision, "patch_size", "vision_config")?,
-        transformer: transformer(vision, "vision_config")?,
+        image_size: get_usize(vision, "image_size")?.unwrap_or(224),
+        patch_size: get_usize(vision, "patch_size")?.unwrap_or(32),
+        transformer: hf_transformer(vision, "vision_config", &HF_VISION_DEFAULTS)?,
     };
     check_vit(&vision_spec)?;
+    let text_transformer = hf_transformer(text, "text_config", &HF_TEXT_DEFAULTS)?;
+    check_heads(&text_transformer, "text")?;
     Ok(ClipSpec {
         embed_dim: get_usize(config, "projection_dim")?.unwrap_or(512),
         vision: VisionSpec::Vit(vision_spec),
         text: TextSpec {
             context_length: get_usize(text, "max_position_embeddings")?.unwrap_or(77),
             vocab_size: get_usize(text, "vocab_size")?.unwrap_or(49408),
-            transformer: transformer(text, "text_config")?,
+            transformer: text_transformer,
             // Older configs carry eos_token_id = 2, a placeholder; the reference then pools at
             // the largest id, which is the end token.
             pooling: if eos == 2 {
@@ -356,4 +389,65 @@ pub fn from_open_clip_config(config: &Value) -> Result<ClipSpec, ConfigError> {
         mean: triple(preprocess.and_then(|p| p.get("mean")), CLIP_MEAN)?,
         std: triple(preprocess.and_then(|p| p.get("std")), CLIP_STD)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sparse_hugging_face_configs_take_transformers_defaults() {
+        let spec = from_hf_config(&json!({"vision_config": {}, "text_config": {}})).unwrap();
+        let VisionSpec::Vit(vit) = &spec.vision else {
+            panic!("a CLIPModel is a ViT")
+        };
+        assert_eq!((vit.image_size, vit.patch_size, vit.grid()), (224, 32, 7));
+        assert_eq!(vit.transformer.width, 768);
+        assert_eq!(vit.transformer.heads, 12);
+        assert_eq!(spec.text.transformer.width, 512);
+        assert_eq!(spec.text.transformer.activation, Activation::QuickGelu);
+        assert_eq!(spec.text.pooling, TextPooling::FirstId(EOT_ID));
+        assert_eq!(spec.embed_dim, 512);
+    }
+
+    #[test]
+    fn legacy_eos_id_pools_at_the_largest_id() {
+        let spec =
+            from_hf_config(&json!({"vision_config": {}, "text_config": {"eos_token_id": 2}}))
+                .unwrap();
+        assert_eq!(spec.text.pooling, TextPooling::ArgmaxId);
+    }
+
+    #[test]
+    fn open_clip_resnet_heads_follow_open_clip() {
+        let spec = from_open_clip_config(&json!({"model_cfg": {
+            "embed_dim": 1024,
+            "vision_cfg": {"image_size": 224, "layers": [3, 4, 6, 3], "width": 64},
+            "text_cfg": {"width": 512, "heads": 8, "layers": 12}
+        }}))
+        .unwrap();
+        let VisionSpec::ResNet(rn) = &spec.vision else {
+            panic!("layers as a list means ResNet")
+        };
+        assert_eq!((rn.heads, rn.feature_width()), (32, 2048));
+        assert_eq!(spec.text.transformer.activation, Activation::Gelu);
+        assert_eq!(spec.text.pad_id, 0);
+    }
+
+    #[test]
+    fn unsupported_settings_are_named() {
+        let err = from_open_clip_config(&json!({"model_cfg": {
+            "embed_dim": 512,
+            "vision_cfg": {"timm_model_name": "eva02"},
+            "text_cfg": {}
+        }}))
+        .unwrap_err();
+        assert!(err.contains("vision_cfg.timm_model_name"), "{err}");
+        let err = from_hf_config(&json!({"model_type": "siglip"})).unwrap_err();
+        assert!(err.contains("siglip"), "{err}");
+        let err = from_hf_config(&json!({"vision_config": {"image_size": 225}, "text_config": {}}))
+            .unwrap_err();
+        assert!(err.contains("225"), "{err}");
+    }
 }
