@@ -130,7 +130,10 @@ mod tests {
         assert_eq!("gpu".parse::<DeviceChoice>(), Ok(DeviceChoice::Gpu));
         assert_eq!("cpu".parse::<DeviceChoice>(), Ok(DeviceChoice::Cpu));
         let err = "tpu".parse::<DeviceChoice>().unwrap_err();
-        assert!(err.contains("tpu") && err.contains("auto, gpu or cpu"), "{err}");
+        assert!(
+            err.contains("tpu") && err.contains("auto, gpu or cpu"),
+            "{err}"
+        );
     }
 
     #[test]

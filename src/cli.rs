@@ -9,10 +9,10 @@ use burn::tensor::activation::softmax;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backend::{self, DeviceChoice, ResolvedDevice};
-use crate::clip::{Clip, host_values};
 use crate::clip::checkpoint::Checkpoint;
 use crate::clip::preprocess::Preprocessor;
 use crate::clip::tokenizer::Tokenizer;
+use crate::clip::{Clip, host_values};
 
 /// Lethe: make a CLIP model forget, and prove it.
 #[derive(Debug, Parser)]
@@ -141,7 +141,8 @@ impl LoadedModel {
     /// Tokenises texts for this model.
     pub fn tokenize(&self, texts: &[String]) -> Vec<Vec<u32>> {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        self.tokenizer.tokenize_batch(&refs, self.context.0, self.context.1)
+        self.tokenizer
+            .tokenize_batch(&refs, self.context.0, self.context.1)
     }
 
     /// Image embeddings of files.
@@ -177,12 +178,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Embed(args) => embed(args),
         Command::Classify(args) => classify(args),
         Command::Bench {
-            which: BenchCommand::Encode {
-                model,
-                batch,
-                iters,
-                json,
-            },
+            which:
+                BenchCommand::Encode {
+                    model,
+                    batch,
+                    iters,
+                    json,
+                },
         } => bench_encode(&model, batch, iters, json),
     }
 }
@@ -232,7 +234,10 @@ fn classify(args: ClassifyArgs) -> Result<()> {
         bail!("--labels is empty: give comma-separated class names");
     }
     let loaded = LoadedModel::open(&args.model)?;
-    let prompts: Vec<String> = labels.iter().map(|l| args.template.replace("{}", l)).collect();
+    let prompts: Vec<String> = labels
+        .iter()
+        .map(|l| args.template.replace("{}", l))
+        .collect();
     let image = loaded.embed_images(std::slice::from_ref(&args.image))?;
     let logits = loaded.model.logits(image, loaded.embed_texts(&prompts));
     let probs = rows(softmax(logits, 1)).remove(0);

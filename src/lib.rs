@@ -4,5 +4,5 @@
 //! the `lethe` binary wraps it in a command line.
 
 pub mod backend;
-pub mod clip;
 pub mod cli;
+pub mod clip;

@@ -34,7 +34,12 @@ fn rewrite(path: &Path, edit: impl FnOnce(&mut Vec<(String, StoredTensor)>)) {
     edit(&mut list);
     let views: Vec<(String, TensorView)> = list
         .iter()
-        .map(|(k, t)| (k.clone(), TensorView::new(t.dtype, t.shape.clone(), &t.bytes).unwrap()))
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                TensorView::new(t.dtype, t.shape.clone(), &t.bytes).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, path).unwrap();
 }
@@ -47,7 +52,10 @@ fn export_round_trip_is_exact_and_leaves_the_input_alone() {
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                (e.file_name().to_string_lossy().into_owned(), fs::read(e.path()).unwrap())
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read(e.path()).unwrap(),
+                )
             })
             .collect();
         let checkpoint = Checkpoint::open(&input).unwrap();
@@ -70,7 +78,11 @@ fn export_round_trip_is_exact_and_leaves_the_input_alone() {
             "{name}: load -> save -> load changed a tensor"
         );
         for (file, bytes) in before {
-            assert_eq!(fs::read(input.join(&file)).unwrap(), bytes, "{name}/{file} was modified");
+            assert_eq!(
+                fs::read(input.join(&file)).unwrap(),
+                bytes,
+                "{name}/{file} was modified"
+            );
         }
     }
 }
@@ -96,7 +108,10 @@ fn export_refuses_to_overwrite_the_input() {
     let checkpoint = Checkpoint::open(temp.path()).unwrap();
     let model = checkpoint.load(&Device::flex()).unwrap();
     let err = checkpoint.export(&model, temp.path()).unwrap_err();
-    assert!(matches!(err, CheckpointError::WouldOverwrite { .. }), "{err}");
+    assert!(
+        matches!(err, CheckpointError::WouldOverwrite { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("refusing"), "{err}");
 }
 
@@ -111,12 +126,18 @@ fn sharded_checkpoints_load_and_export_as_shards() {
     let keys: Vec<String> = tensors.keys().cloned().collect();
     let (first, second) = keys.split_at(keys.len() / 2);
     let mut weight_map = serde_json::Map::new();
-    for (file, part) in [("model-00001-of-00002.safetensors", first), ("model-00002-of-00002.safetensors", second)] {
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", first),
+        ("model-00002-of-00002.safetensors", second),
+    ] {
         let views: Vec<(String, TensorView)> = part
             .iter()
             .map(|k| {
                 let t = &tensors[k];
-                (k.clone(), TensorView::new(t.dtype, t.shape.clone(), &t.bytes).unwrap())
+                (
+                    k.clone(),
+                    TensorView::new(t.dtype, t.shape.clone(), &t.bytes).unwrap(),
+                )
             })
             .collect();
         safetensors::serialize_to_file(views, None, &temp.path().join(file)).unwrap();
@@ -125,7 +146,11 @@ fn sharded_checkpoints_load_and_export_as_shards() {
         }
     }
     let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
-    fs::write(temp.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    fs::write(
+        temp.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
 
     let sharded = Checkpoint::open(temp.path()).unwrap();
     assert_eq!(sharded.weights.shards.len(), 2);
@@ -138,10 +163,18 @@ fn sharded_checkpoints_load_and_export_as_shards() {
     );
     let out = tempfile::tempdir().unwrap();
     sharded.export(&model, out.path()).unwrap();
-    for file in ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json", "config.json"] {
+    for file in [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "config.json",
+    ] {
         assert!(out.path().join(file).is_file(), "export lacks {file}");
     }
-    Checkpoint::open(out.path()).unwrap().load(&Device::flex()).unwrap();
+    Checkpoint::open(out.path())
+        .unwrap()
+        .load(&Device::flex())
+        .unwrap();
 }
 
 #[test]
@@ -153,13 +186,25 @@ fn missing_unexpected_and_misshaped_keys_are_named() {
         tensors.retain(|(k, _)| k != "ln_final.weight");
         tensors.push((
             "visual.surprise".into(),
-            StoredTensor { dtype: safetensors::Dtype::F32, shape: vec![1], bytes: vec![0; 4] },
+            StoredTensor {
+                dtype: safetensors::Dtype::F32,
+                shape: vec![1],
+                bytes: vec![0; 4],
+            },
         ));
-        let proj = tensors.iter_mut().find(|(k, _)| k == "visual.proj").unwrap();
+        let proj = tensors
+            .iter_mut()
+            .find(|(k, _)| k == "visual.proj")
+            .unwrap();
         proj.1.shape = vec![proj.1.shape[1], proj.1.shape[0]];
     });
     let message = error_of(temp.path());
-    for needle in ["open_clip_model.safetensors", "missing 1 key(s): ln_final.weight", "unexpected 1 key(s): visual.surprise", "visual.proj (expected [64, 32], found [32, 64])"] {
+    for needle in [
+        "open_clip_model.safetensors",
+        "missing 1 key(s): ln_final.weight",
+        "unexpected 1 key(s): visual.surprise",
+        "visual.proj (expected [64, 32], found [32, 64])",
+    ] {
         assert!(message.contains(needle), "'{needle}' not in: {message}");
     }
 }
@@ -168,9 +213,17 @@ fn missing_unexpected_and_misshaped_keys_are_named() {
 fn damaged_weight_files_are_reported() {
     let temp = tempfile::tempdir().unwrap();
     copy_dir(&fixtures().join("openclip-vit"), temp.path());
-    fs::write(temp.path().join("open_clip_model.safetensors"), b"definitely not safetensors").unwrap();
+    fs::write(
+        temp.path().join("open_clip_model.safetensors"),
+        b"definitely not safetensors",
+    )
+    .unwrap();
     let message = error_of(temp.path());
-    assert!(message.contains("open_clip_model.safetensors") && message.contains("not a valid safetensors file"), "{message}");
+    assert!(
+        message.contains("open_clip_model.safetensors")
+            && message.contains("not a valid safetensors file"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -179,11 +232,17 @@ fn broken_configs_are_reported() {
     copy_dir(&fixtures().join("hf-vit"), temp.path());
     fs::write(temp.path().join("config.json"), "{ not json").unwrap();
     let message = error_of(temp.path());
-    assert!(message.contains("config.json") && message.contains("not valid JSON"), "{message}");
+    assert!(
+        message.contains("config.json") && message.contains("not valid JSON"),
+        "{message}"
+    );
 
     fs::write(temp.path().join("config.json"), r#"{"text_config": {}}"#).unwrap();
     let message = error_of(temp.path());
-    assert!(message.contains("config.json") && message.contains("vision_config"), "{message}");
+    assert!(
+        message.contains("config.json") && message.contains("vision_config"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -192,12 +251,21 @@ fn pickles_missing_folders_and_strangers_are_refused() {
     fs::write(temp.path().join("config.json"), "{}").unwrap();
     fs::write(temp.path().join("pytorch_model.bin"), b"pickle").unwrap();
     let message = error_of(temp.path());
-    assert!(message.contains("pytorch_model.bin") && message.contains("pickle"), "{message}");
+    assert!(
+        message.contains("pytorch_model.bin") && message.contains("pickle"),
+        "{message}"
+    );
 
     let message = error_of(&temp.path().join("nowhere"));
-    assert!(message.contains("nowhere") && message.contains("no such file"), "{message}");
+    assert!(
+        message.contains("nowhere") && message.contains("no such file"),
+        "{message}"
+    );
 
     let empty = tempfile::tempdir().unwrap();
     let message = error_of(empty.path());
-    assert!(message.contains("not a CLIP checkpoint folder"), "{message}");
+    assert!(
+        message.contains("not a CLIP checkpoint folder"),
+        "{message}"
+    );
 }

@@ -35,13 +35,30 @@ fn embed_json_matches_the_reference() {
     let model = fixtures().join("openclip-vit");
     let images = fixtures().join("images");
     let output = lethe(&[
-        "embed", "--model", path(&model), "--device", "cpu",
-        "--image", path(&images.join("a.png")), "--image", path(&images.join("b.png")),
-        "--text", "a photo of a cat.", "--text", "A DOG!!  running   on the beach", "--text", "ok",
+        "embed",
+        "--model",
+        path(&model),
+        "--device",
+        "cpu",
+        "--image",
+        path(&images.join("a.png")),
+        "--image",
+        path(&images.join("b.png")),
+        "--text",
+        "a photo of a cat.",
+        "--text",
+        "A DOG!!  running   on the beach",
+        "--text",
+        "ok",
         "--json",
     ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("stdout is only JSON");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("stdout is only JSON");
     let object = json.as_object().unwrap();
     assert_eq!(object.len(), 2, "exactly image_embeds and text_embeds");
     let reference = read_tensors(&model.join("reference.safetensors"));
@@ -55,10 +72,21 @@ fn embed_json_matches_the_reference() {
 #[test]
 fn classify_prints_a_distribution_over_the_labels() {
     let output = lethe(&[
-        "classify", "--model", path(&fixtures().join("hf-vit")), "--device", "cpu",
-        "--image", path(&fixtures().join("images/a.png")), "--labels", "cat, dog,car",
+        "classify",
+        "--model",
+        path(&fixtures().join("hf-vit")),
+        "--device",
+        "cpu",
+        "--image",
+        path(&fixtures().join("images/a.png")),
+        "--labels",
+        "cat, dog,car",
     ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8(output.stdout).unwrap();
     let mut labels = Vec::new();
     let mut total = 0.0;
@@ -75,13 +103,27 @@ fn classify_prints_a_distribution_over_the_labels() {
 #[test]
 fn a_corrupt_image_is_named() {
     let corrupt = fixtures().join("images/corrupt.png");
-    let output = lethe(&["embed", "--model", path(&fixtures().join("hf-vit")), "--device", "cpu", "--image", path(&corrupt)]);
+    let output = lethe(&[
+        "embed",
+        "--model",
+        path(&fixtures().join("hf-vit")),
+        "--device",
+        "cpu",
+        "--image",
+        path(&corrupt),
+    ]);
     assert_one_line_error(&output, &["corrupt.png"]);
 }
 
 #[test]
 fn a_missing_image_or_folder_is_named() {
-    let output = lethe(&["embed", "--model", path(&fixtures().join("hf-vit")), "--image", "/no/such/cat.jpg"]);
+    let output = lethe(&[
+        "embed",
+        "--model",
+        path(&fixtures().join("hf-vit")),
+        "--image",
+        "/no/such/cat.jpg",
+    ]);
     assert_one_line_error(&output, &["/no/such/cat.jpg", "no such image file"]);
     let output = lethe(&["embed", "--model", "/no/such/model", "--text", "hi"]);
     assert_one_line_error(&output, &["/no/such/model", "no such file or folder"]);
@@ -92,13 +134,29 @@ fn an_unreadable_checkpoint_is_named() {
     let temp = tempfile::tempdir().unwrap();
     std::fs::write(temp.path().join("open_clip_config.json"), "{}").unwrap();
     std::fs::write(temp.path().join("open_clip_model.safetensors"), "garbage").unwrap();
-    let output = lethe(&["classify", "--model", path(temp.path()), "--image", path(&fixtures().join("images/a.png")), "--labels", "a,b"]);
+    let output = lethe(&[
+        "classify",
+        "--model",
+        path(temp.path()),
+        "--image",
+        path(&fixtures().join("images/a.png")),
+        "--labels",
+        "a,b",
+    ]);
     assert_one_line_error(&output, &["open_clip_config.json"]);
 }
 
 #[test]
 fn an_unknown_device_is_refused() {
-    let output = lethe(&["embed", "--model", path(&fixtures().join("hf-vit")), "--device", "tpu", "--text", "x"]);
+    let output = lethe(&[
+        "embed",
+        "--model",
+        path(&fixtures().join("hf-vit")),
+        "--device",
+        "tpu",
+        "--text",
+        "x",
+    ]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown device 'tpu'"));
 }

@@ -23,7 +23,11 @@ fn vit_b32_config() -> serde_json::Value {
 fn write_random_checkpoint(dir: &std::path::Path) {
     let json = vit_b32_config();
     let spec = config::from_hf_config(&json).unwrap();
-    let shapes = named_tensors(&Clip::new(&spec, &Device::flex()), Format::HuggingFace, None);
+    let shapes = named_tensors(
+        &Clip::new(&spec, &Device::flex()),
+        Format::HuggingFace,
+        None,
+    );
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
         state ^= state << 13;
@@ -42,7 +46,12 @@ fn write_random_checkpoint(dir: &std::path::Path) {
         .collect();
     let views: Vec<(&str, TensorView)> = encoded
         .iter()
-        .map(|(k, shape, bytes)| (k.as_str(), TensorView::new(Dtype::F16, shape.clone(), bytes).unwrap()))
+        .map(|(k, shape, bytes)| {
+            (
+                k.as_str(),
+                TensorView::new(Dtype::F16, shape.clone(), bytes).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
     std::fs::write(dir.join("config.json"), json.to_string()).unwrap();
@@ -60,7 +69,11 @@ fn a_vit_b32_sized_checkpoint_loads_and_embeds() {
     let images = host_values(model.encode_image(pixels));
     assert_eq!(images.len(), 2 * 512);
     assert!(images.iter().all(|v| v.is_finite()));
-    assert_ne!(images[..512], images[512..], "different images gave the same embedding");
+    assert_ne!(
+        images[..512],
+        images[512..],
+        "different images gave the same embedding"
+    );
 
     let tokenizer = checkpoint.tokenizer().unwrap();
     let ids = tokenizer.tokenize_batch(&["a photo of a cat", "a diagram"], 77, 49407);

@@ -27,7 +27,8 @@ struct Fixture {
 fn fixture(name: &str) -> Fixture {
     let dir = fixtures().join(name);
     let meta: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
     Fixture {
         checkpoint: Checkpoint::open(&dir).unwrap_or_else(|e| panic!("{e}")),
         reference: read_tensors(&dir.join("reference.safetensors")),
@@ -57,7 +58,6 @@ impl Fixture {
     }
 }
 
-
 fn check_forward(name: &str, device: &Device) {
     let f = fixture(name);
     let model = f.checkpoint.load(device).unwrap();
@@ -69,11 +69,26 @@ fn check_forward(name: &str, device: &Device) {
     assert_eq!(ids, f.ids(), "{name}: token ids differ from the reference");
 
     let image = model.encode_image(f.pixels(device));
-    assert_close(&format!("{name} image_embeds"), &host_values(image.clone()), &f.tensor("image_embeds").1, EMBED_TOLERANCE);
+    assert_close(
+        &format!("{name} image_embeds"),
+        &host_values(image.clone()),
+        &f.tensor("image_embeds").1,
+        EMBED_TOLERANCE,
+    );
     let text = model.encode_text(&ids);
-    assert_close(&format!("{name} text_embeds"), &host_values(text.clone()), &f.tensor("text_embeds").1, EMBED_TOLERANCE);
+    assert_close(
+        &format!("{name} text_embeds"),
+        &host_values(text.clone()),
+        &f.tensor("text_embeds").1,
+        EMBED_TOLERANCE,
+    );
     let logits = model.logits(image, text);
-    assert_close(&format!("{name} logits"), &host_values(logits), &f.tensor("logits_per_image").1, EMBED_TOLERANCE);
+    assert_close(
+        &format!("{name} logits"),
+        &host_values(logits),
+        &f.tensor("logits_per_image").1,
+        EMBED_TOLERANCE,
+    );
 
     let pre = Preprocessor {
         size: spec.vision.image_size(),
@@ -86,7 +101,12 @@ fn check_forward(name: &str, device: &Device) {
         .map(|p| f.dir.join(p))
         .collect();
     let pixels = pre.batch(&files, device).unwrap();
-    assert_close(&format!("{name} pixels"), &host_values(pixels), &f.tensor("pixel_values").1, 1e-5);
+    assert_close(
+        &format!("{name} pixels"),
+        &host_values(pixels),
+        &f.tensor("pixel_values").1,
+        1e-5,
+    );
 }
 
 fn check_gradients(name: &str, device: &Device) {
@@ -98,10 +118,7 @@ fn check_gradients(name: &str, device: &Device) {
     let text = model.encode_text(&f.ids());
     let weights: Vec<Vec<f32>> = serde_json::from_value(f.meta["loss_weights"].clone()).unwrap();
     let [rows, cols] = [weights.len(), weights[0].len()];
-    let weights = Tensor::<2>::from_data(
-        TensorData::new(weights.concat(), [rows, cols]),
-        &device,
-    );
+    let weights = Tensor::<2>::from_data(TensorData::new(weights.concat(), [rows, cols]), &device);
     let loss = (model.logits(image, text) * weights).sum();
     let grads = loss.backward();
     assert_close(
@@ -113,7 +130,9 @@ fn check_gradients(name: &str, device: &Device) {
     let ours = named_tensors(&model, f.checkpoint.format, Some(&grads));
     let mut checked = 0;
     for (key, (shape, want)) in &f.reference {
-        let Some(param) = key.strip_prefix("grad.") else { continue };
+        let Some(param) = key.strip_prefix("grad.") else {
+            continue;
+        };
         if let Some(param) = param.strip_suffix(".rows") {
             let (_, got) = &ours[param];
             let width = shape[1];
@@ -122,7 +141,12 @@ fn check_gradients(name: &str, device: &Device) {
                 .iter()
                 .flat_map(|&r| got[r as usize * width..(r as usize + 1) * width].to_vec())
                 .collect();
-            assert_close(&format!("{name} grad {param} (used rows)"), &got_rows, want, GRAD_TOLERANCE);
+            assert_close(
+                &format!("{name} grad {param} (used rows)"),
+                &got_rows,
+                want,
+                GRAD_TOLERANCE,
+            );
             checked += 1;
         } else if !param.ends_with(".row_ids") {
             let (got_shape, got) = ours
@@ -133,7 +157,10 @@ fn check_gradients(name: &str, device: &Device) {
             checked += 1;
         }
     }
-    assert!(checked >= 5, "{name}: only {checked} parameter gradients compared");
+    assert!(
+        checked >= 5,
+        "{name}: only {checked} parameter gradients compared"
+    );
 }
 
 fn gpu() -> Option<Device> {

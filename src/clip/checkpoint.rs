@@ -12,11 +12,11 @@ use burn::module::Param;
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use serde_json::Value;
 
-use super::{Clip, host_values};
 use super::config::{self, ClipSpec};
 use super::safetensors_io::{StoredTensor, WeightFiles, read_weights, write_weights};
 use super::tokenizer::Tokenizer;
 use super::weights::{Bind, Format, Layout, ParamVisitor};
+use super::{Clip, host_values};
 
 /// Everything that can go wrong with a checkpoint, each naming the file concerned.
 #[derive(Debug, thiserror::Error)]
@@ -107,24 +107,38 @@ fn summary(
     };
     let mut parts = Vec::new();
     if !missing.is_empty() {
-        parts.push(format!("missing {} key(s): {}", missing.len(), list(missing.to_vec())));
+        parts.push(format!(
+            "missing {} key(s): {}",
+            missing.len(),
+            list(missing.to_vec())
+        ));
     }
     if !unexpected.is_empty() {
-        parts.push(format!("unexpected {} key(s): {}", unexpected.len(), list(unexpected.to_vec())));
+        parts.push(format!(
+            "unexpected {} key(s): {}",
+            unexpected.len(),
+            list(unexpected.to_vec())
+        ));
     }
     if !mismatched.is_empty() {
         let shown = mismatched
             .iter()
             .map(|(k, want, got)| format!("{k} (expected {want:?}, found {got:?})"))
             .collect();
-        parts.push(format!("{} mis-shaped key(s): {}", mismatched.len(), list(shown)));
+        parts.push(format!(
+            "{} mis-shaped key(s): {}",
+            mismatched.len(),
+            list(shown)
+        ));
     }
     parts.join("; ")
 }
 
 /// Buffers that reference implementations store but that carry no learned value.
 fn is_ignored_buffer(key: &str) -> bool {
-    key.ends_with("num_batches_tracked") || key.ends_with("position_ids") || key.ends_with("attn_mask")
+    key.ends_with("num_batches_tracked")
+        || key.ends_with("position_ids")
+        || key.ends_with("attn_mask")
 }
 
 /// A checkpoint folder that has been read and understood.
@@ -211,10 +225,14 @@ impl Checkpoint {
             return Err(CheckpointError::NotACheckpoint { path: dir });
         };
         if !has(single) && !has(index) {
-            let pickle = ["pytorch_model.bin", "open_clip_pytorch_model.bin", "model.pt"]
-                .into_iter()
-                .map(|name| dir.join(name))
-                .find(|p| p.is_file());
+            let pickle = [
+                "pytorch_model.bin",
+                "open_clip_pytorch_model.bin",
+                "model.pt",
+            ]
+            .into_iter()
+            .map(|name| dir.join(name))
+            .find(|p| p.is_file());
             return Err(match pickle {
                 Some(path) => CheckpointError::Pickle { path },
                 None => CheckpointError::NotACheckpoint { path: dir },
@@ -233,11 +251,12 @@ impl Checkpoint {
         let mut spec = spec;
         let image_processor = dir.join("preprocessor_config.json");
         if format == Format::HuggingFace && image_processor.is_file() {
-            apply_image_processor(&mut spec, &read_json(&image_processor)?)
-                .map_err(|problem| CheckpointError::Config {
+            apply_image_processor(&mut spec, &read_json(&image_processor)?).map_err(|problem| {
+                CheckpointError::Config {
                     path: image_processor,
                     problem,
-                })?;
+                }
+            })?;
         }
         let weights = read_weights(&dir, single, index)?;
         Ok(Self {
@@ -324,7 +343,10 @@ impl Checkpoint {
         }
         let mut weights = self.weights.clone();
         for (key, (shape, values)) in named_tensors(model, self.format, None) {
-            let stored = weights.tensors.get_mut(&key).expect("the model was loaded from these keys");
+            let stored = weights
+                .tensors
+                .get_mut(&key)
+                .expect("the model was loaded from these keys");
             debug_assert_eq!(stored.shape, shape);
             stored.bytes = StoredTensor::encode(stored.dtype, &values);
         }
@@ -372,7 +394,11 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     /// Fetches `key` as a tensor in the disk layout if its shape is `expected`.
-    fn disk_tensor<const D: usize>(&mut self, key: &str, expected: Vec<usize>) -> Option<Tensor<D>> {
+    fn disk_tensor<const D: usize>(
+        &mut self,
+        key: &str,
+        expected: Vec<usize>,
+    ) -> Option<Tensor<D>> {
         let Some(stored) = self.checkpoint.weights.tensors.get(key) else {
             self.missing.push(key.to_string());
             return None;
@@ -385,8 +411,15 @@ impl Loader<'_> {
         }
         match stored.to_f32(key, &self.checkpoint.weight_path()) {
             Ok(values) => {
-                let shape = if expected.is_empty() { vec![1] } else { expected };
-                Some(Tensor::from_data(TensorData::new(values, shape), self.device))
+                let shape = if expected.is_empty() {
+                    vec![1]
+                } else {
+                    expected
+                };
+                Some(Tensor::from_data(
+                    TensorData::new(values, shape),
+                    self.device,
+                ))
             }
             Err(error) => {
                 self.failure.get_or_insert(error);
@@ -404,7 +437,12 @@ impl ParamVisitor for Loader<'_> {
         }
     }
 
-    fn fused<const D: usize>(&mut self, key: &str, parts: [&mut Param<Tensor<D>>; 3], layout: Layout) {
+    fn fused<const D: usize>(
+        &mut self,
+        key: &str,
+        parts: [&mut Param<Tensor<D>>; 3],
+        layout: Layout,
+    ) {
         let part_shapes: Vec<Vec<usize>> = parts
             .iter()
             .map(|p| layout.disk_shape(p.lazy_shape().as_slice()))
@@ -453,7 +491,12 @@ impl ParamVisitor for Reader<'_> {
         }
     }
 
-    fn fused<const D: usize>(&mut self, key: &str, parts: [&mut Param<Tensor<D>>; 3], layout: Layout) {
+    fn fused<const D: usize>(
+        &mut self,
+        key: &str,
+        parts: [&mut Param<Tensor<D>>; 3],
+        layout: Layout,
+    ) {
         let chunks: Option<Vec<Tensor<D>>> = parts.iter().map(|p| self.value(p, layout)).collect();
         if let Some(chunks) = chunks {
             self.store(key, Tensor::cat(chunks, 0), Layout::AsIs);

@@ -229,7 +229,9 @@ pub fn from_hf_config(config: &Value) -> Result<ClipSpec, ConfigError> {
     if let Some(kind) = config.get("model_type").and_then(Value::as_str)
         && kind != "clip"
     {
-        return Err(format!("'model_type' is '{kind}'; Lethe reads CLIP models ('clip')"));
+        return Err(format!(
+            "'model_type' is '{kind}'; Lethe reads CLIP models ('clip')"
+        ));
     }
     let section = |key: &str| {
         config
@@ -292,15 +294,28 @@ fn check_heads(spec: &TransformerSpec, tower: &str) -> Result<(), ConfigError> {
 /// Reads an open_clip `open_clip_config.json` (`{"model_cfg": ..., "preprocess_cfg": ...}`).
 pub fn from_open_clip_config(config: &Value) -> Result<ClipSpec, ConfigError> {
     let model = config.get("model_cfg").unwrap_or(config);
-    let vision = model.get("vision_cfg").ok_or("'model_cfg.vision_cfg' is missing")?;
-    let text = model.get("text_cfg").ok_or("'model_cfg.text_cfg' is missing")?;
+    let vision = model
+        .get("vision_cfg")
+        .ok_or("'model_cfg.vision_cfg' is missing")?;
+    let text = model
+        .get("text_cfg")
+        .ok_or("'model_cfg.text_cfg' is missing")?;
     for (section, cfg, keys) in [
         (
             "vision_cfg",
             vision,
-            &["timm_model_name", "attentional_pool", "ls_init_value", "global_average_pool"][..],
+            &[
+                "timm_model_name",
+                "attentional_pool",
+                "ls_init_value",
+                "global_average_pool",
+            ][..],
         ),
-        ("text_cfg", text, &["hf_model_name", "ls_init_value", "embed_cls", "proj_bias"][..]),
+        (
+            "text_cfg",
+            text,
+            &["hf_model_name", "ls_init_value", "embed_cls", "proj_bias"][..],
+        ),
     ] {
         for key in keys {
             if let Some(v) = cfg.get(*key)
@@ -313,9 +328,15 @@ pub fn from_open_clip_config(config: &Value) -> Result<ClipSpec, ConfigError> {
     if let Some(pool) = text.get("pool_type").and_then(Value::as_str)
         && pool != "argmax"
     {
-        return Err(format!("'text_cfg.pool_type' = '{pool}' is not supported (only 'argmax')"));
+        return Err(format!(
+            "'text_cfg.pool_type' = '{pool}' is not supported (only 'argmax')"
+        ));
     }
-    let activation = if model.get("quick_gelu").and_then(Value::as_bool).unwrap_or(false) {
+    let activation = if model
+        .get("quick_gelu")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
         Activation::QuickGelu
     } else {
         Activation::Gelu
@@ -326,7 +347,10 @@ pub fn from_open_clip_config(config: &Value) -> Result<ClipSpec, ConfigError> {
     };
     let vision_width = get_usize(vision, "width")?.unwrap_or(768);
     let head_width = get_usize(vision, "head_width")?.unwrap_or(64);
-    let mlp_ratio = vision.get("mlp_ratio").and_then(Value::as_f64).unwrap_or(4.0);
+    let mlp_ratio = vision
+        .get("mlp_ratio")
+        .and_then(Value::as_f64)
+        .unwrap_or(4.0);
     let vision_spec = match vision.get("layers") {
         Some(Value::Array(stages)) => {
             let layers: Vec<usize> = stages
@@ -338,7 +362,9 @@ pub fn from_open_clip_config(config: &Value) -> Result<ClipSpec, ConfigError> {
                 .try_into()
                 .map_err(|_| "'vision_cfg.layers' must list 4 ResNet stages")?;
             if image_size % 32 != 0 {
-                return Err(format!("ResNet image size {image_size} is not a multiple of 32"));
+                return Err(format!(
+                    "ResNet image size {image_size} is not a multiple of 32"
+                ));
             }
             VisionSpec::ResNet(ResNetSpec {
                 image_size,

@@ -56,8 +56,12 @@ impl Clip {
     /// A zero-initialised model of the given shape; weights come from [`checkpoint`].
     pub fn new(spec: &ClipSpec, device: &Device) -> Self {
         let visual = match &spec.vision {
-            VisionSpec::Vit(vit) => VisionTower::Vit(VisionTransformer::new(vit, spec.embed_dim, device)),
-            VisionSpec::ResNet(rn) => VisionTower::ResNet(ModifiedResNet::new(rn, spec.embed_dim, device)),
+            VisionSpec::Vit(vit) => {
+                VisionTower::Vit(VisionTransformer::new(vit, spec.embed_dim, device))
+            }
+            VisionSpec::ResNet(rn) => {
+                VisionTower::ResNet(ModifiedResNet::new(rn, spec.embed_dim, device))
+            }
         };
         Self {
             visual,
@@ -116,6 +120,10 @@ impl Bind for Clip {
             VisionTower::ResNet(tower) => tower.bind(visitor, prefix, format),
         }
         self.text.bind(visitor, prefix, format);
-        visitor.param(&format!("{prefix}logit_scale"), &mut self.logit_scale, Layout::Scalar);
+        visitor.param(
+            &format!("{prefix}logit_scale"),
+            &mut self.logit_scale,
+            Layout::Scalar,
+        );
     }
 }

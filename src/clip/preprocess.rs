@@ -288,13 +288,20 @@ mod tests {
     fn bicubic_weights_sum_to_one_in_fixed_point() {
         for (_, weights) in coefficients(97, 32) {
             let total: i64 = weights.iter().map(|&w| w as i64).sum();
-            assert!((total - (1 << PRECISION_BITS)).abs() <= weights.len() as i64, "{total}");
+            assert!(
+                (total - (1 << PRECISION_BITS)).abs() <= weights.len() as i64,
+                "{total}"
+            );
         }
     }
 
     #[test]
     fn a_flat_image_stays_flat() {
-        let image = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(50, 30, image::Rgb([200, 100, 50])));
+        let image = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+            50,
+            30,
+            image::Rgb([200, 100, 50]),
+        ));
         let pre = Preprocessor {
             size: 16,
             mean: [0.0; 3],

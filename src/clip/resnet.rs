@@ -75,8 +75,16 @@ impl BatchNorm {
     fn bind<V: ParamVisitor>(&mut self, visitor: &mut V, prefix: &str) {
         visitor.param(&format!("{prefix}weight"), &mut self.weight, Layout::AsIs);
         visitor.param(&format!("{prefix}bias"), &mut self.bias, Layout::AsIs);
-        visitor.param(&format!("{prefix}running_mean"), &mut self.running_mean, Layout::AsIs);
-        visitor.param(&format!("{prefix}running_var"), &mut self.running_var, Layout::AsIs);
+        visitor.param(
+            &format!("{prefix}running_mean"),
+            &mut self.running_mean,
+            Layout::AsIs,
+        );
+        visitor.param(
+            &format!("{prefix}running_var"),
+            &mut self.running_var,
+            Layout::AsIs,
+        );
     }
 }
 
@@ -111,7 +119,11 @@ impl ConvBn {
 
     /// Binds `{conv}.weight` and the norm under `{bn}.`.
     fn bind<V: ParamVisitor>(&mut self, visitor: &mut V, conv: &str, bn: &str) {
-        visitor.param(&format!("{conv}.weight"), &mut self.conv.weight, Layout::AsIs);
+        visitor.param(
+            &format!("{conv}.weight"),
+            &mut self.conv.weight,
+            Layout::AsIs,
+        );
         self.bn.bind(visitor, &format!("{bn}."));
     }
 }
@@ -154,11 +166,18 @@ impl Bottleneck {
     }
 
     fn bind<V: ParamVisitor>(&mut self, visitor: &mut V, p: &str) {
-        self.reduce.bind(visitor, &format!("{p}conv1"), &format!("{p}bn1"));
-        self.spatial.bind(visitor, &format!("{p}conv2"), &format!("{p}bn2"));
-        self.expand.bind(visitor, &format!("{p}conv3"), &format!("{p}bn3"));
+        self.reduce
+            .bind(visitor, &format!("{p}conv1"), &format!("{p}bn1"));
+        self.spatial
+            .bind(visitor, &format!("{p}conv2"), &format!("{p}bn2"));
+        self.expand
+            .bind(visitor, &format!("{p}conv3"), &format!("{p}bn3"));
         if let Some(projection) = self.downsample.as_mut() {
-            projection.bind(visitor, &format!("{p}downsample.0"), &format!("{p}downsample.1"));
+            projection.bind(
+                visitor,
+                &format!("{p}downsample.0"),
+                &format!("{p}downsample.1"),
+            );
         }
     }
 }
@@ -243,7 +262,11 @@ impl ModifiedResNet {
         let embed = pooled.output.dims()[2];
         VisionOutput {
             embeds: pooled.output.reshape([batch, embed]),
-            attentions: if keep_attention { vec![pooled.weights] } else { Vec::new() },
+            attentions: if keep_attention {
+                vec![pooled.weights]
+            } else {
+                Vec::new()
+            },
         }
     }
 }
@@ -252,7 +275,11 @@ impl Bind for ModifiedResNet {
     fn bind<V: ParamVisitor>(&mut self, visitor: &mut V, prefix: &str, _format: Format) {
         let p = format!("{prefix}visual.");
         for (i, layer) in self.stem.iter_mut().enumerate() {
-            layer.bind(visitor, &format!("{p}conv{}", i + 1), &format!("{p}bn{}", i + 1));
+            layer.bind(
+                visitor,
+                &format!("{p}conv{}", i + 1),
+                &format!("{p}bn{}", i + 1),
+            );
         }
         for (s, stage) in self.stages.iter_mut().enumerate() {
             for (b, block) in stage.iter_mut().enumerate() {
@@ -260,7 +287,11 @@ impl Bind for ModifiedResNet {
             }
         }
         let a = format!("{p}attnpool.");
-        visitor.param(&format!("{a}positional_embedding"), &mut self.pool.positions, Layout::AsIs);
+        visitor.param(
+            &format!("{a}positional_embedding"),
+            &mut self.pool.positions,
+            Layout::AsIs,
+        );
         let attention = &mut self.pool.attention;
         bind_linear(visitor, &mut attention.q, &format!("{a}q_proj."));
         bind_linear(visitor, &mut attention.k, &format!("{a}k_proj."));

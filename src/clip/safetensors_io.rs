@@ -50,9 +50,15 @@ impl StoredTensor {
     pub fn to_f32(&self, key: &str, file: &Path) -> Result<Vec<f32>, CheckpointError> {
         let chunks = |n: usize| self.bytes.chunks_exact(n);
         Ok(match self.dtype {
-            Dtype::F32 => chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => chunks(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::BF16 => chunks(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::F32 => chunks(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => chunks(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => chunks(2)
+                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
             Dtype::F64 => chunks(8)
                 .map(|b| f64::from_le_bytes(b.try_into().expect("8-byte chunk")) as f32)
                 .collect(),
@@ -68,9 +74,18 @@ impl StoredTensor {
     /// Encodes `f32` values in this tensor's dtype (the inverse of [`Self::to_f32`]).
     pub fn encode(dtype: Dtype, values: &[f32]) -> Vec<u8> {
         match dtype {
-            Dtype::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
-            Dtype::BF16 => values.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect(),
-            Dtype::F64 => values.iter().flat_map(|v| (*v as f64).to_le_bytes()).collect(),
+            Dtype::F16 => values
+                .iter()
+                .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+                .collect(),
+            Dtype::BF16 => values
+                .iter()
+                .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+                .collect(),
+            Dtype::F64 => values
+                .iter()
+                .flat_map(|v| (*v as f64).to_le_bytes())
+                .collect(),
             _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         }
     }
@@ -162,7 +177,10 @@ pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), CheckpointError>,
 ) -> Result<(), CheckpointError> {
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp: PathBuf = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = write(&temp).and_then(|()| fs::rename(&temp, path).map_err(|e| io_error(path, e)));
     if result.is_err() {
@@ -199,7 +217,9 @@ pub fn write_weights(weights: &WeightFiles, dir: &Path) -> Result<(), Checkpoint
     if let Some((name, json)) = &weights.index {
         let path = dir.join(name);
         let text = serde_json::to_string_pretty(json).expect("JSON values always serialise");
-        write_atomically(&path, |temp| fs::write(temp, &text).map_err(|e| io_error(&path, e)))?;
+        write_atomically(&path, |temp| {
+            fs::write(temp, &text).map_err(|e| io_error(&path, e))
+        })?;
     }
     Ok(())
 }

@@ -111,18 +111,48 @@ impl Bind for TextTransformer {
         match format {
             Format::HuggingFace => {
                 let p = format!("{prefix}text_model.");
-                visitor.param(&format!("{p}embeddings.token_embedding.weight"), &mut self.token_embed, Layout::AsIs);
-                visitor.param(&format!("{p}embeddings.position_embedding.weight"), &mut self.positions, Layout::AsIs);
-                self.transformer.bind(visitor, &format!("{p}encoder."), format);
-                bind_layer_norm(visitor, &mut self.norm_final, &format!("{p}final_layer_norm."));
-                visitor.param(&format!("{prefix}text_projection.weight"), &mut self.proj, Layout::Transposed);
+                visitor.param(
+                    &format!("{p}embeddings.token_embedding.weight"),
+                    &mut self.token_embed,
+                    Layout::AsIs,
+                );
+                visitor.param(
+                    &format!("{p}embeddings.position_embedding.weight"),
+                    &mut self.positions,
+                    Layout::AsIs,
+                );
+                self.transformer
+                    .bind(visitor, &format!("{p}encoder."), format);
+                bind_layer_norm(
+                    visitor,
+                    &mut self.norm_final,
+                    &format!("{p}final_layer_norm."),
+                );
+                visitor.param(
+                    &format!("{prefix}text_projection.weight"),
+                    &mut self.proj,
+                    Layout::Transposed,
+                );
             }
             Format::OpenClip => {
-                visitor.param(&format!("{prefix}token_embedding.weight"), &mut self.token_embed, Layout::AsIs);
-                visitor.param(&format!("{prefix}positional_embedding"), &mut self.positions, Layout::AsIs);
-                self.transformer.bind(visitor, &format!("{prefix}transformer."), format);
+                visitor.param(
+                    &format!("{prefix}token_embedding.weight"),
+                    &mut self.token_embed,
+                    Layout::AsIs,
+                );
+                visitor.param(
+                    &format!("{prefix}positional_embedding"),
+                    &mut self.positions,
+                    Layout::AsIs,
+                );
+                self.transformer
+                    .bind(visitor, &format!("{prefix}transformer."), format);
                 bind_layer_norm(visitor, &mut self.norm_final, &format!("{prefix}ln_final."));
-                visitor.param(&format!("{prefix}text_projection"), &mut self.proj, Layout::AsIs);
+                visitor.param(
+                    &format!("{prefix}text_projection"),
+                    &mut self.proj,
+                    Layout::AsIs,
+                );
             }
         }
     }

@@ -57,7 +57,10 @@ impl ResidualBlock {
         let normed = self.norm1.forward(x.clone());
         let attended = self.attention.forward(normed.clone(), normed, mask);
         let x = x + attended.output;
-        let hidden = activate(self.fc1.forward(self.norm2.forward(x.clone())), self.activation);
+        let hidden = activate(
+            self.fc1.forward(self.norm2.forward(x.clone())),
+            self.activation,
+        );
         (x + self.fc2.forward(hidden), attended.weights)
     }
 }
@@ -65,11 +68,18 @@ impl ResidualBlock {
 impl Bind for ResidualBlock {
     fn bind<V: ParamVisitor>(&mut self, visitor: &mut V, prefix: &str, format: Format) {
         let (norm1, attn, norm2, fc1, fc2) = match format {
-            Format::HuggingFace => ("layer_norm1.", "self_attn.", "layer_norm2.", "mlp.fc1.", "mlp.fc2."),
+            Format::HuggingFace => (
+                "layer_norm1.",
+                "self_attn.",
+                "layer_norm2.",
+                "mlp.fc1.",
+                "mlp.fc2.",
+            ),
             Format::OpenClip => ("ln_1.", "attn.", "ln_2.", "mlp.c_fc.", "mlp.c_proj."),
         };
         bind_layer_norm(visitor, &mut self.norm1, &format!("{prefix}{norm1}"));
-        self.attention.bind(visitor, &format!("{prefix}{attn}"), format);
+        self.attention
+            .bind(visitor, &format!("{prefix}{attn}"), format);
         bind_layer_norm(visitor, &mut self.norm2, &format!("{prefix}{norm2}"));
         bind_linear(visitor, &mut self.fc1, &format!("{prefix}{fc1}"));
         bind_linear(visitor, &mut self.fc2, &format!("{prefix}{fc2}"));
@@ -96,7 +106,9 @@ impl Transformer {
     /// A zero-initialised transformer of the given shape.
     pub fn new(spec: &TransformerSpec, device: &Device) -> Self {
         Self {
-            blocks: (0..spec.layers).map(|_| ResidualBlock::new(spec, device)).collect(),
+            blocks: (0..spec.layers)
+                .map(|_| ResidualBlock::new(spec, device))
+                .collect(),
         }
     }
 

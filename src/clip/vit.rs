@@ -50,7 +50,10 @@ impl VisionTransformer {
                 device,
             )),
             class_embed: Param::from_tensor(Tensor::zeros([width], device)),
-            positions: Param::from_tensor(Tensor::zeros([spec.grid() * spec.grid() + 1, width], device)),
+            positions: Param::from_tensor(Tensor::zeros(
+                [spec.grid() * spec.grid() + 1, width],
+                device,
+            )),
             norm_pre: layer_norm(width, eps, device),
             transformer: Transformer::new(&spec.transformer, device),
             norm_post: layer_norm(width, eps, device),
@@ -92,21 +95,51 @@ impl Bind for VisionTransformer {
         match format {
             Format::HuggingFace => {
                 let p = format!("{prefix}vision_model.");
-                visitor.param(&format!("{p}embeddings.patch_embedding.weight"), &mut self.patch_embed, Layout::AsIs);
-                visitor.param(&format!("{p}embeddings.class_embedding"), &mut self.class_embed, Layout::AsIs);
-                visitor.param(&format!("{p}embeddings.position_embedding.weight"), &mut self.positions, Layout::AsIs);
+                visitor.param(
+                    &format!("{p}embeddings.patch_embedding.weight"),
+                    &mut self.patch_embed,
+                    Layout::AsIs,
+                );
+                visitor.param(
+                    &format!("{p}embeddings.class_embedding"),
+                    &mut self.class_embed,
+                    Layout::AsIs,
+                );
+                visitor.param(
+                    &format!("{p}embeddings.position_embedding.weight"),
+                    &mut self.positions,
+                    Layout::AsIs,
+                );
                 bind_layer_norm(visitor, &mut self.norm_pre, &format!("{p}pre_layrnorm."));
-                self.transformer.bind(visitor, &format!("{p}encoder."), format);
+                self.transformer
+                    .bind(visitor, &format!("{p}encoder."), format);
                 bind_layer_norm(visitor, &mut self.norm_post, &format!("{p}post_layernorm."));
-                visitor.param(&format!("{prefix}visual_projection.weight"), &mut self.proj, Layout::Transposed);
+                visitor.param(
+                    &format!("{prefix}visual_projection.weight"),
+                    &mut self.proj,
+                    Layout::Transposed,
+                );
             }
             Format::OpenClip => {
                 let p = format!("{prefix}visual.");
-                visitor.param(&format!("{p}conv1.weight"), &mut self.patch_embed, Layout::AsIs);
-                visitor.param(&format!("{p}class_embedding"), &mut self.class_embed, Layout::AsIs);
-                visitor.param(&format!("{p}positional_embedding"), &mut self.positions, Layout::AsIs);
+                visitor.param(
+                    &format!("{p}conv1.weight"),
+                    &mut self.patch_embed,
+                    Layout::AsIs,
+                );
+                visitor.param(
+                    &format!("{p}class_embedding"),
+                    &mut self.class_embed,
+                    Layout::AsIs,
+                );
+                visitor.param(
+                    &format!("{p}positional_embedding"),
+                    &mut self.positions,
+                    Layout::AsIs,
+                );
                 bind_layer_norm(visitor, &mut self.norm_pre, &format!("{p}ln_pre."));
-                self.transformer.bind(visitor, &format!("{p}transformer."), format);
+                self.transformer
+                    .bind(visitor, &format!("{p}transformer."), format);
                 bind_layer_norm(visitor, &mut self.norm_post, &format!("{p}ln_post."));
                 visitor.param(&format!("{p}proj"), &mut self.proj, Layout::AsIs);
             }

@@ -54,7 +54,12 @@ pub trait ParamVisitor {
 
     /// Several parameters stored concatenated along the disk tensor's first axis under one key
     /// (open_clip's fused `in_proj_weight` / `in_proj_bias`).
-    fn fused<const D: usize>(&mut self, key: &str, parts: [&mut Param<Tensor<D>>; 3], layout: Layout);
+    fn fused<const D: usize>(
+        &mut self,
+        key: &str,
+        parts: [&mut Param<Tensor<D>>; 3],
+        layout: Layout,
+    );
 }
 
 /// A module that can describe its parameters for a checkpoint format.
@@ -65,7 +70,11 @@ pub trait Bind {
 
 /// Binds a `burn` linear layer stored as PyTorch `nn.Linear` (`weight` `[out, in]`, `bias`).
 pub fn bind_linear<V: ParamVisitor>(visitor: &mut V, linear: &mut burn::nn::Linear, prefix: &str) {
-    visitor.param(&format!("{prefix}weight"), &mut linear.weight, Layout::Transposed);
+    visitor.param(
+        &format!("{prefix}weight"),
+        &mut linear.weight,
+        Layout::Transposed,
+    );
     if let Some(bias) = linear.bias.as_mut() {
         visitor.param(&format!("{prefix}bias"), bias, Layout::AsIs);
     }
