@@ -18,9 +18,18 @@ use burn::tensor::{Device, Tensor};
 
 use config::{ClipSpec, VisionSpec};
 use resnet::ModifiedResNet;
-use text::{TextOutput, TextTransformer};
-use vit::{VisionOutput, VisionTransformer};
+use text::TextTransformer;
+use vit::VisionTransformer;
 use weights::{Bind, Format, Layout, ParamVisitor};
+
+/// What an encoder tower produced.
+#[derive(Debug)]
+pub struct TowerOutput {
+    /// Projected, un-normalised embeddings `[b, embed]`.
+    pub embeds: Tensor<2>,
+    /// Per-block attention weights `[b, heads, queries, keys]` (empty unless asked for).
+    pub attentions: Vec<Tensor<4>>,
+}
 
 /// The image tower of a CLIP model.
 #[derive(Module, Debug)]
@@ -33,7 +42,7 @@ pub enum VisionTower {
 
 impl VisionTower {
     /// Encodes normalised pixels `[b, 3, s, s]`.
-    pub fn forward(&self, pixels: Tensor<4>, keep_attention: bool) -> VisionOutput {
+    pub fn forward(&self, pixels: Tensor<4>, keep_attention: bool) -> TowerOutput {
         match self {
             Self::Vit(tower) => tower.forward(pixels, keep_attention),
             Self::ResNet(tower) => tower.forward(pixels, keep_attention),
@@ -76,7 +85,7 @@ impl Clip {
     }
 
     /// Image embeddings together with the attention maps (for saliency).
-    pub fn encode_image_with_attention(&self, pixels: Tensor<4>) -> VisionOutput {
+    pub fn encode_image_with_attention(&self, pixels: Tensor<4>) -> TowerOutput {
         self.visual.forward(pixels, true)
     }
 
@@ -86,7 +95,7 @@ impl Clip {
     }
 
     /// Text embeddings together with the attention maps.
-    pub fn encode_text_with_attention(&self, ids: &[Vec<u32>]) -> TextOutput {
+    pub fn encode_text_with_attention(&self, ids: &[Vec<u32>]) -> TowerOutput {
         self.text.forward(ids, true)
     }
 

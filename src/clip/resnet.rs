@@ -7,9 +7,9 @@ use burn::tensor::module::{avg_pool2d, batch_norm, conv2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions};
 use burn::tensor::{Device, Tensor};
 
+use super::TowerOutput;
 use super::attention::{MultiHeadAttention, zero_linear};
 use super::config::ResNetSpec;
-use super::vit::VisionOutput;
 use super::weights::{Bind, Format, Layout, ParamVisitor, bind_linear};
 
 /// A bias-free 2-D convolution.
@@ -243,7 +243,7 @@ impl ModifiedResNet {
     }
 
     /// Encodes normalised pixels `[b, 3, s, s]`.
-    pub fn forward(&self, pixels: Tensor<4>, keep_attention: bool) -> VisionOutput {
+    pub fn forward(&self, pixels: Tensor<4>, keep_attention: bool) -> TowerOutput {
         let mut x = pixels;
         for layer in &self.stem {
             x = relu(layer.forward(x));
@@ -260,7 +260,7 @@ impl ModifiedResNet {
         let query = tokens.clone().narrow(1, 0, 1);
         let pooled = self.pool.attention.forward(query, tokens, None);
         let embed = pooled.output.dims()[2];
-        VisionOutput {
+        TowerOutput {
             embeds: pooled.output.reshape([batch, embed]),
             attentions: if keep_attention {
                 vec![pooled.weights]

@@ -5,6 +5,7 @@ use burn::nn::LayerNorm;
 use burn::tensor::module::embedding;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use super::TowerOutput;
 use super::config::{TextPooling, TextSpec};
 use super::transformer::{Transformer, TransformerOutput, layer_norm};
 use super::weights::{Bind, Format, Layout, ParamVisitor, bind_layer_norm};
@@ -24,15 +25,6 @@ pub struct TextTransformer {
     pub proj: Param<Tensor<2>>,
     #[module(skip)]
     pooling: TextPooling,
-}
-
-/// Text features and, optionally, the attention maps that produced them.
-#[derive(Debug)]
-pub struct TextOutput {
-    /// Projected, un-normalised embeddings `[b, embed]`.
-    pub embeds: Tensor<2>,
-    /// Per-block attention weights (empty unless asked for).
-    pub attentions: Vec<Tensor<4>>,
 }
 
 impl TextTransformer {
@@ -71,7 +63,7 @@ impl TextTransformer {
     }
 
     /// Encodes token id rows (all of the model's context length).
-    pub fn forward(&self, ids: &[Vec<u32>], keep_attention: bool) -> TextOutput {
+    pub fn forward(&self, ids: &[Vec<u32>], keep_attention: bool) -> TowerOutput {
         let device = self.positions.val().device();
         let batch = ids.len();
         let len = ids.first().map_or(0, Vec::len);
@@ -91,7 +83,7 @@ impl TextTransformer {
             .collect();
         let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [batch]), &device);
         let pooled = hidden.reshape([batch * len, width]).select(0, rows);
-        TextOutput {
+        TowerOutput {
             embeds: self.norm_final.forward(pooled).matmul(self.proj.val()),
             attentions,
         }

@@ -6,6 +6,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
+use super::TowerOutput;
 use super::config::VitSpec;
 use super::transformer::{Transformer, TransformerOutput, layer_norm};
 use super::weights::{Bind, Format, Layout, ParamVisitor, bind_layer_norm};
@@ -28,15 +29,6 @@ pub struct VisionTransformer {
     /// Projection into the joint space `[width, embed]` (used as `x @ proj`).
     pub proj: Param<Tensor<2>>,
     patch_size: usize,
-}
-
-/// Image features and, optionally, the attention maps that produced them.
-#[derive(Debug)]
-pub struct VisionOutput {
-    /// Projected, un-normalised embeddings `[b, embed]`.
-    pub embeds: Tensor<2>,
-    /// Per-block attention weights (empty unless asked for).
-    pub attentions: Vec<Tensor<4>>,
 }
 
 impl VisionTransformer {
@@ -63,7 +55,7 @@ impl VisionTransformer {
     }
 
     /// Encodes normalised pixels `[b, 3, s, s]`.
-    pub fn forward(&self, pixels: Tensor<4>, keep_attention: bool) -> VisionOutput {
+    pub fn forward(&self, pixels: Tensor<4>, keep_attention: bool) -> TowerOutput {
         let batch = pixels.dims()[0];
         let patches = conv2d(
             pixels,
@@ -83,7 +75,7 @@ impl VisionTransformer {
             self.transformer
                 .forward(self.norm_pre.forward(x), None, keep_attention);
         let class_state = hidden.narrow(1, 0, 1).reshape([batch, width]);
-        VisionOutput {
+        TowerOutput {
             embeds: self.norm_post.forward(class_state).matmul(self.proj.val()),
             attentions,
         }
