@@ -22,7 +22,12 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // One line, whatever the underlying library put in its message.
+            let message = format!("{error:#}");
+            eprintln!(
+                "error: {}",
+                message.lines().map(str::trim).collect::<Vec<_>>().join(" ")
+            );
             ExitCode::FAILURE
         }
     }

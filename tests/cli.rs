@@ -116,6 +116,25 @@ fn a_corrupt_image_is_named() {
 }
 
 #[test]
+fn a_broken_jpeg_is_named_without_a_panic_trace() {
+    let temp = tempfile::tempdir().unwrap();
+    let broken = temp.path().join("broken.jpg");
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
+    bytes.extend(std::iter::repeat_n(0x5A, 200));
+    std::fs::write(&broken, bytes).unwrap();
+    let output = lethe(&[
+        "embed",
+        "--model",
+        path(&fixtures().join("hf-vit")),
+        "--device",
+        "cpu",
+        "--image",
+        path(&broken),
+    ]);
+    assert_one_line_error(&output, &["broken.jpg"]);
+}
+
+#[test]
 fn a_missing_image_or_folder_is_named() {
     let output = lethe(&[
         "embed",

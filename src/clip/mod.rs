@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod checkpoint;
 pub mod config;
+pub mod jpeg;
 pub mod preprocess;
 pub mod resnet;
 pub mod safetensors_io;

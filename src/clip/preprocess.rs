@@ -2,10 +2,13 @@
 //! bicubic resize of the shorter side (Pillow's antialiased resampler, reproduced in its 8-bit
 //! fixed-point arithmetic), a centre crop, conversion to RGB, and CLIP's mean/std.
 
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use image::{DynamicImage, ImageDecoder, ImageReader};
+
+use super::jpeg;
 
 /// Why an image could not be used, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -107,22 +110,30 @@ fn round_half_even(x: f64) -> i64 {
     }
 }
 
-/// Decodes an image in any format `image` reads and applies its EXIF orientation.
+/// Decodes an image in any format `image` reads and applies its EXIF orientation. JPEGs are
+/// decoded the way Pillow decodes them (see [`super::jpeg`]).
 pub fn decode(path: &Path) -> Result<DynamicImage, ImageError> {
     let fail = |problem: String| ImageError {
         path: path.to_path_buf(),
         problem,
     };
-    let reader = ImageReader::open(path)
-        .map_err(|e| fail(e.to_string()))?
+    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let mut decoder = ImageReader::new(Cursor::new(&bytes))
         .with_guessed_format()
-        .map_err(|e| fail(e.to_string()))?;
-    let mut decoder = reader
+        .map_err(|e| fail(e.to_string()))?
         .into_decoder()
         .map_err(|e| fail(format!("not a readable image ({e})")))?;
     let orientation = decoder.orientation().ok();
-    let mut image = DynamicImage::from_decoder(decoder)
-        .map_err(|e| fail(format!("cannot decode image ({e})")))?;
+    let exact_jpeg = if jpeg::is_jpeg(&bytes) {
+        jpeg::decode_rgb(&bytes)
+    } else {
+        None
+    };
+    let mut image = match exact_jpeg {
+        Some(image) => image,
+        None => DynamicImage::from_decoder(decoder)
+            .map_err(|e| fail(format!("cannot decode image ({e})")))?,
+    };
     if let Some(orientation) = orientation {
         image.apply_orientation(orientation);
     }
