@@ -16,7 +16,17 @@ use crate::clip::{Clip, host_values};
 
 /// Lethe: make a CLIP model forget, and prove it.
 #[derive(Debug, Parser)]
-#[command(name = "lethe", version, about, long_about = None)]
+#[command(
+    name = "lethe",
+    version,
+    about,
+    after_help = "Models are checkpoint folders: Hugging Face CLIPModel (config.json + model.safetensors) \
+or open_clip (open_clip_config.json + open_clip_model.safetensors).\n\n\
+Examples:\n  \
+lethe classify --model ~/models/clip-b32 --image cat.jpg --labels \"cat,dog,car\"\n  \
+lethe embed --model ~/models/clip-b32 --text \"a photo of a cat\" --json\n  \
+lethe bench encode --model ~/models/clip-b32 --device cpu"
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

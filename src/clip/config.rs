@@ -144,7 +144,7 @@ pub struct ClipSpec {
 /// CLIP's normalisation constants (OpenAI, also the open_clip and Hugging Face default).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// See [`CLIP_MEAN`].
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// The end-of-text token of CLIP's vocabulary.
 pub const EOT_ID: u32 = 49407;
@@ -272,7 +272,7 @@ pub fn from_hf_config(config: &Value) -> Result<ClipSpec, ConfigError> {
 }
 
 fn check_vit(spec: &VitSpec) -> Result<(), ConfigError> {
-    if spec.patch_size == 0 || spec.image_size % spec.patch_size != 0 {
+    if spec.patch_size == 0 || !spec.image_size.is_multiple_of(spec.patch_size) {
         return Err(format!(
             "image size {} is not a multiple of the patch size {}",
             spec.image_size, spec.patch_size
@@ -282,7 +282,7 @@ fn check_vit(spec: &VitSpec) -> Result<(), ConfigError> {
 }
 
 fn check_heads(spec: &TransformerSpec, tower: &str) -> Result<(), ConfigError> {
-    if spec.heads == 0 || spec.width % spec.heads != 0 {
+    if spec.heads == 0 || !spec.width.is_multiple_of(spec.heads) {
         return Err(format!(
             "{tower} width {} is not divisible by its {} heads",
             spec.width, spec.heads
@@ -361,7 +361,7 @@ pub fn from_open_clip_config(config: &Value) -> Result<ClipSpec, ConfigError> {
             let layers: [usize; 4] = layers
                 .try_into()
                 .map_err(|_| "'vision_cfg.layers' must list 4 ResNet stages")?;
-            if image_size % 32 != 0 {
+            if !image_size.is_multiple_of(32) {
                 return Err(format!(
                     "ResNet image size {image_size} is not a multiple of 32"
                 ));
