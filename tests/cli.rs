@@ -163,6 +163,20 @@ fn an_unreadable_checkpoint_is_named() {
         "a,b",
     ]);
     assert_one_line_error(&output, &["open_clip_config.json"]);
+
+    std::fs::copy(
+        fixtures().join("openclip-vit/open_clip_config.json"),
+        temp.path().join("open_clip_config.json"),
+    )
+    .unwrap();
+    let output = lethe(&["embed", "--model", path(temp.path()), "--text", "hi"]);
+    assert_one_line_error(
+        &output,
+        &[
+            "open_clip_model.safetensors",
+            "not a valid safetensors file",
+        ],
+    );
 }
 
 #[test]
