@@ -1,5 +1,7 @@
 //! The causal text transformer, pooled at the end-of-text token.
 
+use std::cmp::Reverse;
+
 use burn::module::{Module, Param};
 use burn::nn::LayerNorm;
 use burn::tensor::module::embedding;
@@ -50,10 +52,7 @@ impl TextTransformer {
                     TextPooling::ArgmaxId => row
                         .iter()
                         .enumerate()
-                        .fold(None::<(usize, u32)>, |best, (i, &id)| match best {
-                            Some((_, top)) if top >= id => best,
-                            _ => Some((i, id)),
-                        })
+                        .max_by_key(|&(i, &id)| (id, Reverse(i)))
                         .map(|(i, _)| i),
                     TextPooling::FirstId(eos) => row.iter().position(|&id| id == eos),
                 };
