@@ -120,8 +120,10 @@ pub struct LoadedModel {
     pub tokenizer: Tokenizer,
     /// Its image preprocessing.
     pub preprocessor: Preprocessor,
-    /// Context length and pad id for tokenising.
-    pub context: (usize, u32),
+    /// Tokens per text, start and end included.
+    pub context_length: usize,
+    /// Id that fills short texts.
+    pub pad_id: u32,
     /// Where it runs.
     pub device: ResolvedDevice,
 }
@@ -143,16 +145,16 @@ impl LoadedModel {
                 mean: spec.mean,
                 std: spec.std,
             },
-            context: (spec.text.context_length, spec.text.pad_id),
+            context_length: spec.text.context_length,
+            pad_id: spec.text.pad_id,
             device,
         })
     }
 
     /// Tokenises texts for this model.
     pub fn tokenize(&self, texts: &[String]) -> Vec<Vec<u32>> {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         self.tokenizer
-            .tokenize_batch(&refs, self.context.0, self.context.1)
+            .tokenize_batch(texts, self.context_length, self.pad_id)
     }
 
     /// Image embeddings of files.

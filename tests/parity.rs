@@ -64,8 +64,7 @@ fn check_forward(name: &str, device: &Device) {
     let tokenizer = f.checkpoint.tokenizer().unwrap();
     let spec = &f.checkpoint.spec;
     let texts = f.texts();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let ids = tokenizer.tokenize_batch(&refs, spec.text.context_length, spec.text.pad_id);
+    let ids = tokenizer.tokenize_batch(&texts, spec.text.context_length, spec.text.pad_id);
     assert_eq!(ids, f.ids(), "{name}: token ids differ from the reference");
 
     let image = model.encode_image(f.pixels(device));
