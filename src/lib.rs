@@ -6,3 +6,4 @@
 pub mod backend;
 pub mod cli;
 pub mod clip;
+pub mod data;

@@ -1,0 +1,4 @@
+//! Image sources for building forget/retain datasets: procedural worlds whose concepts are known
+//! exactly, so unlearning can be measured without downloading or labelling photographs.
+
+pub mod shapes;
