@@ -8,11 +8,11 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use clap::{Args, Parser, Subcommand};
 
-use crate::backend::{self, DeviceChoice, ResolvedDevice};
-use crate::clip::checkpoint::Checkpoint;
-use crate::clip::preprocess::Preprocessor;
-use crate::clip::tokenizer::Tokenizer;
-use crate::clip::{Clip, host_values};
+use crate::backend::DeviceChoice;
+use crate::clip::host_values;
+use crate::data::dataset;
+use crate::engine::LoadedModel;
+use crate::eval::zero_shot;
 
 /// Lethe: make a CLIP model forget, and prove it.
 #[derive(Debug, Parser)]
@@ -40,6 +40,8 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Zero-shot classify an image against a list of labels.
     Classify(ClassifyArgs),
+    /// Zero-shot accuracy of a model on datasets, overall and per class.
+    Eval(EvalArgs),
     /// Measure speed.
     Bench {
         /// Which benchmark.
@@ -93,6 +95,28 @@ pub struct ClassifyArgs {
     template: String,
 }
 
+/// `lethe eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A dataset spec (repeatable): shapes:<subset>[?seed=N&n=M] (subsets: shapes, colors,
+    /// fruits, color-shapes, backgrounds), folder:PATH (one sub-folder per class) or
+    /// manifest:FILE (CSV or JSONL with path, label, optional caption).
+    #[arg(long = "dataset", value_name = "SPEC", required = true)]
+    datasets: Vec<String>,
+    /// Prompt template with {} for the class name; default: the dataset's own templates,
+    /// averaged.
+    #[arg(long)]
+    template: Option<String>,
+    /// Images per batch.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Print exactly {"datasets": [{"name", "n", "accuracy", "per_class"}]} on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
 /// `lethe bench ...`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -110,63 +134,6 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// A model ready to use, with what it needs around it.
-pub struct LoadedModel {
-    /// The network.
-    pub model: Clip,
-    /// Its tokenizer.
-    pub tokenizer: Tokenizer,
-    /// Its image preprocessing.
-    pub preprocessor: Preprocessor,
-    /// Tokens per text, start and end included.
-    pub context_length: usize,
-    /// Id that fills short texts.
-    pub pad_id: u32,
-    /// Where it runs.
-    pub device: ResolvedDevice,
-}
-
-impl LoadedModel {
-    /// Opens a checkpoint folder on the chosen device.
-    pub fn open(args: &ModelArgs) -> Result<Self> {
-        let checkpoint = Checkpoint::open(&args.model)?;
-        let device = backend::resolve(args.device).map_err(anyhow::Error::msg)?;
-        tracing::info!("device: {}", device.description);
-        let model = checkpoint.load(&device.device)?;
-        let tokenizer = checkpoint.tokenizer()?;
-        let spec = &checkpoint.spec;
-        Ok(Self {
-            model,
-            tokenizer,
-            preprocessor: Preprocessor {
-                size: spec.vision.image_size(),
-                mean: spec.mean,
-                std: spec.std,
-            },
-            context_length: spec.text.context_length,
-            pad_id: spec.text.pad_id,
-            device,
-        })
-    }
-
-    /// Tokenises texts for this model.
-    pub fn tokenize(&self, texts: &[String]) -> Vec<Vec<u32>> {
-        self.tokenizer
-            .tokenize_batch(texts, self.context_length, self.pad_id)
-    }
-
-    /// Image embeddings of files.
-    pub fn embed_images(&self, paths: &[PathBuf]) -> Result<Tensor<2>> {
-        let pixels = self.preprocessor.batch(paths, &self.device.device)?;
-        Ok(self.model.encode_image(pixels))
-    }
-
-    /// Text embeddings.
-    pub fn embed_texts(&self, texts: &[String]) -> Tensor<2> {
-        self.model.encode_text(&self.tokenize(texts))
-    }
 }
 
 fn rows(tensor: Tensor<2>) -> Vec<Vec<f32>> {
@@ -189,6 +156,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Embed(args) => embed(args),
         Command::Classify(args) => classify(args),
+        Command::Eval(args) => eval(args),
         Command::Bench {
             which:
                 BenchCommand::Encode {
@@ -206,7 +174,7 @@ fn embed(args: EmbedArgs) -> Result<()> {
         bail!("nothing to embed: give at least one --image or --text");
     }
     check_files(&args.images)?;
-    let loaded = LoadedModel::open(&args.model)?;
+    let loaded = LoadedModel::open(&args.model.model, args.model.device)?;
     let image_embeds = if args.images.is_empty() {
         Vec::new()
     } else {
@@ -245,7 +213,7 @@ fn classify(args: ClassifyArgs) -> Result<()> {
     if labels.is_empty() {
         bail!("--labels is empty: give comma-separated class names");
     }
-    let loaded = LoadedModel::open(&args.model)?;
+    let loaded = LoadedModel::open(&args.model.model, args.model.device)?;
     let prompts: Vec<String> = labels
         .iter()
         .map(|l| args.template.replace("{}", l))
@@ -262,11 +230,56 @@ fn classify(args: ClassifyArgs) -> Result<()> {
     Ok(())
 }
 
+fn eval(args: EvalArgs) -> Result<()> {
+    if let Some(template) = &args.template
+        && !template.contains("{}")
+    {
+        bail!("the template '{template}' has no {{}} for the class name");
+    }
+    let datasets = args
+        .datasets
+        .iter()
+        .map(|spec| dataset::open(spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    let loaded = LoadedModel::open(&args.model.model, args.model.device)?;
+    let results: Vec<_> = datasets
+        .iter()
+        .map(|dataset| {
+            let templates = args
+                .template
+                .clone()
+                .map_or_else(|| dataset.templates.clone(), |t| vec![t]);
+            zero_shot(&loaded, dataset, &templates, args.batch)
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::json!({ "datasets": results }));
+    } else {
+        for result in &results {
+            println!(
+                "{}  n={}  accuracy={:.4}{}",
+                result.name,
+                result.n,
+                result.accuracy,
+                if result.skipped > 0 {
+                    format!("  ({} unreadable skipped)", result.skipped)
+                } else {
+                    String::new()
+                }
+            );
+            for (class, accuracy) in &result.per_class {
+                println!("  {class:<24} {accuracy:.4}");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn bench_encode(args: &ModelArgs, batch: usize, iters: usize, json: bool) -> Result<()> {
     if batch == 0 || iters == 0 {
         bail!("--batch and --iters must be at least 1");
     }
-    let loaded = LoadedModel::open(args)?;
+    let loaded = LoadedModel::open(&args.model, args.device)?;
     let size = loaded.preprocessor.size;
     let device = &loaded.device.device;
     let sync = || device.sync().context("device failed while benchmarking");

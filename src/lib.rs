@@ -7,3 +7,5 @@ pub mod backend;
 pub mod cli;
 pub mod clip;
 pub mod data;
+pub mod engine;
+pub mod eval;

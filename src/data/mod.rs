@@ -1,4 +1,5 @@
 //! Image sources for building forget/retain datasets: procedural worlds whose concepts are known
 //! exactly, so unlearning can be measured without downloading or labelling photographs.
 
+pub mod dataset;
 pub mod shapes;

@@ -1,0 +1,70 @@
+//! A model opened for use: network, tokenizer, preprocessing and device together, as every
+//! command and the evaluation code need them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use burn::tensor::Tensor;
+
+use crate::backend::{self, DeviceChoice, ResolvedDevice};
+use crate::clip::Clip;
+use crate::clip::checkpoint::Checkpoint;
+use crate::clip::preprocess::Preprocessor;
+use crate::clip::tokenizer::Tokenizer;
+
+/// A model ready to use, with what it needs around it.
+pub struct LoadedModel {
+    /// The network.
+    pub model: Clip,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// Its image preprocessing.
+    pub preprocessor: Preprocessor,
+    /// Tokens per text, start and end included.
+    pub context_length: usize,
+    /// Id that fills short texts.
+    pub pad_id: u32,
+    /// Where it runs.
+    pub device: ResolvedDevice,
+}
+
+impl LoadedModel {
+    /// Opens a checkpoint folder on the chosen device.
+    pub fn open(path: &Path, choice: DeviceChoice) -> Result<Self> {
+        let checkpoint = Checkpoint::open(path)?;
+        let device = backend::resolve(choice).map_err(anyhow::Error::msg)?;
+        tracing::info!("device: {}", device.description);
+        let model = checkpoint.load(&device.device)?;
+        let tokenizer = checkpoint.tokenizer()?;
+        let spec = &checkpoint.spec;
+        Ok(Self {
+            model,
+            tokenizer,
+            preprocessor: Preprocessor {
+                size: spec.vision.image_size(),
+                mean: spec.mean,
+                std: spec.std,
+            },
+            context_length: spec.text.context_length,
+            pad_id: spec.text.pad_id,
+            device,
+        })
+    }
+
+    /// Tokenises texts for this model.
+    pub fn tokenize(&self, texts: &[String]) -> Vec<Vec<u32>> {
+        self.tokenizer
+            .tokenize_batch(texts, self.context_length, self.pad_id)
+    }
+
+    /// Image embeddings of files.
+    pub fn embed_images(&self, paths: &[PathBuf]) -> Result<Tensor<2>> {
+        let pixels = self.preprocessor.batch(paths, &self.device.device)?;
+        Ok(self.model.encode_image(pixels))
+    }
+
+    /// Text embeddings.
+    pub fn embed_texts(&self, texts: &[String]) -> Tensor<2> {
+        self.model.encode_text(&self.tokenize(texts))
+    }
+}

@@ -1,0 +1,130 @@
+//! `lethe eval` and the dataset specs it reads.
+
+mod common;
+
+use std::process::Command;
+
+use common::fixtures;
+use lethe::data::dataset;
+
+fn eval(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .args(["eval", "--device", "cpu", "--model"])
+        .arg(fixtures().join("openclip-vit"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn shapes_specs_are_deterministic_and_labelled() {
+    let a = dataset::open("shapes:color-shapes?seed=5&n=40").unwrap();
+    let b = dataset::open("shapes:color-shapes?seed=5&n=40").unwrap();
+    assert_eq!(a.classes.len(), 100);
+    assert_eq!(a.items.len(), 40);
+    let labels = |d: &dataset::Dataset| d.items.iter().map(|i| i.label).collect::<Vec<_>>();
+    assert_eq!(labels(&a), labels(&b));
+    for item in &a.items {
+        let class = &a.classes[item.label];
+        let caption = item.caption.as_deref().unwrap();
+        for word in class.split(' ') {
+            assert!(
+                caption.contains(word),
+                "'{caption}' does not mention '{class}'"
+            );
+        }
+    }
+    assert_eq!(dataset::open("shapes:fruits").unwrap().classes.len(), 5);
+    for (spec, needle) in [
+        ("shapes:nope", "unknown Shapes subset 'nope'"),
+        ("shapes:shapes?n=ten", "'n' must be a non-negative integer"),
+        ("shapes:shapes?size=3", "unknown parameter 'size'"),
+        ("pictures:x", "unknown source 'pictures'"),
+        ("folder:/no/such/dir", "/no/such/dir"),
+    ] {
+        let err = dataset::open(spec).unwrap_err().to_string();
+        assert!(err.contains(needle), "{spec}: {err}");
+    }
+}
+
+#[test]
+fn eval_json_reports_accuracy_per_dataset_and_class() {
+    let output = eval(&[
+        "--dataset",
+        "shapes:shapes?seed=1&n=30",
+        "--dataset",
+        "shapes:fruits?n=10",
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let datasets = json["datasets"].as_array().unwrap();
+    assert_eq!(json.as_object().unwrap().len(), 1);
+    assert_eq!(datasets.len(), 2);
+    for (entry, n) in datasets.iter().zip([30, 10]) {
+        let keys: Vec<&String> = entry.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["accuracy", "n", "name", "per_class"]);
+        assert_eq!(entry["n"], n);
+        let accuracy = entry["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&accuracy));
+    }
+    assert!(
+        datasets[1]["per_class"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| ["apple", "orange", "banana", "cherry", "lemon"].contains(&k.as_str()))
+    );
+}
+
+#[test]
+fn folders_and_manifests_skip_unreadable_images_with_a_count() {
+    let temp = tempfile::tempdir().unwrap();
+    let images = fixtures().join("images");
+    for (class, files) in [
+        ("cat", ["a.png", "corrupt.png"]),
+        ("dog", ["b.png", "gray.png"]),
+    ] {
+        std::fs::create_dir_all(temp.path().join(class)).unwrap();
+        for file in files {
+            std::fs::copy(images.join(file), temp.path().join(class).join(file)).unwrap();
+        }
+    }
+    let spec = format!("folder:{}", temp.path().display());
+    let output = eval(&["--dataset", &spec, "--json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["datasets"][0]["n"], 3, "the corrupt image is skipped");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("corrupt.png"));
+
+    let csv = temp.path().join("list.csv");
+    std::fs::write(
+        &csv,
+        "path,label,caption\ncat/a.png,cat,\"a cat, sitting\"\ndog/b.png,dog,\n",
+    )
+    .unwrap();
+    let data = dataset::open(&format!("manifest:{}", csv.display())).unwrap();
+    assert_eq!(data.classes, ["cat", "dog"]);
+    assert_eq!(data.items[0].caption.as_deref(), Some("a cat, sitting"));
+    let jsonl = temp.path().join("list.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"path\": \"dog/b.png\", \"label\": \"dog\"}\n\n{\"path\": \"cat/a.png\"}\n",
+    )
+    .unwrap();
+    let err = dataset::open(&format!("manifest:{}", jsonl.display()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("list.jsonl") && err.contains("row 2: no 'label'"),
+        "{err}"
+    );
+}
