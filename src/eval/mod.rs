@@ -32,15 +32,17 @@ pub fn class_embeddings(
     classes: &[String],
     templates: &[String],
 ) -> Tensor<2> {
-    let rows: Vec<Tensor<2>> = classes
+    let prompts: Vec<String> = classes
         .iter()
-        .map(|class| {
-            let prompts: Vec<String> = templates.iter().map(|t| t.replace("{}", class)).collect();
-            let mean = normalize(model.embed_texts(&prompts)).mean_dim(0);
-            normalize(mean)
-        })
+        .flat_map(|class| templates.iter().map(move |t| t.replace("{}", class)))
         .collect();
-    Tensor::cat(rows, 0)
+    let embeds = normalize(model.embed_texts(&prompts));
+    let width = embeds.dims()[1];
+    let per_class = embeds
+        .reshape([classes.len(), templates.len(), width])
+        .mean_dim(1)
+        .reshape([classes.len(), width]);
+    normalize(per_class)
 }
 
 /// Classifies every image of `dataset` against its class names with `templates`.
