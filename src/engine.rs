@@ -29,6 +29,12 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
+    /// Opens a model spec: a checkpoint folder, or `demo:vit` / `demo:rn` (built in).
+    pub fn open_spec(spec: &str, choice: DeviceChoice) -> Result<Self> {
+        let path = crate::demo::resolve_model(spec).map_err(anyhow::Error::msg)?;
+        Self::open(&path, choice)
+    }
+
     /// Opens a checkpoint folder on the chosen device.
     pub fn open(path: &Path, choice: DeviceChoice) -> Result<Self> {
         let checkpoint = Checkpoint::open(path)?;

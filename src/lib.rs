@@ -7,5 +7,7 @@ pub mod backend;
 pub mod cli;
 pub mod clip;
 pub mod data;
+pub mod demo;
 pub mod engine;
 pub mod eval;
+pub mod train;

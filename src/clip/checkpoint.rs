@@ -13,7 +13,9 @@ use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use serde_json::Value;
 
 use super::config::{self, ClipSpec};
-use super::safetensors_io::{StoredTensor, WeightFiles, read_weights, write_weights};
+use super::safetensors_io::{
+    Shard, StoredTensor, WeightFiles, read_weights, write_atomically, write_weights,
+};
 use super::tokenizer::Tokenizer;
 use super::weights::{Bind, Format, Layout, ParamVisitor};
 use super::{Clip, host_values};
@@ -366,6 +368,52 @@ impl Checkpoint {
         }
         write_weights(&weights, out_dir)
     }
+}
+
+/// Writes a model that has no checkpoint yet (one trained from scratch) as a new open_clip
+/// folder: `open_clip_config.json` (`config`) and `open_clip_model.safetensors` in `dtype`.
+pub fn write_open_clip(
+    model: &Clip,
+    config: &Value,
+    dtype: safetensors::Dtype,
+    out_dir: &Path,
+) -> Result<(), CheckpointError> {
+    fs::create_dir_all(out_dir).map_err(|source| CheckpointError::Io {
+        path: out_dir.to_path_buf(),
+        source,
+    })?;
+    let tensors: BTreeMap<String, StoredTensor> = named_tensors(model, Format::OpenClip, None)
+        .into_iter()
+        .map(|(key, (shape, values))| {
+            let bytes = StoredTensor::encode(dtype, &values);
+            (
+                key,
+                StoredTensor {
+                    dtype,
+                    shape,
+                    bytes,
+                },
+            )
+        })
+        .collect();
+    let weights = WeightFiles {
+        shards: vec![Shard {
+            file: "open_clip_model.safetensors".into(),
+            keys: tensors.keys().cloned().collect(),
+            metadata: Some([("format".to_string(), "pt".to_string())].into()),
+        }],
+        tensors,
+        index: None,
+    };
+    write_weights(&weights, out_dir)?;
+    let path = out_dir.join("open_clip_config.json");
+    let text = serde_json::to_string_pretty(config).expect("JSON values always serialise");
+    write_atomically(&path, |temp| {
+        fs::write(temp, &text).map_err(|source| CheckpointError::Io {
+            path: path.clone(),
+            source,
+        })
+    })
 }
 
 /// Reads a model's tensors (or, with `gradients`, their gradients) under the checkpoint keys of

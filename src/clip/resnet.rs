@@ -36,8 +36,9 @@ impl Conv {
     }
 }
 
-/// Batch normalisation in inference mode, with its running statistics kept as parameters so
-/// they load, export and can be read (the subgroup method aligns features to them).
+/// Batch normalisation, with its running statistics kept as parameters so they load, export and
+/// can be read (the subgroup method aligns features to them). Inference uses the running
+/// statistics; training from scratch uses each batch's own (see [`BatchStatistics`]).
 #[derive(Module, Debug)]
 pub struct BatchNorm {
     /// Scale.
@@ -61,15 +62,42 @@ impl BatchNorm {
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        batch_norm(
-            x,
-            self.weight.val(),
-            self.bias.val(),
-            self.running_mean.val().detach(),
-            self.running_var.val().detach(),
-            1e-5,
-        )
+    fn forward(&self, x: Tensor<4>, batch: Option<&mut BatchStatistics>) -> Tensor<4> {
+        let Some(batch) = batch else {
+            return batch_norm(
+                x,
+                self.weight.val(),
+                self.bias.val(),
+                self.running_mean.val().detach(),
+                self.running_var.val().detach(),
+                BATCH_NORM_EPS,
+            );
+        };
+        let [n, c, h, w] = x.dims();
+        let per_channel = x.clone().swap_dims(0, 1).reshape([c, n * h * w]);
+        let mean = per_channel.clone().mean_dim(1);
+        let centred = per_channel - mean.clone();
+        let var = centred.clone().square().mean_dim(1);
+        batch.0.push((
+            mean.clone().detach().reshape([c]),
+            var.clone().detach().reshape([c]),
+            n * h * w,
+        ));
+        let normalised = centred / (var + BATCH_NORM_EPS).sqrt();
+        let scaled = normalised * self.weight.val().unsqueeze_dim::<2>(1)
+            + self.bias.val().unsqueeze_dim::<2>(1);
+        scaled.reshape([c, n, h, w]).swap_dims(0, 1)
+    }
+
+    /// Moves the running statistics towards one batch's, as PyTorch does in training mode
+    /// (unbiased variance, `momentum` weight on the new batch).
+    fn update_running(&mut self, mean: Tensor<1>, var: Tensor<1>, count: usize, momentum: f64) {
+        let unbiased = var * (count as f64 / (count.max(2) - 1) as f64);
+        let blend = |running: Param<Tensor<1>>, batch: Tensor<1>| {
+            running.map(|r| (r.detach() * (1.0 - momentum) + batch * momentum).detach())
+        };
+        self.running_mean = blend(self.running_mean.clone(), mean);
+        self.running_var = blend(self.running_var.clone(), unbiased);
     }
 
     fn bind<V: ParamVisitor>(&mut self, visitor: &mut V, prefix: &str) {
@@ -87,6 +115,14 @@ impl BatchNorm {
         );
     }
 }
+
+const BATCH_NORM_EPS: f64 = 1e-5;
+
+/// Per-layer statistics of one training batch, `(mean, biased variance, values per channel)`
+/// for every batch norm in forward order; [`ModifiedResNet::update_running_statistics`]
+/// folds them into the running averages.
+#[derive(Debug, Default)]
+pub struct BatchStatistics(Vec<(Tensor<1>, Tensor<1>, usize)>);
 
 fn avg_pool(x: Tensor<4>, size: usize) -> Tensor<4> {
     if size > 1 {
@@ -113,8 +149,8 @@ impl ConvBn {
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+    fn forward(&self, x: Tensor<4>, batch: Option<&mut BatchStatistics>) -> Tensor<4> {
+        self.bn.forward(self.conv.forward(x), batch)
     }
 
     /// Binds `{conv}.weight` and the norm under `{bn}.`.
@@ -154,15 +190,25 @@ impl Bottleneck {
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = relu(self.reduce.forward(x.clone()));
-        let out = relu(self.spatial.forward(out));
-        let out = self.expand.forward(avg_pool(out, self.stride));
+    fn forward(&self, x: Tensor<4>, mut batch: Option<&mut BatchStatistics>) -> Tensor<4> {
+        let out = relu(self.reduce.forward(x.clone(), batch.as_deref_mut()));
+        let out = relu(self.spatial.forward(out, batch.as_deref_mut()));
+        let out = self
+            .expand
+            .forward(avg_pool(out, self.stride), batch.as_deref_mut());
         let identity = match &self.downsample {
-            Some(projection) => projection.forward(avg_pool(x, self.stride)),
+            Some(projection) => projection.forward(avg_pool(x, self.stride), batch),
             None => x,
         };
         relu(out + identity)
+    }
+
+    /// The block's norms in forward order.
+    fn batch_norms_mut(&mut self) -> impl Iterator<Item = &mut BatchNorm> {
+        [&mut self.reduce, &mut self.spatial, &mut self.expand]
+            .into_iter()
+            .chain(self.downsample.as_mut())
+            .map(|conv_bn| &mut conv_bn.bn)
     }
 
     fn bind<V: ParamVisitor>(&mut self, visitor: &mut V, p: &str) {
@@ -242,15 +288,45 @@ impl ModifiedResNet {
         }
     }
 
-    /// Encodes normalised pixels `[b, 3, s, s]`.
+    /// Encodes normalised pixels `[b, 3, s, s]` with the running batch-norm statistics.
     pub fn forward(&self, pixels: Tensor<4>, keep_attention: bool) -> TowerOutput {
+        self.forward_with(pixels, keep_attention, None)
+    }
+
+    /// Encodes normalised pixels normalising with the batch's own statistics, as in training,
+    /// and returns those statistics for [`Self::update_running_statistics`].
+    pub fn forward_batch_statistics(&self, pixels: Tensor<4>) -> (TowerOutput, BatchStatistics) {
+        let mut batch = BatchStatistics::default();
+        let output = self.forward_with(pixels, false, Some(&mut batch));
+        (output, batch)
+    }
+
+    /// Folds one batch's statistics into every norm's running averages.
+    pub fn update_running_statistics(&mut self, batch: BatchStatistics, momentum: f64) {
+        let norms = self.stem.iter_mut().map(|conv_bn| &mut conv_bn.bn).chain(
+            self.stages
+                .iter_mut()
+                .flatten()
+                .flat_map(Bottleneck::batch_norms_mut),
+        );
+        for (norm, (mean, var, count)) in norms.zip(batch.0) {
+            norm.update_running(mean, var, count, momentum);
+        }
+    }
+
+    fn forward_with(
+        &self,
+        pixels: Tensor<4>,
+        keep_attention: bool,
+        mut batch: Option<&mut BatchStatistics>,
+    ) -> TowerOutput {
         let mut x = pixels;
         for layer in &self.stem {
-            x = relu(layer.forward(x));
+            x = relu(layer.forward(x, batch.as_deref_mut()));
         }
         x = avg_pool(x, 2);
         for block in self.stages.iter().flatten() {
-            x = block.forward(x);
+            x = block.forward(x, batch.as_deref_mut());
         }
         let [batch, channels, h, w] = x.dims();
         let tokens = x.reshape([batch, channels, h * w]).swap_dims(1, 2);

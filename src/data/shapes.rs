@@ -80,8 +80,15 @@ impl Rng {
         (self.next_u64() % n as u64) as usize
     }
 
+    /// A standard normal sample (Box–Muller), for reproducible weight initialisation.
+    pub fn normal(&mut self) -> f32 {
+        let u1 = 1.0 - self.next_f32(); // in (0, 1], so the logarithm is finite
+        let u2 = self.next_f32();
+        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+    }
+
     /// A uniformly chosen element of a non-empty slice.
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.below(items.len())]
     }
 }

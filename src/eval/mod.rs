@@ -1,4 +1,7 @@
-//! Measuring what a model knows: zero-shot classification accuracy, per dataset and per class.
+//! Measuring what a model knows: zero-shot classification accuracy, per dataset and per class,
+//! and the scores that summarise an unlearning run.
+
+pub mod score;
 
 use std::collections::BTreeMap;
 

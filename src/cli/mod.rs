@@ -14,6 +14,9 @@ use crate::data::dataset;
 use crate::engine::LoadedModel;
 use crate::eval::zero_shot;
 
+mod grid;
+mod train_demo;
+
 /// Lethe: make a CLIP model forget, and prove it.
 #[derive(Debug, Parser)]
 #[command(
@@ -21,8 +24,13 @@ use crate::eval::zero_shot;
     version,
     about,
     after_help = "Models are checkpoint folders: Hugging Face CLIPModel (config.json + model.safetensors) \
-or open_clip (open_clip_config.json + open_clip_model.safetensors).\n\n\
+or open_clip (open_clip_config.json + open_clip_model.safetensors), or the built-in demo models \
+demo:vit (the default) and demo:rn.\n\n\
 Examples:\n  \
+lethe eval --dataset 'shapes:shapes?seed=4242&n=1000' --dataset shapes:colors\n  \
+lethe classify --model demo:rn --image star.png --labels \"star,heart,ring\"\n  \
+lethe train-demo --arch vit --out my-shapes-vit\n  \
+lethe grid --dataset shapes:fruits --out fruits.png\n  \
 lethe classify --model ~/models/clip-b32 --image cat.jpg --labels \"cat,dog,car\"\n  \
 lethe embed --model ~/models/clip-b32 --text \"a photo of a cat\" --json\n  \
 lethe bench encode --model ~/models/clip-b32 --device cpu"
@@ -42,6 +50,10 @@ pub enum Command {
     Classify(ClassifyArgs),
     /// Zero-shot accuracy of a model on datasets, overall and per class.
     Eval(EvalArgs),
+    /// Train a Shapes demo model from scratch (contrastive loss) and save it.
+    TrainDemo(train_demo::TrainDemoArgs),
+    /// Save a contact sheet of a dataset's first images as a PNG.
+    Grid(grid::GridArgs),
     /// Measure speed.
     Bench {
         /// Which benchmark.
@@ -54,9 +66,10 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// Checkpoint folder: Hugging Face CLIPModel (config.json + model.safetensors) or
-    /// open_clip (open_clip_config.json + open_clip_model.safetensors).
-    #[arg(long, value_name = "DIR")]
-    pub model: PathBuf,
+    /// open_clip (open_clip_config.json + open_clip_model.safetensors); or a built-in demo
+    /// model, demo:vit or demo:rn (trained on the Shapes world).
+    #[arg(long, value_name = "DIR|demo:NAME", default_value = crate::demo::DEFAULT_MODEL)]
+    pub model: String,
     /// Where to compute: auto (a real GPU if there is one, else CPU), gpu (any wgpu adapter,
     /// software ones included) or cpu.
     #[arg(long, default_value_t = DeviceChoice::Auto)]
@@ -157,6 +170,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Embed(args) => embed(args),
         Command::Classify(args) => classify(args),
         Command::Eval(args) => eval(args),
+        Command::TrainDemo(args) => train_demo::train_demo(args),
+        Command::Grid(args) => grid::grid(args),
         Command::Bench {
             which:
                 BenchCommand::Encode {
@@ -174,7 +189,7 @@ fn embed(args: EmbedArgs) -> Result<()> {
         bail!("nothing to embed: give at least one --image or --text");
     }
     check_files(&args.images)?;
-    let loaded = LoadedModel::open(&args.model.model, args.model.device)?;
+    let loaded = LoadedModel::open_spec(&args.model.model, args.model.device)?;
     let image_embeds = if args.images.is_empty() {
         Vec::new()
     } else {
@@ -213,7 +228,7 @@ fn classify(args: ClassifyArgs) -> Result<()> {
     if labels.is_empty() {
         bail!("--labels is empty: give comma-separated class names");
     }
-    let loaded = LoadedModel::open(&args.model.model, args.model.device)?;
+    let loaded = LoadedModel::open_spec(&args.model.model, args.model.device)?;
     let prompts: Vec<String> = labels
         .iter()
         .map(|l| args.template.replace("{}", l))
@@ -241,7 +256,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         .iter()
         .map(|spec| dataset::open(spec))
         .collect::<Result<Vec<_>, _>>()?;
-    let loaded = LoadedModel::open(&args.model.model, args.model.device)?;
+    let loaded = LoadedModel::open_spec(&args.model.model, args.model.device)?;
     let results: Vec<_> = datasets
         .iter()
         .map(|dataset| {
@@ -279,7 +294,7 @@ fn bench_encode(args: &ModelArgs, batch: usize, iters: usize, json: bool) -> Res
     if batch == 0 || iters == 0 {
         bail!("--batch and --iters must be at least 1");
     }
-    let loaded = LoadedModel::open(&args.model, args.device)?;
+    let loaded = LoadedModel::open_spec(&args.model, args.device)?;
     let size = loaded.preprocessor.size;
     let device = &loaded.device.device;
     let sync = || device.sync().context("device failed while benchmarking");
@@ -314,7 +329,7 @@ fn bench_encode(args: &ModelArgs, batch: usize, iters: usize, json: bool) -> Res
         );
     } else {
         println!("device       {}", loaded.device.description);
-        println!("model        {}", args.model.display());
+        println!("model        {}", args.model);
         println!("batch        {batch}");
         println!("images/s     {images_per_s:.2}");
         println!("texts/s      {texts_per_s:.2}");
