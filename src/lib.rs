@@ -11,3 +11,4 @@ pub mod demo;
 pub mod engine;
 pub mod eval;
 pub mod train;
+pub mod unlearn;

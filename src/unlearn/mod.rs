@@ -1,0 +1,4 @@
+//! Unlearning: the parts every method shares.
+
+pub mod job;
+pub mod params;
