@@ -1,0 +1,124 @@
+//! Synthetic forget images: pictures of a class made from noise by gradient ascent on the
+//! pixels, so a class can be forgotten from its name alone (Lip, step 1).
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::clip::{Clip, host_values, normalize};
+use crate::data::shapes::Rng;
+
+/// How to make synthetic images.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyntheticOptions {
+    /// Number of images.
+    pub count: usize,
+    /// Probability of the target class each image should reach (≈0.9 for ViT, ≈0.7 for RN50
+    /// in the paper).
+    pub threshold: f32,
+    /// Size of each ascent step, in normalised pixel units per unit of mean |gradient|.
+    pub step_size: f32,
+    /// Give up after this many steps (images below the threshold are kept and reported).
+    pub max_steps: usize,
+    /// Seed of the starting noise.
+    pub seed: u64,
+}
+
+impl Default for SyntheticOptions {
+    fn default() -> Self {
+        Self {
+            count: 64,
+            threshold: 0.9,
+            step_size: 0.02,
+            max_steps: 300,
+            seed: 0,
+        }
+    }
+}
+
+/// The generated images and how sure the model is of each.
+#[derive(Debug)]
+pub struct SyntheticImages {
+    /// Normalised pixels `[count, 3, side, side]` (the model's input space).
+    pub pixels: Vec<f32>,
+    /// Image side.
+    pub side: usize,
+    /// Final probability of the target class per image.
+    pub probabilities: Vec<f32>,
+    /// Ascent steps taken.
+    pub steps: usize,
+}
+
+impl SyntheticImages {
+    /// The images as a tensor on `device`.
+    pub fn tensor(&self, device: &Device) -> Tensor<4> {
+        let count = self.probabilities.len();
+        Tensor::from_data(
+            TensorData::new(self.pixels.clone(), [count, 3, self.side, self.side]),
+            device,
+        )
+    }
+}
+
+/// Makes images that `model` classifies as class `target` among `class_embeds` (one
+/// normalised text embedding per class, `[classes, embed]`). `model` must live on an
+/// autodiff device. Each image stops changing once it passes the threshold.
+pub fn synthesize(
+    model: &Clip,
+    class_embeds: Tensor<2>,
+    target: usize,
+    side: usize,
+    options: &SyntheticOptions,
+) -> SyntheticImages {
+    let device = class_embeds.device();
+    let count = options.count;
+    let plane = 3 * side * side;
+    let mut rng = Rng::new(options.seed);
+    let mut pixels: Vec<f32> = (0..count * plane).map(|_| rng.normal() * 0.5).collect();
+    let scale = host_values(model.logit_scale.val())[0].exp();
+    let heads = class_embeds.detach().transpose();
+    let targets = Tensor::<1, Int>::from_data(
+        TensorData::new(vec![target as i64; count], [count]),
+        &device,
+    );
+    let mut probabilities = vec![0.0f32; count];
+    let mut steps = 0;
+    loop {
+        let input = Tensor::<4>::from_data(
+            TensorData::new(pixels.clone(), [count, 3, side, side]),
+            &device,
+        )
+        .require_grad();
+        let logits = normalize(model.encode_image(input.clone())).matmul(heads.clone()) * scale;
+        let log_p = log_softmax(logits, 1).gather(1, targets.clone().unsqueeze_dim(1));
+        probabilities = host_values(log_p.clone().detach())
+            .iter()
+            .map(|l| l.exp())
+            .collect();
+        if steps == options.max_steps || probabilities.iter().all(|p| *p >= options.threshold) {
+            break;
+        }
+        let gradients = log_p.sum().backward();
+        let gradient = host_values(input.grad(&gradients).expect("pixels require gradients"));
+        for ((image, grad), p) in pixels
+            .chunks_mut(plane)
+            .zip(gradient.chunks(plane))
+            .zip(&probabilities)
+        {
+            if *p >= options.threshold {
+                continue;
+            }
+            let mean_abs = grad.iter().map(|g| g.abs()).sum::<f32>() / plane as f32;
+            let step = options.step_size / mean_abs.max(1e-12);
+            for (x, g) in image.iter_mut().zip(grad) {
+                *x += step * g;
+            }
+        }
+        steps += 1;
+    }
+    SyntheticImages {
+        pixels,
+        side,
+        probabilities,
+        steps,
+    }
+}
