@@ -3,16 +3,17 @@
 //! Every batch is a pure function of `(seed, batch index)`, and the initial weights come from
 //! Lethe's own generator, so a run is reproducible from its seed.
 
-use burn::module::Param;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use std::collections::BTreeSet;
 
+use burn::module::Param;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use image::DynamicImage;
 use rayon::prelude::*;
 
 use super::arch::DemoArch;
 use super::captions::training_caption;
+use super::clip_adam;
 use super::init::initialize;
 use super::loss::contrastive_loss;
 use crate::clip::preprocess::Preprocessor;
@@ -118,11 +119,7 @@ impl Trainer {
     pub fn resume(options: TrainOptions, model: Clip, device: &Device) -> Self {
         let spec = options.arch.spec();
         let device = device.clone();
-        let optimizer = AdamWConfig::new()
-            .with_beta_2(0.98)
-            .with_epsilon(1e-6)
-            .with_weight_decay(options.weight_decay)
-            .init();
+        let optimizer = clip_adam(options.weight_decay);
         Self {
             model,
             optimizer,

@@ -1,5 +1,6 @@
 //! Unlearning: the parts every method shares.
 
 pub mod job;
+pub mod lip;
 pub mod params;
 pub mod synthetic;
