@@ -53,11 +53,15 @@ pub struct TrainOptions {
 impl TrainOptions {
     /// The settings the shipped demo models were trained with.
     pub fn new(arch: DemoArch) -> Self {
+        let (steps, learning_rate) = match arch {
+            DemoArch::Vit => (1200, 7e-4),
+            DemoArch::Rn => (700, 2e-3),
+        };
         Self {
             arch,
-            steps: 3000,
-            batch: 128,
-            learning_rate: 1e-3,
+            steps,
+            batch: 64,
+            learning_rate,
             warmup: 200,
             weight_decay: 0.1,
             seed: 0,
