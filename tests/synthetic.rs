@@ -7,7 +7,7 @@ use lethe::clip::host_values;
 use lethe::data::dataset;
 use lethe::demo::resolve_model;
 use lethe::engine::LoadedModel;
-use lethe::eval::class_embeddings;
+use lethe::eval::{argmax, class_embeddings};
 use lethe::unlearn::synthetic::{SyntheticOptions, synthesize};
 
 #[test]
@@ -46,10 +46,7 @@ fn ascent_makes_images_the_model_takes_for_the_target_class() {
     let plain = lethe::clip::normalize(loaded.model.encode_image(images.tensor(&Device::flex())));
     let scores = host_values(plain.matmul(on(&Device::flex()).transpose()));
     for row in scores.chunks(classes) {
-        let best = (0..classes)
-            .max_by(|a, b| row[*a].total_cmp(&row[*b]))
-            .unwrap();
-        assert_eq!(colors.classes[best], "red");
+        assert_eq!(colors.classes[argmax(row)], "red");
     }
     let again = synthesize(&model, heads, target, 64, &options);
     assert_eq!(

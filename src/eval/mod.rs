@@ -28,24 +28,45 @@ pub struct DatasetAccuracy {
     pub skipped: usize,
 }
 
+/// Every class name put into every template, class-major (`templates.len()` rows per class).
+pub fn class_prompts(classes: &[String], templates: &[String]) -> Vec<String> {
+    classes
+        .iter()
+        .flat_map(|class| templates.iter().map(move |t| t.replace("{}", class)))
+        .collect()
+}
+
+/// CLIP's prompt ensembling: text embeddings of [`class_prompts`] (`[classes × templates,
+/// embed]`) normalised, averaged per class and renormalised, giving `[classes, embed]`.
+pub fn ensemble(prompt_embeds: Tensor<2>, templates: usize) -> Tensor<2> {
+    let embeds = normalize(prompt_embeds);
+    let [rows, width] = embeds.dims();
+    let classes = rows / templates.max(1);
+    normalize(
+        embeds
+            .reshape([classes, templates, width])
+            .mean_dim(1)
+            .reshape([classes, width]),
+    )
+}
+
 /// Normalised class embeddings `[classes, embed]`: each class's prompts over all templates,
-/// averaged and renormalised (CLIP's prompt ensembling).
+/// averaged and renormalised.
 pub fn class_embeddings(
     model: &LoadedModel,
     classes: &[String],
     templates: &[String],
 ) -> Tensor<2> {
-    let prompts: Vec<String> = classes
-        .iter()
-        .flat_map(|class| templates.iter().map(move |t| t.replace("{}", class)))
-        .collect();
-    let embeds = normalize(model.embed_texts(&prompts));
-    let width = embeds.dims()[1];
-    let per_class = embeds
-        .reshape([classes.len(), templates.len(), width])
-        .mean_dim(1)
-        .reshape([classes.len(), width]);
-    normalize(per_class)
+    let prompts = class_prompts(classes, templates);
+    ensemble(model.embed_texts(&prompts), templates.len())
+}
+
+/// Index of the highest score in a row (the last one on ties), i.e. the predicted class.
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
 }
 
 /// Classifies every image of `dataset` against its class names with `templates`.
@@ -83,13 +104,8 @@ pub fn zero_shot(
         let scores = normalize(model.model.encode_image(images)).matmul(heads.clone().transpose());
         let classes = dataset.classes.len();
         for (row, label) in host_values(scores).chunks(classes).zip(labels) {
-            let predicted = row
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i);
             total[label] += 1;
-            correct[label] += usize::from(predicted == label);
+            correct[label] += usize::from(argmax(row) == label);
         }
     }
     if skipped > 0 {

@@ -14,6 +14,7 @@ use super::params::{LayerInfo, Tower, layers, selected_gradients};
 use crate::clip::checkpoint::named_tensors;
 use crate::clip::weights::Format;
 use crate::clip::{Clip, VisionTower, host_values, normalize};
+use crate::eval::{argmax, ensemble};
 use crate::train::clip_adam;
 
 /// Lip's knobs; the defaults are the paper's.
@@ -102,15 +103,7 @@ impl Lip {
 
     /// Normalised class embeddings `[classes, embed]` from the current text tower.
     fn class_heads(&self, model: &Clip) -> Tensor<2> {
-        let embeds = normalize(model.encode_text(&self.task.prompts));
-        let [rows, width] = embeds.dims();
-        let classes = rows / self.task.templates;
-        normalize(
-            embeds
-                .reshape([classes, self.task.templates, width])
-                .mean_dim(1)
-                .reshape([classes, width]),
-        )
+        ensemble(model.encode_text(&self.task.prompts), self.task.templates)
     }
 
     /// Share of the forget images the model still assigns to the target class.
@@ -119,13 +112,10 @@ impl Lip {
         let images = normalize(model.encode_image(self.task.images.clone().detach())).detach();
         let classes = heads.dims()[0];
         let scores = host_values(images.matmul(heads.transpose()));
-        let hits = scores
-            .chunks(classes)
-            .filter(|row| {
-                (0..classes).max_by(|a, b| row[*a].total_cmp(&row[*b])) == Some(self.task.target)
-            })
-            .count();
-        hits as f64 / (scores.len() / classes).max(1) as f64
+        let rows = scores.chunks(classes);
+        let count = rows.len();
+        let hits = rows.filter(|row| argmax(row) == self.task.target).count();
+        hits as f64 / count.max(1) as f64
     }
 
     /// The Lipschitz loss on forget images `batch` with noise `sigma`.
@@ -178,25 +168,22 @@ impl Lip {
                 .collect();
         let mut selected = HashSet::new();
         for (tower, k) in [(Tower::Vision, k_vision), (Tower::Text, k_text)] {
-            let mut candidates: Vec<(&str, f32)> = magnitude
+            let eligible = |l: &&LayerInfo| {
+                l.tower == tower && !(resnet && tower == Tower::Vision && !l.is_attention_pool())
+            };
+            let mut candidates: Vec<(&str, f32)> = all
                 .iter()
-                .filter(|(key, _)| {
-                    all.iter().any(|l| {
-                        l.tower == tower
-                            && l.key.split('#').next() == Some(key.as_str())
-                            && (!resnet || tower != Tower::Vision || l.is_attention_pool())
-                    })
-                })
-                .map(|(key, m)| (key.as_str(), *m))
+                .filter(eligible)
+                .map(|l| (l.checkpoint_key(), magnitude[l.checkpoint_key()]))
                 .collect();
             candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-            for (key, _) in candidates.into_iter().take(k) {
-                selected.extend(
-                    all.iter()
-                        .filter(|l| l.key.split('#').next() == Some(key))
-                        .map(|l| l.id),
-                );
-            }
+            candidates.dedup_by_key(|c| c.0);
+            let chosen: HashSet<&str> = candidates.into_iter().take(k).map(|c| c.0).collect();
+            selected.extend(
+                all.iter()
+                    .filter(|l| chosen.contains(l.checkpoint_key()))
+                    .map(|l| l.id),
+            );
         }
         selected
     }

@@ -41,6 +41,11 @@ pub struct LayerInfo {
 }
 
 impl LayerInfo {
+    /// The checkpoint key the tensor is stored under (the fused key for a projection part).
+    pub fn checkpoint_key(&self) -> &str {
+        self.key.split('#').next().unwrap_or(&self.key)
+    }
+
     /// Whether this is part of a ModifiedResNet's attention-pooling head, the only vision
     /// parameters Lip lets change in a ResNet (the paper found the rest over-forgets).
     pub fn is_attention_pool(&self) -> bool {
