@@ -57,6 +57,18 @@ impl LoadedModel {
         })
     }
 
+    /// The same tokenizer, preprocessing and device around another network (an edited copy).
+    pub fn with_model(&self, model: Clip) -> Self {
+        Self {
+            model,
+            tokenizer: self.tokenizer.clone(),
+            preprocessor: self.preprocessor.clone(),
+            context_length: self.context_length,
+            pad_id: self.pad_id,
+            device: self.device.clone(),
+        }
+    }
+
     /// Tokenises texts for this model.
     pub fn tokenize(&self, texts: &[String]) -> Vec<Vec<u32>> {
         self.tokenizer

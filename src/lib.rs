@@ -10,5 +10,7 @@ pub mod data;
 pub mod demo;
 pub mod engine;
 pub mod eval;
+pub mod recipe;
 pub mod train;
 pub mod unlearn;
+pub mod workflow;

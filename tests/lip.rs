@@ -7,7 +7,7 @@ use lethe::clip::tokenizer::Tokenizer;
 use lethe::clip::weights::Format;
 use lethe::demo::resolve_model;
 use lethe::unlearn::job::Method;
-use lethe::unlearn::lip::{ForgetTask, Lip, LipOptions};
+use lethe::unlearn::lip::{ForgetTask, Lip, LipOptions, Variant};
 
 #[test]
 fn a_lip_step_updates_only_the_top_layers_of_each_tower() {
@@ -27,16 +27,16 @@ fn a_lip_step_updates_only_the_top_layers_of_each_tower() {
     );
     let task = ForgetTask {
         images: Tensor::<4>::random([4, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device),
+        labels: vec![0; 4],
         prompts,
         templates: 1,
-        target: 0,
     };
     let options = LipOptions {
         perturbations: 3,
         batch: 2,
         ..LipOptions::default()
     };
-    let mut lip = Lip::new(options.clone(), task);
+    let mut lip = Lip::new(Variant::Lip, options.clone(), task, 0);
     let before = named_tensors(&model, Format::OpenClip, None);
     let (updated, report) = lip.step(model.clone(), &model).unwrap();
     let after = named_tensors(&updated, Format::OpenClip, None);

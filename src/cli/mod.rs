@@ -15,6 +15,7 @@ use crate::engine::LoadedModel;
 use crate::eval::zero_shot;
 
 mod grid;
+mod run_recipe;
 mod train_demo;
 
 /// Lethe: make a CLIP model forget, and prove it.
@@ -28,6 +29,7 @@ or open_clip (open_clip_config.json + open_clip_model.safetensors), or the built
 demo:vit (the default) and demo:rn.\n\n\
 Examples:\n  \
 lethe eval --dataset 'shapes:shapes?seed=4242&n=1000' --dataset shapes:colors\n  \
+lethe run recipes/forget-red-vit.toml --out red-forgotten\n  \
 lethe classify --model demo:rn --image star.png --labels \"star,heart,ring\"\n  \
 lethe train-demo --arch vit --out my-shapes-vit\n  \
 lethe grid --dataset shapes:fruits --out fruits.png\n  \
@@ -50,6 +52,9 @@ pub enum Command {
     Classify(ClassifyArgs),
     /// Zero-shot accuracy of a model on datasets, overall and per class.
     Eval(EvalArgs),
+    /// Run an unlearning recipe: forget, measure before and after, write the edited model,
+    /// metrics.json and report.md.
+    Run(run_recipe::RunArgs),
     /// Train a Shapes demo model from scratch (contrastive loss) and save it.
     TrainDemo(train_demo::TrainDemoArgs),
     /// Save a contact sheet of a dataset's first images as a PNG.
@@ -170,6 +175,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Embed(args) => embed(args),
         Command::Classify(args) => classify(args),
         Command::Eval(args) => eval(args),
+        Command::Run(args) => run_recipe::run_recipe(&args),
         Command::TrainDemo(args) => train_demo::train_demo(args),
         Command::Grid(args) => grid::grid(args),
         Command::Bench {

@@ -80,6 +80,16 @@ impl Clip {
         }
     }
 
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.logit_scale.val().device()
+    }
+
+    /// Width of the joint embedding space.
+    pub fn embed_dim(&self) -> usize {
+        self.text.proj.dims()[1]
+    }
+
     /// Projected, un-normalised image embeddings `[b, embed]`.
     pub fn encode_image(&self, pixels: Tensor<4>) -> Tensor<2> {
         self.visual.forward(pixels, false).embeds

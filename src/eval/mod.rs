@@ -1,7 +1,11 @@
 //! Measuring what a model knows: zero-shot classification accuracy, per dataset and per class,
 //! and the scores that summarise an unlearning run.
 
+pub mod metrics;
+pub mod relearn;
+pub mod retrieval;
 pub mod score;
+pub mod snapshot;
 
 use std::collections::BTreeMap;
 
@@ -23,6 +27,9 @@ pub struct DatasetAccuracy {
     pub accuracy: f64,
     /// Accuracy of each class that has images.
     pub per_class: BTreeMap<String, f64>,
+    /// Images of each class that has images.
+    #[serde(skip)]
+    pub per_class_n: BTreeMap<String, usize>,
     /// Images that could not be read and were skipped.
     #[serde(skip)]
     pub skipped: usize,
@@ -69,6 +76,121 @@ pub fn argmax(row: &[f32]) -> usize {
         .map_or(0, |(i, _)| i)
 }
 
+/// Normalised image embeddings of a dataset, with the label of each row.
+pub struct EmbeddedImages {
+    /// `[n, embed]`, normalised.
+    pub embeds: Tensor<2>,
+    /// Label of each row.
+    pub labels: Vec<usize>,
+    /// Images that could not be read and were skipped.
+    pub skipped: usize,
+}
+
+/// Embeds every readable image of `dataset` in batches of `batch_size`.
+pub fn embed_dataset(model: &LoadedModel, dataset: &Dataset, batch_size: usize) -> EmbeddedImages {
+    let mut parts = Vec::new();
+    let mut labels = Vec::new();
+    let mut skipped = 0;
+    for chunk in dataset.items.chunks(batch_size.max(1)) {
+        let mut pixels = Vec::new();
+        let mut count = 0;
+        for item in chunk {
+            match item.source.image() {
+                Ok(image) => {
+                    pixels.extend(model.preprocessor.apply(&image));
+                    labels.push(item.label);
+                    count += 1;
+                }
+                Err(error) => {
+                    tracing::warn!("skipping unreadable image: {error}");
+                    skipped += 1;
+                }
+            }
+        }
+        if count == 0 {
+            continue;
+        }
+        let images = model
+            .preprocessor
+            .tensor(pixels, count, &model.device.device);
+        parts.push(normalize(model.model.encode_image(images)).detach());
+    }
+    if skipped > 0 {
+        tracing::warn!("{}: skipped {skipped} unreadable image(s)", dataset.name);
+    }
+    let embeds = if parts.is_empty() {
+        Tensor::zeros([0, model.model.embed_dim()], &model.device.device)
+    } else {
+        Tensor::cat(parts, 0)
+    };
+    EmbeddedImages {
+        embeds,
+        labels,
+        skipped,
+    }
+}
+
+/// Zero-shot accuracy of already embedded images against class embeddings `heads`
+/// (`[classes, embed]`, one row per name of `classes`).
+pub fn classify(
+    name: &str,
+    classes: &[String],
+    images: &EmbeddedImages,
+    heads: Tensor<2>,
+) -> DatasetAccuracy {
+    let mut correct = vec![0usize; classes.len()];
+    let mut total = vec![0usize; classes.len()];
+    if !images.labels.is_empty() {
+        let scores = images.embeds.clone().matmul(heads.transpose());
+        for (row, &label) in host_values(scores)
+            .chunks(classes.len())
+            .zip(&images.labels)
+        {
+            total[label] += 1;
+            correct[label] += usize::from(argmax(row) == label);
+        }
+    }
+    let n: usize = total.iter().sum();
+    let with_images = || {
+        classes
+            .iter()
+            .zip(total.iter().zip(&correct))
+            .filter(|(_, (t, _))| **t > 0)
+    };
+    DatasetAccuracy {
+        name: name.to_string(),
+        n,
+        accuracy: if n == 0 {
+            0.0
+        } else {
+            correct.iter().sum::<usize>() as f64 / n as f64
+        },
+        per_class: with_images()
+            .map(|(class, (t, c))| (class.clone(), *c as f64 / *t as f64))
+            .collect(),
+        per_class_n: with_images()
+            .map(|(class, (t, _))| (class.clone(), *t))
+            .collect(),
+        skipped: images.skipped,
+    }
+}
+
+impl DatasetAccuracy {
+    /// Accuracy over the images of the classes for which `include` holds (`None` when they
+    /// have no images): the target or the other classes of an unlearning run.
+    pub fn accuracy_of(&self, include: impl Fn(&str) -> bool) -> Option<f64> {
+        let (hits, n) = self
+            .per_class
+            .iter()
+            .filter(|(class, _)| include(class))
+            .fold((0.0, 0usize), |(hits, n), (class, accuracy)| {
+                let count = self.per_class_n[class];
+                (hits + accuracy * count as f64, n + count)
+            });
+        (n > 0).then(|| hits / n as f64)
+    }
+}
+
 /// Classifies every image of `dataset` against its class names with `templates`.
 pub fn zero_shot(
     model: &LoadedModel,
@@ -77,57 +199,6 @@ pub fn zero_shot(
     batch_size: usize,
 ) -> DatasetAccuracy {
     let heads = class_embeddings(model, &dataset.classes, templates);
-    let mut correct = vec![0usize; dataset.classes.len()];
-    let mut total = vec![0usize; dataset.classes.len()];
-    let mut skipped = 0;
-    for chunk in dataset.items.chunks(batch_size.max(1)) {
-        let mut pixels = Vec::new();
-        let mut labels = Vec::new();
-        for item in chunk {
-            match item.source.image() {
-                Ok(image) => {
-                    pixels.extend(model.preprocessor.apply(&image));
-                    labels.push(item.label);
-                }
-                Err(error) => {
-                    tracing::warn!("skipping unreadable image: {error}");
-                    skipped += 1;
-                }
-            }
-        }
-        if labels.is_empty() {
-            continue;
-        }
-        let images = model
-            .preprocessor
-            .tensor(pixels, labels.len(), &model.device.device);
-        let scores = normalize(model.model.encode_image(images)).matmul(heads.clone().transpose());
-        let classes = dataset.classes.len();
-        for (row, label) in host_values(scores).chunks(classes).zip(labels) {
-            total[label] += 1;
-            correct[label] += usize::from(argmax(row) == label);
-        }
-    }
-    if skipped > 0 {
-        tracing::warn!("{}: skipped {skipped} unreadable image(s)", dataset.name);
-    }
-    let n: usize = total.iter().sum();
-    let per_class = dataset
-        .classes
-        .iter()
-        .zip(total.iter().zip(&correct))
-        .filter(|(_, (t, _))| **t > 0)
-        .map(|(class, (t, c))| (class.clone(), *c as f64 / *t as f64))
-        .collect();
-    DatasetAccuracy {
-        name: dataset.name.clone(),
-        n,
-        accuracy: if n == 0 {
-            0.0
-        } else {
-            correct.iter().sum::<usize>() as f64 / n as f64
-        },
-        per_class,
-        skipped,
-    }
+    let images = embed_dataset(model, dataset, batch_size);
+    classify(&dataset.name, &dataset.classes, &images, heads)
 }

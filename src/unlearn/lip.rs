@@ -3,22 +3,41 @@
 //! `(‖f(x) − f(x+ε)‖ + ‖g(t) − f(x+ε)‖) / ‖ε‖`, then updates only the layers with the largest
 //! mean |gradient| in each tower, escalating noise and layer counts until the model no longer
 //! recognises the forget images.
+//!
+//! The paper's two baselines share everything but the loss, so they live here as variants:
+//! **Emb** (plain distances plus `α‖f(x) + g(t)‖` instead of the ratio) and **ULip** (the
+//! vision term only, vision layers only).
 
 use std::collections::{HashMap, HashSet};
 
 use burn::optim::ModuleOptimizer;
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
 
 use super::job::{Method, StepReport};
 use super::params::{LayerInfo, Tower, layers, selected_gradients};
+use super::synthetic::SyntheticOptions;
 use crate::clip::checkpoint::named_tensors;
 use crate::clip::weights::Format;
 use crate::clip::{Clip, VisionTower, host_values, normalize};
+use crate::data::shapes::Rng;
 use crate::eval::{argmax, ensemble};
 use crate::train::clip_adam;
 
-/// Lip's knobs; the defaults are the paper's.
-#[derive(Clone, Debug, PartialEq)]
+/// Which loss of the Lip family to minimise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// The Lipschitz ratio over both towers (the paper's method).
+    Lip,
+    /// Plain distances plus `α‖f(x) + g(t)‖` (the paper's "Emb" baseline).
+    Emb,
+    /// The image term of the ratio only, updating the vision tower only ("ULip", after Foster et al.).
+    ULip,
+}
+
+/// Lip's knobs; the defaults are the paper's. Recipes give any subset of them.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LipOptions {
     /// Adam learning rate.
     pub learning_rate: f64,
@@ -40,6 +59,10 @@ pub struct LipOptions {
     pub batch: usize,
     /// Give up after this many steps.
     pub max_steps: usize,
+    /// Weight of `‖f(x) + g(t)‖` in the Emb loss (unused by Lip and ULip).
+    pub alpha: f32,
+    /// How synthetic forget images are made when no real ones are given.
+    pub synthetic: SyntheticOptions,
 }
 
 impl Default for LipOptions {
@@ -55,6 +78,8 @@ impl Default for LipOptions {
             stop_accuracy: 0.1,
             batch: 8,
             max_steps: 100,
+            alpha: 1.0,
+            synthetic: SyntheticOptions::default(),
         }
     }
 }
@@ -63,31 +88,35 @@ impl Default for LipOptions {
 pub struct ForgetTask {
     /// Normalised forget images `[n, 3, s, s]` (synthetic or real), on an autodiff device.
     pub images: Tensor<4>,
+    /// The class (index into the head) each image shows; every one is a class to forget.
+    pub labels: Vec<usize>,
     /// Tokenised prompts of every class of the head, `templates` per class, class-major.
     pub prompts: Vec<Vec<u32>>,
     /// Prompts per class.
     pub templates: usize,
-    /// Index of the class to forget.
-    pub target: usize,
 }
 
-/// The Lip method, ready to be run by the job runner.
+/// The Lip method (or one of its variants), ready to be run by the job runner.
 pub struct Lip {
+    variant: Variant,
     options: LipOptions,
     task: ForgetTask,
     optimizer: ModuleOptimizer,
     step: usize,
+    noise: Rng,
 }
 
 impl Lip {
-    /// Lip for `task` with `options`.
-    pub fn new(options: LipOptions, task: ForgetTask) -> Self {
+    /// `variant` of Lip for `task` with `options`; `seed` fixes the perturbations.
+    pub fn new(variant: Variant, options: LipOptions, task: ForgetTask, seed: u64) -> Self {
         let optimizer = clip_adam(options.weight_decay);
         Self {
+            variant,
             options,
             task,
             optimizer,
             step: 0,
+            noise: Rng::new(seed),
         }
     }
 
@@ -106,7 +135,7 @@ impl Lip {
         ensemble(model.encode_text(&self.task.prompts), self.task.templates)
     }
 
-    /// Share of the forget images the model still assigns to the target class.
+    /// Share of the forget images the model still assigns to their class.
     pub fn forget_accuracy(&self, model: &Clip) -> f64 {
         let heads = self.class_heads(model).detach();
         let images = normalize(model.encode_image(self.task.images.clone().detach())).detach();
@@ -114,36 +143,52 @@ impl Lip {
         let scores = host_values(images.matmul(heads.transpose()));
         let rows = scores.chunks(classes);
         let count = rows.len();
-        let hits = rows.filter(|row| argmax(row) == self.task.target).count();
+        let hits = rows
+            .zip(&self.task.labels)
+            .filter(|(row, label)| argmax(row) == **label)
+            .count();
         hits as f64 / count.max(1) as f64
     }
 
-    /// The Lipschitz loss on forget images `batch` with noise `sigma`.
-    fn loss(&self, model: &Clip, batch: Tensor<4>, sigma: f32) -> Tensor<1> {
+    /// The variant's loss on forget images `batch` (showing classes `labels`) with noise `sigma`.
+    fn loss(&mut self, model: &Clip, batch: Tensor<4>, labels: &[usize], sigma: f32) -> Tensor<1> {
         let [b, c, h, w] = batch.dims();
         let n = self.options.perturbations;
         let device = batch.device();
-        let text = self.class_heads(model).narrow(0, self.task.target, 1);
-        let clean = normalize(model.encode_image(batch.clone()));
-        let noise = Tensor::<4>::random(
-            [b * n, c, h, w],
-            Distribution::Normal(0.0, sigma as f64),
+        let rows = Tensor::<1, Int>::from_data(
+            TensorData::new(labels.iter().map(|&l| l as i64).collect(), [b]),
             &device,
         );
+        let text = self.class_heads(model).select(0, rows);
+        let clean = normalize(model.encode_image(batch.clone()));
+        // Drawn on the host from the run's seed, so a run is reproducible on any backend.
+        let values: Vec<f32> = (0..b * n * c * h * w)
+            .map(|_| self.noise.normal() * sigma)
+            .collect();
+        let noise = Tensor::<4>::from_data(TensorData::new(values, [b * n, c, h, w]), &device);
         let repeated = batch
             .unsqueeze_dim::<5>(1)
             .repeat_dim(1, n)
             .reshape([b * n, c, h, w]);
         let perturbed = normalize(model.encode_image(repeated + noise.clone()));
         let width = perturbed.dims()[1];
-        let clean = clean
-            .unsqueeze_dim::<3>(1)
-            .repeat_dim(1, n)
-            .reshape([b * n, width]);
+        let per_perturbation = |rows: Tensor<2>| {
+            rows.unsqueeze_dim::<3>(1)
+                .repeat_dim(1, n)
+                .reshape([b * n, width])
+        };
+        let distance = |a: Tensor<2>, b: Tensor<2>| (a - b).square().sum_dim(1).sqrt();
+        let image_term = distance(per_perturbation(clean.clone()), perturbed.clone());
+        let text_term = distance(per_perturbation(text.clone()), perturbed);
         let noise_norm = noise.reshape([b * n, c * h * w]).square().sum_dim(1).sqrt();
-        let image_term = (clean - perturbed.clone()).square().sum_dim(1).sqrt();
-        let text_term = (perturbed - text).square().sum_dim(1).sqrt();
-        ((image_term + text_term) / noise_norm).mean()
+        match self.variant {
+            Variant::Lip => ((image_term + text_term) / noise_norm).mean(),
+            Variant::ULip => (image_term / noise_norm).mean(),
+            Variant::Emb => {
+                let pull_apart = (clean + text).square().sum_dim(1).sqrt().mean();
+                (image_term + text_term).mean() + pull_apart * self.options.alpha
+            }
+        }
     }
 
     /// The `k_v` vision and `k_t` text layers with the largest mean |gradient|; fused
@@ -191,7 +236,11 @@ impl Lip {
 
 impl Method for Lip {
     fn name(&self) -> &str {
-        "lip"
+        match self.variant {
+            Variant::Lip => "lip",
+            Variant::Emb => "emb",
+            Variant::ULip => "ulip",
+        }
     }
 
     fn max_steps(&self) -> usize {
@@ -202,17 +251,17 @@ impl Method for Lip {
         let t = self.escalation();
         let sigma = self.options.sigma.0 + (self.options.sigma.1 - self.options.sigma.0) * t;
         let k_vision = Self::interpolate(self.options.vision_layers, t);
-        let k_text = Self::interpolate(self.options.text_layers, t);
+        let k_text = match self.variant {
+            Variant::ULip => 0,
+            Variant::Lip | Variant::Emb => Self::interpolate(self.options.text_layers, t),
+        };
         let count = self.task.images.dims()[0];
         let size = self.options.batch.clamp(1, count);
         let start = (self.step * size) % count;
-        let batch = self
-            .task
-            .images
-            .clone()
-            .narrow(0, start, size.min(count - start))
-            .detach();
-        let loss = self.loss(&model, batch, sigma);
+        let size = size.min(count - start);
+        let batch = self.task.images.clone().narrow(0, start, size).detach();
+        let labels = self.task.labels[start..start + size].to_vec();
+        let loss = self.loss(&model, batch, &labels, sigma);
         let loss_value = host_values(loss.clone().detach())[0];
         let gradients = loss.backward();
         let all = layers(&model);
@@ -226,7 +275,7 @@ impl Method for Lip {
         Ok((
             model,
             StepReport {
-                losses: vec![("lipschitz".into(), loss_value)],
+                losses: vec![(self.name().into(), loss_value)],
                 forget_accuracy: Some(accuracy),
                 retain_accuracy: None,
                 finished: accuracy < self.options.stop_accuracy,

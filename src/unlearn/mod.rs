@@ -2,5 +2,6 @@
 
 pub mod job;
 pub mod lip;
+pub mod methods;
 pub mod params;
 pub mod synthetic;

@@ -8,7 +8,8 @@ use crate::clip::{Clip, host_values, normalize};
 use crate::data::shapes::Rng;
 
 /// How to make synthetic images.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SyntheticOptions {
     /// Number of images.
     pub count: usize,
@@ -19,7 +20,8 @@ pub struct SyntheticOptions {
     pub step_size: f32,
     /// Give up after this many steps (images below the threshold are kept and reported).
     pub max_steps: usize,
-    /// Seed of the starting noise.
+    /// Seed of the starting noise (a recipe's top-level seed).
+    #[serde(skip)]
     pub seed: u64,
 }
 

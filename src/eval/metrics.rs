@@ -1,0 +1,397 @@
+//! The record of an unlearning run: `metrics.json` for machines and `report.md` for people, both
+//! built from the before and after [`Snapshot`]s so they always agree.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::relearn::Relearn;
+use super::retrieval::Precision;
+use super::score::{BeforeAfter, avg_score};
+use super::snapshot::{Retrieval, Snapshot};
+
+/// An accuracy before and after, as written to `metrics.json`.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Change {
+    /// Before unlearning.
+    pub before: f64,
+    /// After unlearning.
+    pub after: f64,
+}
+
+/// One dataset's row of the before/after table.
+#[derive(Clone, Debug, Serialize)]
+pub struct DatasetRow {
+    /// The dataset spec.
+    pub name: String,
+    /// Accuracy over all its images, before.
+    pub before: f64,
+    /// Accuracy over all its images, after.
+    pub after: f64,
+    /// Accuracy on the classes not forgotten (forget dataset only), before.
+    pub other_classes_before: Option<f64>,
+    /// The same, after.
+    pub other_classes_after: Option<f64>,
+}
+
+/// Target accuracy under one template, before and after.
+#[derive(Clone, Debug, Serialize)]
+pub struct TemplateRow {
+    /// The template.
+    pub template: String,
+    /// Before.
+    pub before: Option<f64>,
+    /// After.
+    pub after: Option<f64>,
+}
+
+/// One class of the forget dataset, before and after.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClassRow {
+    /// Class name.
+    pub class: String,
+    /// Whether it was to be forgotten.
+    pub forgotten: bool,
+    /// Accuracy before.
+    pub before: f64,
+    /// Accuracy after.
+    pub after: f64,
+}
+
+/// Where the forget images came from.
+#[derive(Clone, Debug, Serialize)]
+pub struct ForgetImages {
+    /// `synthetic` or the dataset spec of the real images.
+    pub source: String,
+    /// How many.
+    pub count: usize,
+    /// Mean target probability of synthetic images under the original model.
+    pub mean_probability: Option<f64>,
+}
+
+/// SHA-256 digests tying the numbers to exact files.
+#[derive(Clone, Debug, Serialize)]
+pub struct Hashes {
+    /// The input checkpoint folder.
+    pub model_in: String,
+    /// The written checkpoint folder.
+    pub model_out: String,
+    /// The recipe text.
+    pub recipe: String,
+}
+
+/// Everything `metrics.json` holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Metrics {
+    /// Method name.
+    pub method: String,
+    /// The run's seed.
+    pub seed: u64,
+    /// The model spec the run started from.
+    pub model: String,
+    /// The forgotten classes.
+    pub classes: Vec<String>,
+    /// Accuracy on the forgotten classes' images.
+    pub target: Change,
+    /// The Lip paper's Avg Score (lower is better).
+    pub avg_score: f64,
+    /// Wall-clock seconds of the unlearning itself (image synthesis included).
+    pub runtime_s: f64,
+    /// Method iterations.
+    pub steps: usize,
+    /// How the method ended (`finished`, `cancelled`, ...).
+    pub ending: String,
+    /// The forget images.
+    pub forget_images: ForgetImages,
+    /// The forget dataset first, then every other evaluation dataset.
+    pub datasets: Vec<DatasetRow>,
+    /// Each class of the forget dataset.
+    pub per_class: Vec<ClassRow>,
+    /// Target accuracy under single templates.
+    pub templates: Vec<TemplateRow>,
+    /// Retrieval precision for the forgotten classes (lower after is better for
+    /// image-from-text).
+    pub retrieval: Option<RetrievalChange>,
+    /// The relearning test on the edited model.
+    pub relearn: Option<Relearn>,
+    /// File digests.
+    pub hashes: Hashes,
+}
+
+/// Retrieval before and after.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct RetrievalChange {
+    /// Before.
+    pub before: Retrieval,
+    /// After.
+    pub after: Retrieval,
+}
+
+/// What the run was, beside the measurements.
+pub struct RunFacts {
+    /// Method name.
+    pub method: String,
+    /// Seed.
+    pub seed: u64,
+    /// Model spec.
+    pub model: String,
+    /// Forgotten class names.
+    pub classes: Vec<String>,
+    /// Unlearning time in seconds.
+    pub runtime_s: f64,
+    /// Iterations.
+    pub steps: usize,
+    /// How it ended.
+    pub ending: String,
+    /// Forget images.
+    pub forget_images: ForgetImages,
+    /// Relearning test.
+    pub relearn: Option<Relearn>,
+    /// Digests.
+    pub hashes: Hashes,
+}
+
+/// Combines the two snapshots into the run's metrics.
+pub fn metrics(before: &Snapshot, after: &Snapshot, facts: RunFacts) -> Metrics {
+    let target = Change {
+        before: before.target.unwrap_or(0.0),
+        after: after.target.unwrap_or(0.0),
+    };
+    let mut datasets = vec![DatasetRow {
+        name: before.head.name.clone(),
+        before: before.head.accuracy,
+        after: after.head.accuracy,
+        other_classes_before: before.other_classes,
+        other_classes_after: after.other_classes,
+    }];
+    datasets.extend(
+        before
+            .others
+            .iter()
+            .zip(&after.others)
+            .map(|(b, a)| DatasetRow {
+                name: b.name.clone(),
+                before: b.accuracy,
+                after: a.accuracy,
+                other_classes_before: None,
+                other_classes_after: None,
+            }),
+    );
+    let ba = |before: f64, after: f64| BeforeAfter { before, after };
+    let kept: Vec<BeforeAfter> = before
+        .other_classes
+        .zip(after.other_classes)
+        .map(|(b, a)| ba(b, a))
+        .into_iter()
+        .chain(
+            before
+                .others
+                .iter()
+                .zip(&after.others)
+                .map(|(b, a)| ba(b.accuracy, a.accuracy)),
+        )
+        .collect();
+    let per_class = before
+        .head
+        .per_class
+        .iter()
+        .map(|(class, &b)| ClassRow {
+            class: class.clone(),
+            forgotten: facts.classes.contains(class),
+            before: b,
+            after: after.head.per_class.get(class).copied().unwrap_or(0.0),
+        })
+        .collect();
+    let templates = before
+        .templates
+        .iter()
+        .zip(&after.templates)
+        .map(|(b, a)| TemplateRow {
+            template: b.template.clone(),
+            before: b.target,
+            after: a.target,
+        })
+        .collect();
+    Metrics {
+        method: facts.method,
+        seed: facts.seed,
+        model: facts.model,
+        classes: facts.classes,
+        avg_score: avg_score(ba(target.before, target.after), &kept),
+        target,
+        runtime_s: facts.runtime_s,
+        steps: facts.steps,
+        ending: facts.ending,
+        forget_images: facts.forget_images,
+        datasets,
+        per_class,
+        templates,
+        retrieval: before
+            .retrieval
+            .zip(after.retrieval)
+            .map(|(before, after)| RetrievalChange { before, after }),
+        relearn: facts.relearn,
+        hashes: facts.hashes,
+    }
+}
+
+fn percent(value: Option<f64>) -> String {
+    value.map_or("–".into(), |v| format!("{:.1}%", v * 100.0))
+}
+
+fn precision(p: &Precision) -> String {
+    format!("{:.2} / {:.2} / {:.2}", p.at_1, p.at_5, p.at_10)
+}
+
+/// The run as a Markdown report a person can read without the JSON.
+pub fn report_markdown(m: &Metrics) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "# Unlearning report: {} forgets {}\n",
+        m.method,
+        m.classes.join(", ")
+    );
+    let _ = writeln!(
+        w,
+        "Model `{}`, seed {}, {} steps in {:.1} s, ended: {}.\n",
+        m.model, m.seed, m.steps, m.runtime_s, m.ending
+    );
+    let _ = writeln!(
+        w,
+        "Forget images: {} ({}{}).\n",
+        m.forget_images.count,
+        m.forget_images.source,
+        m.forget_images
+            .mean_probability
+            .map_or(String::new(), |p| format!(
+                ", mean target probability {p:.2}"
+            ))
+    );
+    let _ = writeln!(
+        w,
+        "**Target accuracy {} → {}**, Avg Score **{:.3}** (lower is better).\n",
+        percent(Some(m.target.before)),
+        percent(Some(m.target.after)),
+        m.avg_score
+    );
+    let _ = writeln!(
+        w,
+        "## Datasets\n\n| dataset | before | after | other classes before | other classes after |\n|---|---|---|---|---|"
+    );
+    for d in &m.datasets {
+        let _ = writeln!(
+            w,
+            "| `{}` | {} | {} | {} | {} |",
+            d.name,
+            percent(Some(d.before)),
+            percent(Some(d.after)),
+            percent(d.other_classes_before),
+            percent(d.other_classes_after)
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\n## Classes of the forget dataset\n\n| class | before | after |\n|---|---|---|"
+    );
+    for c in &m.per_class {
+        let name = if c.forgotten {
+            format!("**{}** (forgotten)", c.class)
+        } else {
+            c.class.clone()
+        };
+        let _ = writeln!(
+            w,
+            "| {name} | {} | {} |",
+            percent(Some(c.before)),
+            percent(Some(c.after))
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\n## Target accuracy per prompt template\n\n| template | before | after |\n|---|---|---|"
+    );
+    for t in &m.templates {
+        let _ = writeln!(
+            w,
+            "| `{}` | {} | {} |",
+            t.template,
+            percent(t.before),
+            percent(t.after)
+        );
+    }
+    if let Some(r) = &m.retrieval {
+        let _ = writeln!(
+            w,
+            "\n## Retrieval of the forgotten classes (precision @1 / @5 / @10)\n\n| query | before | after |\n|---|---|---|"
+        );
+        let _ = writeln!(
+            w,
+            "| image from text | {} | {} |",
+            precision(&r.before.image_from_text),
+            precision(&r.after.image_from_text)
+        );
+        let _ = writeln!(
+            w,
+            "| image from image | {} | {} |",
+            precision(&r.before.image_from_image),
+            precision(&r.after.image_from_image)
+        );
+    }
+    if let Some(r) = &m.relearn {
+        let _ = writeln!(
+            w,
+            "\n## Relearning test\n\n{} fine-tuning steps on {} images of the forgotten classes: held-out target accuracy {} → {} ({} images).",
+            r.steps,
+            r.train_images,
+            percent(Some(r.target_before)),
+            percent(Some(r.target_after)),
+            r.test_images
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\n## Provenance\n\n- model in: `{}`\n- model out: `{}`\n- recipe: `{}`",
+        m.hashes.model_in, m.hashes.model_out, m.hashes.recipe
+    );
+    out
+}
+
+/// SHA-256 of a folder's regular files, in name order, each as its name then its bytes: one
+/// digest for a whole checkpoint.
+pub fn hash_folder(dir: &Path) -> std::io::Result<String> {
+    let mut names: Vec<_> = fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    for name in names {
+        hasher.update(name.as_encoded_bytes());
+        let mut file = fs::File::open(dir.join(&name))?;
+        loop {
+            let read = file.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+        }
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// SHA-256 of bytes, as lowercase hex.
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,111 @@
+//! Everything an unlearning run measures about one model state, taken before and after so the
+//! two can be compared number by number.
+
+use serde::Serialize;
+
+use super::retrieval::{Precision, image_from_image, image_from_text};
+use super::{DatasetAccuracy, class_embeddings, classify, embed_dataset, zero_shot};
+use crate::data::dataset::Dataset;
+use crate::engine::LoadedModel;
+
+/// Images per forward pass during evaluation.
+const BATCH: usize = 250;
+
+/// Generic templates tried on top of the dataset's own: forgetting should not hinge on the
+/// exact wording of the prompt.
+const EXTRA_TEMPLATES: [&str; 3] = ["{}", "a photo of the {}.", "an image of a {}."];
+
+/// What to measure.
+pub struct EvalPlan {
+    /// The dataset whose classes form the zero-shot head (the forget dataset).
+    pub head: Dataset,
+    /// Indices of the forgotten classes in `head.classes`.
+    pub targets: Vec<usize>,
+    /// Other datasets whose accuracy should not drop.
+    pub others: Vec<Dataset>,
+    /// Query images per class for image-from-image retrieval (0: skip retrieval).
+    pub retrieval_per_class: usize,
+}
+
+impl EvalPlan {
+    /// Whether class `name` is one of the forgotten ones.
+    pub fn is_target(&self, name: &str) -> bool {
+        self.targets.iter().any(|&t| self.head.classes[t] == name)
+    }
+}
+
+/// Target-class accuracy with one prompt template.
+#[derive(Clone, Debug, Serialize)]
+pub struct TemplateAccuracy {
+    /// The template, `{}` standing for the class name.
+    pub template: String,
+    /// Accuracy on the forgotten classes' images.
+    pub target: Option<f64>,
+}
+
+/// Retrieval precision for the forgotten classes.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Retrieval {
+    /// Class name → images.
+    pub image_from_text: Precision,
+    /// Image → images of the same class.
+    pub image_from_image: Precision,
+}
+
+/// One model state, measured.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Zero-shot accuracy on the forget dataset, per class.
+    pub head: DatasetAccuracy,
+    /// Accuracy on the forgotten classes' images (`None` when the dataset has none).
+    pub target: Option<f64>,
+    /// Accuracy on the other classes of the forget dataset.
+    pub other_classes: Option<f64>,
+    /// Accuracy on each other dataset.
+    pub others: Vec<DatasetAccuracy>,
+    /// Target accuracy under single templates.
+    pub templates: Vec<TemplateAccuracy>,
+    /// Retrieval of the forgotten classes.
+    pub retrieval: Option<Retrieval>,
+}
+
+/// Measures `model` as `plan` says.
+pub fn measure(model: &LoadedModel, plan: &EvalPlan) -> Snapshot {
+    let head = &plan.head;
+    let images = embed_dataset(model, head, BATCH);
+    let heads = class_embeddings(model, &head.classes, &head.templates);
+    let accuracy = classify(&head.name, &head.classes, &images, heads.clone());
+    let mut templates: Vec<String> = head.templates.clone();
+    for extra in EXTRA_TEMPLATES {
+        if !templates.iter().any(|t| t == extra) {
+            templates.push(extra.to_string());
+        }
+    }
+    let templates = templates
+        .into_iter()
+        .map(|template| {
+            let single = class_embeddings(model, &head.classes, std::slice::from_ref(&template));
+            let result = classify(&head.name, &head.classes, &images, single);
+            TemplateAccuracy {
+                target: result.accuracy_of(|c| plan.is_target(c)),
+                template,
+            }
+        })
+        .collect();
+    let retrieval = (plan.retrieval_per_class > 0).then(|| Retrieval {
+        image_from_text: image_from_text(&images, &heads, &plan.targets),
+        image_from_image: image_from_image(&images, &plan.targets, plan.retrieval_per_class),
+    });
+    Snapshot {
+        target: accuracy.accuracy_of(|c| plan.is_target(c)),
+        other_classes: accuracy.accuracy_of(|c| !plan.is_target(c)),
+        head: accuracy,
+        others: plan
+            .others
+            .iter()
+            .map(|d| zero_shot(model, d, &d.templates, BATCH))
+            .collect(),
+        templates,
+        retrieval,
+    }
+}

@@ -1,0 +1,203 @@
+//! The registry of unlearning methods: what each is called, what it needs, and how to set one up
+//! from a class list and its settings. The command line and the app list methods from here, so a
+//! new method appears everywhere once it is registered.
+
+use burn::tensor::{Tensor, TensorData};
+use serde::Deserialize;
+
+use super::job::Method;
+use super::lip::{ForgetTask, Lip, LipOptions, Variant};
+use super::synthetic::{SyntheticImages, synthesize};
+use crate::clip::Clip;
+use crate::data::dataset::Dataset;
+use crate::engine::LoadedModel;
+use crate::eval::{class_embeddings, class_prompts};
+
+/// What a user needs to know to pick a method.
+#[derive(Clone, Copy, Debug)]
+pub struct MethodInfo {
+    /// Name used in recipes and on the command line.
+    pub name: &'static str,
+    /// Display name.
+    pub title: &'static str,
+    /// What it does, in plain words.
+    pub summary: &'static str,
+    /// What data it needs.
+    pub needs: &'static str,
+}
+
+/// Every registered method.
+pub const METHODS: [MethodInfo; 3] = [
+    MethodInfo {
+        name: "lip",
+        title: "Lip (Lipschitz, synthetic samples)",
+        summary: "Makes the model's answer for pictures of the class insensitive to noise, in both \
+                  the image and the text tower, updating only the few layers that matter most for \
+                  the class each step; stops once it no longer recognises the class.",
+        needs: "Only the class name: pictures of the class are synthesised from the model itself \
+                (real ones can be given instead).",
+    },
+    MethodInfo {
+        name: "emb",
+        title: "Emb (embedding distance baseline)",
+        summary: "Like Lip, but pulls embeddings of noisy pictures together and pushes picture and \
+                  class name apart by plain distances instead of a noise-relative ratio.",
+        needs: "Only the class name (synthetic pictures), or real ones.",
+    },
+    MethodInfo {
+        name: "ulip",
+        title: "ULip (vision-only Lipschitz baseline)",
+        summary: "Lip's noise-insensitivity on the image tower alone; the text tower is left as \
+                  it is.",
+        needs: "Pictures of the class: real ones if given, otherwise synthetic.",
+    },
+];
+
+/// Looks a method up by name.
+pub fn method_info(name: &str) -> Option<&'static MethodInfo> {
+    METHODS.iter().find(|m| m.name == name)
+}
+
+/// A method set up for a run, with the synthetic images it made (for previews and reports).
+pub struct Prepared {
+    /// The method, ready for the job runner.
+    pub method: Box<dyn Method>,
+    /// Synthetic forget images, one set per forgotten class; empty when real images were given.
+    pub synthetic: Vec<SyntheticImages>,
+    /// Number of forget images the method works on.
+    pub forget_images: usize,
+}
+
+/// Everything a method is set up from.
+pub struct Setup<'a> {
+    /// Registered method name.
+    pub name: &'a str,
+    /// The method's settings (keys not given keep their defaults).
+    pub settings: &'a toml::Table,
+    /// Seed of everything random in the method.
+    pub seed: u64,
+    /// The model to edit, on an autodiff device.
+    pub model: &'a Clip,
+    /// Tokenizer, preprocessing and device of the model.
+    pub loaded: &'a LoadedModel,
+    /// The zero-shot head: class names and templates.
+    pub head: &'a Dataset,
+    /// Indices of the classes to forget in `head.classes`.
+    pub targets: &'a [usize],
+    /// Real forget images, if the user gave any; labels are matched to the head by name.
+    pub real_images: Option<&'a Dataset>,
+}
+
+/// Reads a method's settings: the Lip variant it names and its options. Errors name the
+/// method and the offending key, so a recipe can be checked before any work starts.
+pub fn parse_settings(name: &str, settings: &toml::Table) -> Result<(Variant, LipOptions), String> {
+    let variant = match name {
+        "lip" => Variant::Lip,
+        "emb" => Variant::Emb,
+        "ulip" => Variant::ULip,
+        other => {
+            let known: Vec<&str> = METHODS.iter().map(|m| m.name).collect();
+            return Err(format!(
+                "unknown method '{other}': registered methods are {}",
+                known.join(", ")
+            ));
+        }
+    };
+    let options = LipOptions::deserialize(toml::Value::Table(settings.clone()))
+        .map_err(|e| format!("method '{name}': {e}"))?;
+    Ok((variant, options))
+}
+
+/// Sets up the named method. Errors name the method and the offending setting or data.
+pub fn prepare(setup: &Setup) -> Result<Prepared, String> {
+    let (variant, mut options) = parse_settings(setup.name, setup.settings)?;
+    options.synthetic.seed = setup.seed;
+    let device = setup.model.device();
+    let (images, labels, synthetic) = match setup.real_images {
+        Some(real) => {
+            let (images, labels) = real_forget_images(setup, real)?;
+            (images, labels, Vec::new())
+        }
+        None => {
+            // Computed by the evaluation model; joined to the autodiff graph of the pixels.
+            let heads = class_embeddings(setup.loaded, &setup.head.classes, &setup.head.templates)
+                .autodiff();
+            let per_class = options.synthetic.count.div_ceil(setup.targets.len()).max(1);
+            let mut sets = Vec::new();
+            let mut labels = Vec::new();
+            for (i, &target) in setup.targets.iter().enumerate() {
+                let mut synthetic = options.synthetic.clone();
+                synthetic.count = per_class;
+                synthetic.seed = setup.seed.wrapping_add(i as u64);
+                sets.push(synthesize(
+                    setup.model,
+                    heads.clone(),
+                    target,
+                    setup.loaded.preprocessor.size,
+                    &synthetic,
+                ));
+                labels.extend(std::iter::repeat_n(target, per_class));
+            }
+            let images = Tensor::cat(sets.iter().map(|s| s.tensor(&device)).collect(), 0);
+            (images, labels, sets)
+        }
+    };
+    let forget_images = labels.len();
+    let prompts = setup
+        .loaded
+        .tokenize(&class_prompts(&setup.head.classes, &setup.head.templates));
+    let task = ForgetTask {
+        images,
+        labels,
+        prompts,
+        templates: setup.head.templates.len(),
+    };
+    Ok(Prepared {
+        method: Box::new(Lip::new(variant, options, task, setup.seed)),
+        synthetic,
+        forget_images,
+    })
+}
+
+/// The user's forget images of the target classes, preprocessed, with their head labels.
+fn real_forget_images(setup: &Setup, real: &Dataset) -> Result<(Tensor<4>, Vec<usize>), String> {
+    let preprocessor = &setup.loaded.preprocessor;
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for item in &real.items {
+        let name = &real.classes[item.label];
+        let Some(&target) = setup
+            .targets
+            .iter()
+            .find(|&&t| setup.head.classes[t] == *name)
+        else {
+            continue;
+        };
+        match item.source.image() {
+            Ok(image) => {
+                pixels.extend(preprocessor.apply(&image));
+                labels.push(target);
+            }
+            Err(error) => tracing::warn!("skipping unreadable forget image: {error}"),
+        }
+    }
+    if labels.is_empty() {
+        let wanted: Vec<&str> = setup
+            .targets
+            .iter()
+            .map(|&t| setup.head.classes[t].as_str())
+            .collect();
+        return Err(format!(
+            "forget images {}: no readable image is labelled {}",
+            real.name,
+            wanted.join(" or ")
+        ));
+    }
+    let side = preprocessor.size;
+    let count = labels.len();
+    let images = Tensor::from_data(
+        TensorData::new(pixels, [count, 3, side, side]),
+        &setup.model.device(),
+    );
+    Ok((images, labels))
+}

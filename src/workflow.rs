@@ -1,0 +1,300 @@
+//! One unlearning run from a recipe, as the command line, the benchmarks and the app all do it:
+//! open the model and data, measure, forget on a background thread, measure again, and write
+//! the result folder atomically.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+
+use crate::backend::DeviceChoice;
+use crate::clip::Clip;
+use crate::clip::checkpoint::Checkpoint;
+use crate::data::dataset::{self, Dataset};
+use crate::engine::LoadedModel;
+use crate::eval::metrics::{
+    ForgetImages, Hashes, Metrics, RunFacts, hash_bytes, hash_folder, metrics, report_markdown,
+};
+use crate::eval::relearn::relearn;
+use crate::eval::snapshot::{EvalPlan, measure};
+use crate::recipe::Recipe;
+use crate::unlearn::job::{Ending, Event, Job};
+use crate::unlearn::methods::{Setup, parse_settings, prepare};
+use crate::unlearn::synthetic::SyntheticImages;
+
+/// A recipe with its model and data opened and checked, ready to run.
+pub struct Opened {
+    /// The recipe.
+    pub recipe: Recipe,
+    /// The recipe's text, copied into the output and hashed.
+    pub recipe_text: String,
+    /// The input checkpoint (never written to).
+    pub checkpoint: Checkpoint,
+    /// The input model for evaluation.
+    pub loaded: LoadedModel,
+    /// What to measure.
+    pub plan: EvalPlan,
+    /// Real forget images, when the recipe names some.
+    pub real_images: Option<Dataset>,
+}
+
+impl Opened {
+    /// Opens everything `recipe` names; errors say which part is wrong.
+    pub fn open(recipe: Recipe, recipe_text: String) -> Result<Self> {
+        let choice: DeviceChoice = recipe
+            .model
+            .device
+            .parse()
+            .map_err(anyhow::Error::msg)
+            .context("[model] device")?;
+        parse_settings(&recipe.method.name, &recipe.method.settings).map_err(anyhow::Error::msg)?;
+        let path = crate::demo::resolve_model(&recipe.model.path).map_err(anyhow::Error::msg)?;
+        let checkpoint = Checkpoint::open(&path)?;
+        let loaded = LoadedModel::open(&path, choice)?;
+        let head = dataset::open(&recipe.forget.dataset)?;
+        let targets = recipe
+            .forget
+            .classes
+            .iter()
+            .map(|class| {
+                head.classes
+                    .iter()
+                    .position(|c| c == class)
+                    .with_context(|| {
+                        format!(
+                            "[forget] class '{class}' is not a class of {} (its classes: {})",
+                            head.name,
+                            head.classes.join(", ")
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let real_images = recipe
+            .forget
+            .images
+            .as_deref()
+            .map(dataset::open)
+            .transpose()?;
+        let others = recipe
+            .eval
+            .datasets
+            .iter()
+            .map(|spec| dataset::open(spec))
+            .collect::<Result<Vec<_>, _>>()?;
+        let plan = EvalPlan {
+            head,
+            targets,
+            others,
+            retrieval_per_class: recipe.eval.retrieval_per_class,
+        };
+        Ok(Self {
+            recipe,
+            recipe_text,
+            checkpoint,
+            loaded,
+            plan,
+            real_images,
+        })
+    }
+
+    /// The folder of the input checkpoint.
+    pub fn model_dir(&self) -> &Path {
+        &self.checkpoint.dir
+    }
+}
+
+/// A finished run: its measurements and the edited model.
+pub struct Finished {
+    /// Everything measured (`hashes.model_out` is filled in by [`write_outputs`]).
+    pub metrics: Metrics,
+    /// The edited model (not on an autodiff device).
+    pub model: Clip,
+    /// Synthetic forget images, for previews.
+    pub synthetic: Vec<SyntheticImages>,
+}
+
+/// Why a run produced no result.
+#[derive(Debug, thiserror::Error)]
+pub enum RunStopped {
+    /// The user cancelled it.
+    #[error("cancelled after {steps} step(s); nothing was written")]
+    Cancelled {
+        /// Steps completed.
+        steps: usize,
+    },
+    /// The method failed or diverged.
+    #[error("the run stopped: {0}; nothing was written")]
+    Failed(String),
+}
+
+/// Runs the recipe: measures the model, forgets on a background thread (reporting every event
+/// to `on_event`, stopping early when `cancel` is set), and measures again.
+pub fn execute(
+    opened: &Opened,
+    cancel: &AtomicBool,
+    mut on_event: impl FnMut(&Event),
+) -> Result<Finished> {
+    let recipe = &opened.recipe;
+    let before = measure(&opened.loaded, &opened.plan);
+    let trainable = opened
+        .checkpoint
+        .load(&opened.loaded.device.device.clone().autodiff())?;
+    let start = Instant::now();
+    let prepared = prepare(&Setup {
+        name: &recipe.method.name,
+        settings: &recipe.method.settings,
+        seed: recipe.seed,
+        model: &trainable,
+        loaded: &opened.loaded,
+        head: &opened.plan.head,
+        targets: &opened.plan.targets,
+        real_images: opened.real_images.as_ref(),
+    })
+    .map_err(anyhow::Error::msg)?;
+    let job = Job::spawn(prepared.method, trainable);
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            job.cancel();
+        }
+        match job.events.recv_timeout(Duration::from_millis(100)) {
+            Ok(event) => {
+                on_event(&event);
+                if matches!(event, Event::Ended(_)) {
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let outcome = job.join();
+    let runtime_s = start.elapsed().as_secs_f64();
+    match &outcome.ending {
+        Ending::Finished => {}
+        Ending::Cancelled => bail!(RunStopped::Cancelled {
+            steps: outcome.steps
+        }),
+        Ending::Diverged { step } => bail!(RunStopped::Failed(format!(
+            "the loss stopped being finite at step {step}"
+        ))),
+        Ending::Failed(message) => bail!(RunStopped::Failed(message.clone())),
+    }
+    let edited = opened.loaded.with_model(outcome.model.valid());
+    let after = measure(&edited, &opened.plan);
+    let relearned = (recipe.eval.relearn_steps > 0)
+        .then(|| {
+            relearn(
+                &outcome.model,
+                &opened.loaded,
+                &opened.plan,
+                recipe.eval.relearn_steps,
+            )
+        })
+        .flatten();
+    let probabilities: Vec<f32> = prepared
+        .synthetic
+        .iter()
+        .flat_map(|s| s.probabilities.iter().copied())
+        .collect();
+    let forget_images = ForgetImages {
+        source: recipe
+            .forget
+            .images
+            .clone()
+            .unwrap_or_else(|| "synthetic".into()),
+        count: prepared.forget_images,
+        mean_probability: (!probabilities.is_empty()).then(|| {
+            probabilities.iter().map(|&p| p as f64).sum::<f64>() / probabilities.len() as f64
+        }),
+    };
+    let facts = RunFacts {
+        method: recipe.method.name.clone(),
+        seed: recipe.seed,
+        model: recipe.model.path.clone(),
+        classes: recipe.forget.classes.clone(),
+        runtime_s,
+        steps: outcome.steps,
+        ending: "finished".into(),
+        forget_images,
+        relearn: relearned,
+        hashes: Hashes {
+            model_in: hash_folder(opened.model_dir())
+                .with_context(|| format!("cannot read {}", opened.model_dir().display()))?,
+            model_out: String::new(),
+            recipe: hash_bytes(opened.recipe_text.as_bytes()),
+        },
+    };
+    Ok(Finished {
+        metrics: metrics(&before, &after, facts),
+        model: edited.model,
+        synthetic: prepared.synthetic,
+    })
+}
+
+/// Checks that `out` can receive a run's result: not the input checkpoint, and empty if it exists.
+pub fn check_output(out: &Path, input: &Path) -> Result<()> {
+    if let (Ok(a), Ok(b)) = (out.canonicalize(), input.canonicalize())
+        && a == b
+    {
+        bail!(
+            "{}: this is the input checkpoint; choose another output folder",
+            out.display()
+        );
+    }
+    if out.exists() {
+        let empty = fs::read_dir(out)
+            .with_context(|| format!("cannot read {}", out.display()))?
+            .next()
+            .is_none();
+        if !empty {
+            bail!(
+                "{} already exists and is not empty; choose a new folder",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Writes the edited checkpoint (in the input's format), the recipe, `metrics.json` and
+/// `report.md` into `out`. Everything goes to a hidden sibling folder first, which is renamed
+/// into place at the end, so `out` either holds a complete result or nothing.
+pub fn write_outputs(opened: &Opened, finished: &mut Finished, out: &Path) -> Result<()> {
+    check_output(out, opened.model_dir())?;
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let name = out
+        .file_name()
+        .with_context(|| format!("{}: not a folder name", out.display()))?;
+    let staging: PathBuf = parent.join(format!(
+        ".{}.partial-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> Result<()> {
+        opened.checkpoint.export(&finished.model, &staging)?;
+        finished.metrics.hashes.model_out = hash_folder(&staging)?;
+        fs::write(staging.join("recipe.toml"), &opened.recipe_text)?;
+        let json = serde_json::to_string_pretty(&finished.metrics)?;
+        fs::write(staging.join("metrics.json"), json)?;
+        fs::write(
+            staging.join("report.md"),
+            report_markdown(&finished.metrics),
+        )?;
+        if out.exists() {
+            fs::remove_dir(out)?;
+        }
+        fs::rename(&staging, out)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    result.with_context(|| format!("cannot write the result to {}", out.display()))
+}

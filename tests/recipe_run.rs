@@ -1,0 +1,216 @@
+//! `lethe run` end to end on a deliberately short recipe: what lands in the output folder, that
+//! the numbers are tied to the files by their hashes, that the input is never touched, and that
+//! bad recipes and occupied folders are refused with a message naming the file.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::AtomicBool;
+
+use lethe::eval::metrics::hash_folder;
+use lethe::recipe::Recipe;
+use lethe::unlearn::job::Event;
+use lethe::workflow::{Opened, execute};
+
+/// A run of a few seconds: three Lip steps on four synthetic images of "red".
+const SHORT: &str = r#"
+seed = 5
+[model]
+path = "demo:rn"
+device = "cpu"
+[forget]
+dataset = "shapes:colors?seed=11&n=60"
+classes = ["red"]
+[method]
+name = "lip"
+learning_rate = 1e-3
+perturbations = 2
+batch = 2
+max_steps = 3
+[method.synthetic]
+count = 4
+max_steps = 40
+[eval]
+datasets = ["shapes:fruits?seed=12&n=30"]
+relearn_steps = 2
+retrieval_per_class = 3
+"#;
+
+fn lethe(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .args(args)
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .expect("the lethe binary runs")
+}
+
+#[test]
+fn a_run_writes_checkpoint_recipe_metrics_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("short.toml");
+    std::fs::write(&recipe, SHORT).unwrap();
+    let out = dir.path().join("result");
+    let args = [
+        "run",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let output = lethe(&args, dir.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    for file in [
+        "open_clip_config.json",
+        "open_clip_model.safetensors",
+        "recipe.toml",
+        "metrics.json",
+        "report.md",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    assert_eq!(
+        std::fs::read_to_string(out.join("recipe.toml")).unwrap(),
+        SHORT
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["method"], "lip");
+    assert_eq!(metrics["steps"], 3);
+    for key in ["before", "after"] {
+        let value = metrics["target"][key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&value), "target {key} {value}");
+    }
+    assert!(metrics["avg_score"].as_f64().unwrap() >= 0.0);
+    assert!(metrics["runtime_s"].as_f64().unwrap() > 0.0);
+    let datasets = metrics["datasets"].as_array().unwrap();
+    assert_eq!(datasets.len(), 2);
+    assert!(datasets[0]["other_classes_before"].is_f64());
+    assert!(datasets[1]["other_classes_before"].is_null());
+    assert!(metrics["relearn"]["target_after"].is_f64());
+    assert!(metrics["retrieval"]["after"]["image_from_text"]["at_1"].is_f64());
+    // The hashes name exactly the files: the demo checkpoint in the cache, and the written one.
+    let demo = std::fs::read_dir(dir.path().join("lethe"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("demo-rn-")
+        })
+        .unwrap();
+    let model_in = hash_folder(&demo).unwrap();
+    assert_eq!(metrics["hashes"]["model_in"], model_in.as_str());
+    let written: Vec<_> = ["open_clip_config.json", "open_clip_model.safetensors"]
+        .iter()
+        .map(|f| (f, std::fs::read(out.join(f)).unwrap()))
+        .collect();
+    let check = dir.path().join("check");
+    std::fs::create_dir(&check).unwrap();
+    for (name, bytes) in &written {
+        std::fs::write(check.join(name), bytes).unwrap();
+    }
+    assert_eq!(
+        metrics["hashes"]["model_out"],
+        hash_folder(&check).unwrap().as_str()
+    );
+    assert_ne!(
+        model_in,
+        hash_folder(&check).unwrap(),
+        "the weights changed"
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("**red** (forgotten)"), "{report}");
+
+    // The input is untouched, the edited model opens, and an occupied folder is refused.
+    assert_eq!(hash_folder(&demo).unwrap(), model_in);
+    let eval = lethe(
+        &[
+            "eval",
+            "--model",
+            out.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--dataset",
+            "shapes:colors?n=20",
+        ],
+        dir.path(),
+    );
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    let again = lethe(&args, dir.path());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success());
+    assert!(
+        stderr.contains("not empty") && stderr.contains("result"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_recipes_are_refused_naming_the_file_and_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (SHORT.replace("[forget]", "[forgot]"), "forgot"),
+        (
+            SHORT.replace(r#"classes = ["red"]"#, r#"classes = ["crimson"]"#),
+            "crimson",
+        ),
+        (
+            SHORT.replace(r#"name = "lip""#, r#"name = "magic""#),
+            "magic",
+        ),
+        (
+            SHORT.replace("perturbations = 2", "perturbation = 2"),
+            "perturbation",
+        ),
+    ];
+    for (i, (text, needle)) in cases.iter().enumerate() {
+        let recipe = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&recipe, text).unwrap();
+        let out = dir.path().join(format!("out{i}"));
+        let output = lethe(
+            &[
+                "run",
+                recipe.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "case {i} succeeded");
+        assert!(
+            stderr.contains(&format!("bad{i}.toml")),
+            "case {i}: {stderr}"
+        );
+        assert!(stderr.contains(needle), "case {i}: {stderr}");
+        assert!(!stderr.contains("panicked"), "case {i}: {stderr}");
+        assert!(!out.exists(), "case {i} left an output folder");
+    }
+}
+
+#[test]
+fn a_cancelled_run_returns_no_result() {
+    let recipe = Recipe::parse(&SHORT.replace("max_steps = 3", "max_steps = 50")).unwrap();
+    let opened = Opened::open(recipe, SHORT.to_string()).unwrap();
+    let cancel = AtomicBool::new(false);
+    let mut steps = 0;
+    let result = execute(&opened, &cancel, |event| {
+        if let Event::Step { step, .. } = event {
+            steps = *step;
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let error = result
+        .err()
+        .expect("a cancelled run has no result")
+        .to_string();
+    assert!(
+        error.contains("cancelled") && error.contains("nothing was written"),
+        "{error}"
+    );
+    assert!(steps < 50, "the run went on to step {steps}");
+}
