@@ -16,7 +16,8 @@ use crate::clip::checkpoint::Checkpoint;
 use crate::data::dataset::{self, Dataset};
 use crate::engine::LoadedModel;
 use crate::eval::metrics::{
-    ForgetImages, Hashes, Metrics, RunFacts, hash_bytes, hash_folder, metrics, report_markdown,
+    ForgetImages, Hashes, Metrics, RunFacts, Timings, hash_bytes, hash_folder, metrics,
+    report_markdown,
 };
 use crate::eval::relearn::relearn;
 use crate::eval::snapshot::{EvalPlan, measure};
@@ -138,7 +139,10 @@ pub fn execute(
     mut on_event: impl FnMut(&Event),
 ) -> Result<Finished> {
     let recipe = &opened.recipe;
+    let mut timings = Timings::default();
+    let clock = Instant::now();
     let before = measure(&opened.loaded, &opened.plan);
+    timings.measure_before_s = clock.elapsed().as_secs_f64();
     let trainable = opened
         .checkpoint
         .load(&opened.loaded.device.device.clone().autodiff())?;
@@ -154,6 +158,7 @@ pub fn execute(
         real_images: opened.real_images.as_ref(),
     })
     .map_err(anyhow::Error::msg)?;
+    timings.forget_images_s = start.elapsed().as_secs_f64();
     let job = Job::spawn(prepared.method, trainable);
     loop {
         if cancel.load(Ordering::Relaxed) {
@@ -171,7 +176,7 @@ pub fn execute(
         }
     }
     let outcome = job.join();
-    let runtime_s = start.elapsed().as_secs_f64();
+    timings.unlearning_s = start.elapsed().as_secs_f64() - timings.forget_images_s;
     match &outcome.ending {
         Ending::Finished => {}
         Ending::Cancelled => bail!(RunStopped::Cancelled {
@@ -215,7 +220,7 @@ pub fn execute(
         seed: recipe.seed,
         model: recipe.model.path.clone(),
         classes: recipe.forget.classes.clone(),
-        runtime_s,
+        timings,
         steps: outcome.steps,
         ending: "finished".into(),
         forget_images,

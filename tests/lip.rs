@@ -1,18 +1,19 @@
-//! Lip's mechanics on the demo ResNet: one step changes only the top-ranked layers, and on a
-//! ResNet only attention-pool layers of the vision tower.
+//! Lip's mechanics: one step changes only the top-ranked layers, on a ResNet only attention-pool
+//! layers of the vision tower, and ULip never touches the text tower.
 
 use burn::tensor::{Device, Distribution, Tensor};
 use lethe::clip::checkpoint::{Checkpoint, named_tensors};
 use lethe::clip::tokenizer::Tokenizer;
 use lethe::clip::weights::Format;
 use lethe::demo::resolve_model;
-use lethe::unlearn::job::Method;
+use lethe::unlearn::job::{Method, StepReport};
 use lethe::unlearn::lip::{ForgetTask, Lip, LipOptions, Variant};
 
-#[test]
-fn a_lip_step_updates_only_the_top_layers_of_each_tower() {
+/// One step of `variant` on `model_spec` with 4 random "images" of the first of three colour
+/// classes: the model's report and the open_clip keys of the tensors that changed.
+fn one_step(model_spec: &str, variant: Variant, options: &LipOptions) -> (StepReport, Vec<String>) {
     let device = Device::flex().autodiff();
-    let model = Checkpoint::open(&resolve_model("demo:rn").unwrap())
+    let model = Checkpoint::open(&resolve_model(model_spec).unwrap())
         .unwrap()
         .load(&device)
         .unwrap();
@@ -31,16 +32,31 @@ fn a_lip_step_updates_only_the_top_layers_of_each_tower() {
         prompts,
         templates: 1,
     };
-    let options = LipOptions {
-        perturbations: 3,
+    let mut method = Lip::new(variant, options.clone(), task, 0);
+    let before = named_tensors(&model, Format::OpenClip, None);
+    let (updated, report) = method.step(model.clone(), &model).unwrap();
+    let after = named_tensors(&updated, Format::OpenClip, None);
+    let changed = before
+        .keys()
+        .filter(|k| before[*k] != after[*k])
+        .cloned()
+        .collect();
+    (report, changed)
+}
+
+/// The paper's defaults with few perturbations and a small batch, to keep a step cheap.
+fn small_step() -> LipOptions {
+    LipOptions {
+        perturbations: 2,
         batch: 2,
         ..LipOptions::default()
-    };
-    let mut lip = Lip::new(Variant::Lip, options.clone(), task, 0);
-    let before = named_tensors(&model, Format::OpenClip, None);
-    let (updated, report) = lip.step(model.clone(), &model).unwrap();
-    let after = named_tensors(&updated, Format::OpenClip, None);
-    let changed: Vec<&String> = before.keys().filter(|k| before[*k] != after[*k]).collect();
+    }
+}
+
+#[test]
+fn a_lip_step_updates_only_the_top_layers_of_each_tower() {
+    let options = small_step();
+    let (report, changed) = one_step("demo:rn", Variant::Lip, &options);
     let vision: Vec<_> = changed
         .iter()
         .filter(|k| k.starts_with("visual."))
@@ -60,4 +76,15 @@ fn a_lip_step_updates_only_the_top_layers_of_each_tower() {
     );
     assert!(text > 0 && text <= options.text_layers.0, "{changed:?}");
     assert!(report.forget_accuracy.is_some());
+}
+
+#[test]
+fn a_ulip_step_leaves_the_text_tower_alone() {
+    let (report, changed) = one_step("demo:vit", Variant::ULip, &small_step());
+    assert_eq!(report.losses[0].0, "ulip");
+    assert!(!changed.is_empty());
+    assert!(
+        changed.iter().all(|k| k.starts_with("visual.")),
+        "{changed:?}"
+    );
 }

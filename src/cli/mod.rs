@@ -14,6 +14,7 @@ use crate::data::dataset;
 use crate::engine::LoadedModel;
 use crate::eval::zero_shot;
 
+mod bench_methods;
 mod grid;
 mod run_recipe;
 mod train_demo;
@@ -138,6 +139,8 @@ pub struct EvalArgs {
 /// `lethe bench ...`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Run one forgetting scenario with Lip, Emb and ULip and print the paper's Table 1 for it.
+    Methods(bench_methods::BenchMethodsArgs),
     /// Images/s and texts/s of the encoders.
     Encode {
         #[command(flatten)]
@@ -187,6 +190,9 @@ pub fn run(cli: Cli) -> Result<()> {
                     json,
                 },
         } => bench_encode(&model, batch, iters, json),
+        Command::Bench {
+            which: BenchCommand::Methods(args),
+        } => bench_methods::bench_methods(&args),
     }
 }
 

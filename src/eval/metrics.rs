@@ -84,6 +84,21 @@ pub struct Hashes {
     pub recipe: String,
 }
 
+/// Where the run's time went, in seconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Timings {
+    /// Measuring the model before unlearning.
+    pub measure_before_s: f64,
+    /// Making synthetic forget images (or reading real ones).
+    pub forget_images_s: f64,
+    /// The method's iterations.
+    pub unlearning_s: f64,
+    /// Measuring the edited model.
+    pub measure_after_s: f64,
+    /// The relearning test.
+    pub relearn_s: f64,
+}
+
 /// Everything `metrics.json` holds.
 #[derive(Clone, Debug, Serialize)]
 pub struct Metrics {
@@ -101,6 +116,8 @@ pub struct Metrics {
     pub avg_score: f64,
     /// Wall-clock seconds of the unlearning itself (image synthesis included).
     pub runtime_s: f64,
+    /// Time per phase of the run.
+    pub timings: Timings,
     /// Method iterations.
     pub steps: usize,
     /// How the method ended (`finished`, `cancelled`, ...).
@@ -141,8 +158,8 @@ pub struct RunFacts {
     pub model: String,
     /// Forgotten class names.
     pub classes: Vec<String>,
-    /// Unlearning time in seconds.
-    pub runtime_s: f64,
+    /// Time per phase.
+    pub timings: Timings,
     /// Iterations.
     pub steps: usize,
     /// How it ended.
@@ -223,7 +240,8 @@ pub fn metrics(before: &Snapshot, after: &Snapshot, facts: RunFacts) -> Metrics 
         classes: facts.classes,
         avg_score: avg_score(ba(target.before, target.after), &kept),
         target,
-        runtime_s: facts.runtime_s,
+        runtime_s: facts.timings.forget_images_s + facts.timings.unlearning_s,
+        timings: facts.timings,
         steps: facts.steps,
         ending: facts.ending,
         forget_images: facts.forget_images,

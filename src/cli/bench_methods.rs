@@ -1,0 +1,97 @@
+//! `lethe bench methods`: one recipe run with every Lip-family method, printed as the Lip
+//! paper's Table 1 (target, other classes and other datasets before and after, Avg Score) with
+//! the time each run took and where it went.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::eval::metrics::Metrics;
+use crate::recipe::Recipe;
+use crate::workflow::{Opened, execute};
+
+/// `lethe bench methods`.
+#[derive(Debug, Args)]
+pub struct BenchMethodsArgs {
+    /// The scenario: a recipe whose method section is reused with each method's name.
+    #[arg(
+        long,
+        value_name = "RECIPE",
+        default_value = "recipes/forget-red-vit.toml"
+    )]
+    recipe: PathBuf,
+    /// Methods to compare (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "lip,emb,ulip")]
+    methods: Vec<String>,
+    /// Print the metrics of every run as a JSON array instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn pct(value: Option<f64>) -> String {
+    value.map_or("–".into(), |v| format!("{:.3}", v))
+}
+
+/// Runs `lethe bench methods`.
+pub fn bench_methods(args: &BenchMethodsArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.recipe)
+        .with_context(|| format!("cannot read recipe {}", args.recipe.display()))?;
+    let base = Recipe::load(&args.recipe)?;
+    let mut results: Vec<Metrics> = Vec::new();
+    for method in &args.methods {
+        let mut recipe = base.clone();
+        recipe.method.name = method.clone();
+        let opened = Opened::open(recipe, text.clone())
+            .with_context(|| format!("recipe {} with method {method}", args.recipe.display()))?;
+        eprintln!("running {method}…");
+        let finished = execute(&opened, &AtomicBool::new(false), |_| {})?;
+        results.push(finished.metrics);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(());
+    }
+    let Some(first) = results.first() else {
+        return Ok(());
+    };
+    let mut header = vec![
+        "method".to_string(),
+        "target BF".into(),
+        "target AF".into(),
+        "others BF".into(),
+        "others AF".into(),
+    ];
+    for row in first.datasets.iter().skip(1) {
+        header.push(format!("{} BF", row.name));
+        header.push(format!("{} AF", row.name));
+    }
+    header.extend([
+        "Avg Score".into(),
+        "steps".into(),
+        "unlearn s".into(),
+        "of which images s".into(),
+    ]);
+    println!("| {} |", header.join(" | "));
+    println!("|{}", "---|".repeat(header.len()));
+    for m in &results {
+        let mut cells = vec![
+            m.method.clone(),
+            pct(Some(m.target.before)),
+            pct(Some(m.target.after)),
+            pct(m.datasets[0].other_classes_before),
+            pct(m.datasets[0].other_classes_after),
+        ];
+        for row in m.datasets.iter().skip(1) {
+            cells.push(pct(Some(row.before)));
+            cells.push(pct(Some(row.after)));
+        }
+        cells.push(format!("{:.3}", m.avg_score));
+        cells.push(m.steps.to_string());
+        cells.push(format!("{:.1}", m.runtime_s));
+        cells.push(format!("{:.1}", m.timings.forget_images_s));
+        println!("| {} |", cells.join(" | "));
+    }
+    Ok(())
+}
