@@ -24,6 +24,7 @@ struct Counter {
     nan_loss_at: Option<usize>,
     nan_weights_at: Option<usize>,
     fail_at: Option<usize>,
+    panic_at: Option<usize>,
     finish_at: Option<usize>,
     pause: Duration,
 }
@@ -36,6 +37,7 @@ impl Counter {
             nan_loss_at: None,
             nan_weights_at: None,
             fail_at: None,
+            panic_at: None,
             finish_at: None,
             pause: Duration::ZERO,
         }
@@ -57,6 +59,7 @@ impl Method for Counter {
         if Some(self.steps) == self.fail_at {
             return Err("out of ideas".into());
         }
+        assert_ne!(Some(self.steps), self.panic_at, "a bug in the method");
         // Like a real method: the loss is measured on the weights going in, then they change.
         let drift = scale(&model) - scale(original);
         let loss = if Some(self.steps) == self.nan_loss_at {
@@ -163,4 +166,19 @@ fn cancelling_stops_between_steps() {
     assert_eq!(outcome.ending, Ending::Cancelled);
     assert!(outcome.steps < 1000);
     assert_eq!(scale(&outcome.model), start + outcome.steps as f32);
+}
+
+#[test]
+fn a_panicking_method_fails_with_its_message_and_keeps_the_last_good_model() {
+    let start = scale(&model());
+    let (events, outcome) = run(Counter {
+        panic_at: Some(3),
+        ..Counter::new(10)
+    });
+    let Ending::Failed(message) = &outcome.ending else {
+        panic!("{:?}", outcome.ending)
+    };
+    assert!(message.contains("a bug in the method"), "{message}");
+    assert_eq!((outcome.steps, scale(&outcome.model)), (2, start + 2.0));
+    assert_eq!(events.last(), Some(&Event::Ended(outcome.ending.clone())));
 }

@@ -127,6 +127,16 @@ fn weights_are_finite(model: &Clip) -> bool {
         .all(|(_, values)| values.iter().all(|v| v.is_finite()))
 }
 
+/// The text of a panic payload, for [`Ending::Failed`].
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown cause");
+    format!("internal error in the method: {text}")
+}
+
 /// Runs `method` on `model` until it finishes, `cancel` is set, a loss stops being finite or
 /// the method fails, sending an [`Event`] after every iteration and one at the end. Runs on
 /// the calling thread ([`Job::spawn`] puts it on another).
@@ -149,9 +159,14 @@ pub fn run(
         if cancel.load(Ordering::Relaxed) {
             break Ending::Cancelled;
         }
-        let (next, report) = match method.step(model.clone(), &original) {
-            Ok(result) => result,
-            Err(message) => break Ending::Failed(message),
+        // A bug in a method must end the job with a message, not take the app down with it.
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            method.step(model.clone(), &original)
+        }));
+        let (next, report) = match step {
+            Ok(Ok(result)) => result,
+            Ok(Err(message)) => break Ending::Failed(message),
+            Err(panic) => break Ending::Failed(panic_message(panic.as_ref())),
         };
         if report.losses.iter().any(|(_, loss)| !loss.is_finite()) {
             // The last update may itself have produced the bad weights behind this loss.

@@ -216,10 +216,11 @@ impl Lip {
             let eligible = |l: &&LayerInfo| {
                 l.tower == tower && !(resnet && tower == Tower::Vision && !l.is_attention_pool())
             };
+            // Layers the loss does not reach (the text tower under ULip) have no gradient.
             let mut candidates: Vec<(&str, f32)> = all
                 .iter()
                 .filter(eligible)
-                .map(|l| (l.checkpoint_key(), magnitude[l.checkpoint_key()]))
+                .filter_map(|l| Some((l.checkpoint_key(), *magnitude.get(l.checkpoint_key())?)))
                 .collect();
             candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
             candidates.dedup_by_key(|c| c.0);
