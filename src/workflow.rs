@@ -187,8 +187,11 @@ pub fn execute(
         ))),
         Ending::Failed(message) => bail!(RunStopped::Failed(message.clone())),
     }
+    let clock = Instant::now();
     let edited = opened.loaded.with_model(outcome.model.valid());
     let after = measure(&edited, &opened.plan);
+    timings.measure_after_s = clock.elapsed().as_secs_f64();
+    let clock = Instant::now();
     let relearned = (recipe.eval.relearn_steps > 0)
         .then(|| {
             relearn(
@@ -199,6 +202,7 @@ pub fn execute(
             )
         })
         .flatten();
+    timings.relearn_s = clock.elapsed().as_secs_f64();
     let probabilities: Vec<f32> = prepared
         .synthetic
         .iter()

@@ -81,6 +81,15 @@ fn a_run_writes_checkpoint_recipe_metrics_and_report() {
     }
     assert!(metrics["avg_score"].as_f64().unwrap() >= 0.0);
     assert!(metrics["runtime_s"].as_f64().unwrap() > 0.0);
+    for phase in [
+        "measure_before_s",
+        "forget_images_s",
+        "unlearning_s",
+        "measure_after_s",
+        "relearn_s",
+    ] {
+        assert!(metrics["timings"][phase].as_f64().unwrap() > 0.0, "{phase}");
+    }
     let datasets = metrics["datasets"].as_array().unwrap();
     assert_eq!(datasets.len(), 2);
     assert!(datasets[0]["other_classes_before"].is_f64());
