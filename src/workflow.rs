@@ -13,6 +13,7 @@ use burn::module::Module;
 use crate::backend::DeviceChoice;
 use crate::clip::Clip;
 use crate::clip::checkpoint::Checkpoint;
+use crate::data::contact_sheet::contact_sheet;
 use crate::data::dataset::{self, Dataset};
 use crate::engine::LoadedModel;
 use crate::eval::metrics::{
@@ -243,6 +244,9 @@ pub fn execute(
     })
 }
 
+/// The contact sheet of synthetic forget images in a result folder.
+pub const SYNTHETIC_SHEET: &str = "synthetic.png";
+
 /// Checks that `out` can receive a run's result: not the input checkpoint, and empty if it exists.
 pub fn check_output(out: &Path, input: &Path) -> Result<()> {
     if let (Ok(a), Ok(b)) = (out.canonicalize(), input.canonicalize())
@@ -268,9 +272,10 @@ pub fn check_output(out: &Path, input: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes the edited checkpoint (in the input's format), the recipe, `metrics.json` and
-/// `report.md` into `out`. Everything goes to a hidden sibling folder first, which is renamed
-/// into place at the end, so `out` either holds a complete result or nothing.
+/// Writes the edited checkpoint (in the input's format), the recipe, `metrics.json`,
+/// `report.md` and a contact sheet of the synthetic forget images into `out`. Everything goes
+/// to a hidden sibling folder first, which is renamed into place at the end, so `out` either
+/// holds a complete result or nothing.
 pub fn write_outputs(opened: &Opened, finished: &mut Finished, out: &Path) -> Result<()> {
     check_output(out, opened.model_dir())?;
     let parent = out
@@ -292,10 +297,20 @@ pub fn write_outputs(opened: &Opened, finished: &mut Finished, out: &Path) -> Re
         fs::write(staging.join("recipe.toml"), &opened.recipe_text)?;
         let json = serde_json::to_string_pretty(&finished.metrics)?;
         fs::write(staging.join("metrics.json"), json)?;
-        fs::write(
-            staging.join("report.md"),
-            report_markdown(&finished.metrics),
-        )?;
+        let mut report = report_markdown(&finished.metrics);
+        let preprocessor = &opened.loaded.preprocessor;
+        let pictures: Vec<_> = finished
+            .synthetic
+            .iter()
+            .flat_map(|set| set.pictures(preprocessor.mean, preprocessor.std))
+            .collect();
+        if !pictures.is_empty() {
+            contact_sheet(&pictures, 8, 64).save(staging.join(SYNTHETIC_SHEET))?;
+            report.push_str(&format!(
+                "\n## Synthetic forget images\n\n![the synthetic pictures the method forgot]({SYNTHETIC_SHEET})\n"
+            ));
+        }
+        fs::write(staging.join("report.md"), report)?;
         if out.exists() {
             fs::remove_dir(out)?;
         }

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::AtomicBool;
 
+use lethe::clip::checkpoint::named_tensors;
+use lethe::clip::weights::Format;
 use lethe::eval::metrics::hash_folder;
 use lethe::recipe::Recipe;
 use lethe::unlearn::job::Event;
@@ -129,6 +131,14 @@ fn a_run_writes_checkpoint_recipe_metrics_and_report() {
     );
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("**red** (forgotten)"), "{report}");
+    assert!(report.contains("(synthetic.png)"), "{report}");
+    // Four synthetic pictures, 8 to a row: one row of tiles.
+    let sheet = image::open(out.join("synthetic.png")).unwrap();
+    assert!(
+        sheet.width() > 4 * 64 && sheet.height() < 2 * 64,
+        "{:?}",
+        (sheet.width(), sheet.height())
+    );
 
     // The input is untouched, the edited model opens, and an occupied folder is refused.
     assert_eq!(hash_folder(&demo).unwrap(), model_in);
@@ -222,4 +232,17 @@ fn a_cancelled_run_returns_no_result() {
         "{error}"
     );
     assert!(steps < 50, "the run went on to step {steps}");
+}
+
+#[test]
+fn the_same_recipe_and_seed_give_the_same_model_on_the_cpu() {
+    let run = |seed: u64| {
+        let text = SHORT.replace("seed = 5", &format!("seed = {seed}"));
+        let opened = Opened::open(Recipe::parse(&text).unwrap(), text).unwrap();
+        let finished = execute(&opened, &AtomicBool::new(false), |_| {}).unwrap();
+        named_tensors(&finished.model, Format::OpenClip, None)
+    };
+    let first = run(5);
+    assert!(first == run(5), "two runs with seed 5 differ");
+    assert!(first != run(6), "seeds 5 and 6 gave the same model");
 }

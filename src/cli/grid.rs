@@ -2,12 +2,10 @@
 
 use std::path::PathBuf;
 
+use crate::data::contact_sheet::contact_sheet;
+use crate::data::dataset;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use image::imageops::{FilterType, overlay, resize};
-use image::{Rgb, RgbImage};
-
-use crate::data::dataset;
 
 /// `lethe grid`.
 #[derive(Debug, Args)]
@@ -35,40 +33,26 @@ pub fn grid(args: GridArgs) -> Result<()> {
         bail!("--columns, --rows and --tile must be at least 1");
     }
     let data = dataset::open(&args.dataset)?;
-    let gap = 4;
-    let step = args.tile + gap;
-    let mut sheet = RgbImage::from_pixel(
-        args.columns * step + gap,
-        args.rows * step + gap,
-        Rgb([255, 255, 255]),
-    );
     let wanted = (args.columns * args.rows) as usize;
-    let mut placed = 0u32;
+    let mut tiles = Vec::new();
     for item in &data.items {
-        if placed as usize == wanted {
+        if tiles.len() == wanted {
             break;
         }
         let Ok(image) = item.source.image() else {
             continue;
         };
-        let tile = resize(&image.to_rgb8(), args.tile, args.tile, FilterType::Triangle);
-        let (x, y) = (placed % args.columns, placed / args.columns);
-        overlay(
-            &mut sheet,
-            &tile,
-            (gap + x * step).into(),
-            (gap + y * step).into(),
-        );
+        tiles.push(image.to_rgb8());
         println!(
             "{:>3}  {}{}",
-            placed + 1,
+            tiles.len(),
             data.classes[item.label],
             item.caption
                 .as_ref()
                 .map_or(String::new(), |c| format!("  ({c})"))
         );
-        placed += 1;
     }
+    let sheet = contact_sheet(&tiles, args.columns, args.tile);
     sheet
         .save(&args.out)
         .with_context(|| format!("{}: cannot write the image", args.out.display()))?;

@@ -3,6 +3,7 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use image::{Rgb, RgbImage};
 
 use crate::clip::{Clip, host_values, normalize};
 use crate::data::shapes::Rng;
@@ -51,6 +52,25 @@ pub struct SyntheticImages {
 }
 
 impl SyntheticImages {
+    /// The images as pictures a person can look at: normalised pixels mapped back through
+    /// the model's per-channel `mean` and `std`, clipped to 0–255.
+    pub fn pictures(&self, mean: [f32; 3], std: [f32; 3]) -> Vec<RgbImage> {
+        let side = self.side as u32;
+        let plane = self.side * self.side;
+        self.pixels
+            .chunks(3 * plane)
+            .map(|image| {
+                RgbImage::from_fn(side, side, |x, y| {
+                    let at = (y * side + x) as usize;
+                    Rgb(std::array::from_fn(|c| {
+                        let value = image[c * plane + at] * std[c] + mean[c];
+                        (value * 255.0).round().clamp(0.0, 255.0) as u8
+                    }))
+                })
+            })
+            .collect()
+    }
+
     /// The images as a tensor on `device`.
     pub fn tensor(&self, device: &Device) -> Tensor<4> {
         let count = self.probabilities.len();
