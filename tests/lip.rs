@@ -88,3 +88,17 @@ fn a_ulip_step_leaves_the_text_tower_alone() {
         "{changed:?}"
     );
 }
+
+#[test]
+fn with_blocks_only_the_shared_layers_stay_put() {
+    let options = LipOptions {
+        blocks_only: true,
+        ..small_step()
+    };
+    let (_, changed) = one_step("demo:vit", Variant::Lip, &options);
+    assert!(!changed.is_empty());
+    assert!(
+        changed.iter().all(|k| k.contains("resblocks.")),
+        "{changed:?}"
+    );
+}

@@ -59,6 +59,11 @@ pub struct LipOptions {
     pub batch: usize,
     /// Give up after this many steps.
     pub max_steps: usize,
+    /// Rank only the layers inside the residual blocks (and a ResNet's attention pool),
+    /// leaving out the embeddings, the final norms and the projections, which every class
+    /// passes through. Off in the paper; on tiny models those shared layers carry the largest
+    /// gradients, and updating them drags other classes along.
+    pub blocks_only: bool,
     /// Weight of `‖f(x) + g(t)‖` in the Emb loss (unused by Lip and ULip).
     pub alpha: f32,
     /// How synthetic forget images are made when no real ones are given.
@@ -78,6 +83,7 @@ impl Default for LipOptions {
             stop_accuracy: 0.1,
             batch: 8,
             max_steps: 100,
+            blocks_only: false,
             alpha: 1.0,
             synthetic: SyntheticOptions::default(),
         }
@@ -213,8 +219,12 @@ impl Lip {
                 .collect();
         let mut selected = HashSet::new();
         for (tower, k) in [(Tower::Vision, k_vision), (Tower::Text, k_text)] {
+            let in_block =
+                |l: &LayerInfo| l.checkpoint_key().contains("resblocks.") || l.is_attention_pool();
             let eligible = |l: &&LayerInfo| {
-                l.tower == tower && !(resnet && tower == Tower::Vision && !l.is_attention_pool())
+                l.tower == tower
+                    && !(resnet && tower == Tower::Vision && !l.is_attention_pool())
+                    && (!self.options.blocks_only || in_block(l))
             };
             // Layers the loss does not reach (the text tower under ULip) have no gradient.
             let mut candidates: Vec<(&str, f32)> = all
@@ -225,6 +235,7 @@ impl Lip {
             candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
             candidates.dedup_by_key(|c| c.0);
             let chosen: HashSet<&str> = candidates.into_iter().take(k).map(|c| c.0).collect();
+            tracing::debug!(?tower, layers = ?chosen, "updating");
             selected.extend(
                 all.iter()
                     .filter(|l| chosen.contains(l.checkpoint_key()))
