@@ -9,7 +9,9 @@
 //! vision term only, vision layers only).
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
+use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -143,8 +145,10 @@ impl Lip {
 
     /// Share of the forget images the model still assigns to their class.
     pub fn forget_accuracy(&self, model: &Clip) -> f64 {
-        let heads = self.class_heads(model).detach();
-        let images = normalize(model.encode_image(self.task.images.clone().detach())).detach();
+        // Measured without autodiff: no graph is recorded for a pass nothing differentiates.
+        let model = model.valid();
+        let heads = self.class_heads(&model);
+        let images = normalize(model.encode_image(self.task.images.clone().inner()));
         let classes = heads.dims()[0];
         let scores = host_values(images.matmul(heads.transpose()));
         let rows = scores.chunks(classes);
@@ -273,17 +277,23 @@ impl Method for Lip {
         let size = size.min(count - start);
         let batch = self.task.images.clone().narrow(0, start, size).detach();
         let labels = self.task.labels[start..start + size].to_vec();
+        let clock = Instant::now();
         let loss = self.loss(&model, batch, &labels, sigma);
         let loss_value = host_values(loss.clone().detach())[0];
+        let forward_s = clock.elapsed().as_secs_f64();
         let gradients = loss.backward();
+        let backward_s = clock.elapsed().as_secs_f64() - forward_s;
         let all = layers(&model);
         let selected = self.rank(&model, &gradients, &all, k_vision, k_text);
         let update = selected_gradients(gradients, &model, &selected);
         let model = self
             .optimizer
             .step(self.options.learning_rate, model, update);
+        let update_s = clock.elapsed().as_secs_f64() - forward_s - backward_s;
         self.step += 1;
         let accuracy = self.forget_accuracy(&model);
+        let accuracy_s = clock.elapsed().as_secs_f64() - forward_s - backward_s - update_s;
+        tracing::debug!(forward_s, backward_s, update_s, accuracy_s, "step timings");
         Ok((
             model,
             StepReport {
