@@ -57,7 +57,8 @@ pub struct LipOptions {
     pub escalation_steps: usize,
     /// Stop once accuracy on the forget images falls below this.
     pub stop_accuracy: f64,
-    /// Forget images per step.
+    /// Forget images per step. The paper updates after every single image; batching a few
+    /// keeps the number of updates (and the time) manageable.
     pub batch: usize,
     /// Give up after this many steps.
     pub max_steps: usize,
