@@ -193,3 +193,21 @@ fn an_unknown_device_is_refused() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown device 'tpu'"));
 }
+
+#[test]
+fn methods_lists_every_method_with_a_pasteable_settings_table() {
+    let output = lethe(&["methods"]);
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    for name in ["lip", "emb", "ulip"] {
+        assert!(text.contains(&format!("name = \"{name}\"")), "{text}");
+    }
+    // Each method's block is a valid recipe fragment whose settings are the defaults.
+    let first = text.split("\n\n\n").next().unwrap();
+    let fragment: toml::Table = toml::from_str(first).unwrap();
+    let mut method = fragment["method"].as_table().unwrap().clone();
+    assert_eq!(method.remove("name").unwrap().as_str(), Some("lip"));
+    let (variant, options) = lethe::unlearn::methods::parse_settings("lip", &method).unwrap();
+    assert_eq!(variant, lethe::unlearn::lip::Variant::Lip);
+    assert_eq!(options, lethe::unlearn::lip::LipOptions::default());
+}

@@ -56,6 +56,9 @@ pub enum Command {
     /// Run an unlearning recipe: forget, measure before and after, write the edited model,
     /// metrics.json and report.md.
     Run(run_recipe::RunArgs),
+    /// List the unlearning methods: what each does, what it needs, and every setting a recipe's
+    /// [method] table accepts, with its default.
+    Methods,
     /// Train a Shapes demo model from scratch (contrastive loss) and save it.
     TrainDemo(train_demo::TrainDemoArgs),
     /// Save a contact sheet of a dataset's first images as a PNG.
@@ -179,6 +182,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Classify(args) => classify(args),
         Command::Eval(args) => eval(args),
         Command::Run(args) => run_recipe::run_recipe(&args),
+        Command::Methods => {
+            print!("{}", crate::unlearn::methods::describe_all());
+            Ok(())
+        }
         Command::TrainDemo(args) => train_demo::train_demo(args),
         Command::Grid(args) => grid::grid(args),
         Command::Bench {

@@ -2,8 +2,10 @@
 //! from a class list and its settings. The command line and the app list methods from here, so a
 //! new method appears everywhere once it is registered.
 
+use std::collections::BTreeMap;
+
 use burn::tensor::{Tensor, TensorData};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::job::Method;
 use super::lip::{ForgetTask, Lip, LipOptions, Variant};
@@ -52,6 +54,35 @@ pub const METHODS: [MethodInfo; 3] = [
         needs: "Pictures of the class: real ones if given, otherwise synthetic.",
     },
 ];
+
+/// A recipe's `[method]` table: the method's name and its settings.
+#[derive(Serialize)]
+struct MethodTable<'a> {
+    name: &'a str,
+    #[serde(flatten)]
+    options: LipOptions,
+}
+
+/// Every registered method as a commented `[method]` table of its defaults, ready to paste into
+/// a recipe; methods are separated by two blank lines.
+pub fn describe_all() -> String {
+    METHODS
+        .iter()
+        .map(|m| {
+            let table = MethodTable {
+                name: m.name,
+                options: LipOptions::default(),
+            };
+            let settings = toml::to_string(&BTreeMap::from([("method", table)]))
+                .expect("the settings always serialise");
+            format!(
+                "# {}\n# {}\n# Needs: {}\n{settings}",
+                m.title, m.summary, m.needs
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
 
 /// Looks a method up by name.
 pub fn method_info(name: &str) -> Option<&'static MethodInfo> {
