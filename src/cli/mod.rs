@@ -30,6 +30,7 @@ or open_clip (open_clip_config.json + open_clip_model.safetensors), or the built
 demo:vit (the default) and demo:rn.\n\n\
 Examples:\n  \
 lethe eval --dataset 'shapes:shapes?seed=4242&n=1000' --dataset shapes:colors\n  \
+lethe methods\n  \
 lethe run recipes/forget-red-vit.toml --out red-forgotten\n  \
 lethe classify --model demo:rn --image star.png --labels \"star,heart,ring\"\n  \
 lethe train-demo --arch vit --out my-shapes-vit\n  \
