@@ -37,7 +37,12 @@ impl LoadedModel {
 
     /// Opens a checkpoint folder on the chosen device.
     pub fn open(path: &Path, choice: DeviceChoice) -> Result<Self> {
-        let checkpoint = Checkpoint::open(path)?;
+        Self::from_checkpoint(&Checkpoint::open(path)?, choice)
+    }
+
+    /// Loads an already opened checkpoint on the chosen device, for callers that keep the
+    /// checkpoint too (to export an edited copy in the same format).
+    pub fn from_checkpoint(checkpoint: &Checkpoint, choice: DeviceChoice) -> Result<Self> {
         let device = backend::resolve(choice).map_err(anyhow::Error::msg)?;
         tracing::info!("device: {}", device.description);
         let model = checkpoint.load(&device.device)?;

@@ -108,16 +108,18 @@ pub enum RecipeError {
 }
 
 impl Recipe {
-    /// Reads and checks a recipe file.
-    pub fn load(path: &Path) -> Result<Self, RecipeError> {
+    /// Reads and checks a recipe file; returns the recipe and its text, which a run keeps
+    /// verbatim (copied into the result folder and hashed).
+    pub fn load(path: &Path) -> Result<(Self, String), RecipeError> {
         let text = std::fs::read_to_string(path).map_err(|source| RecipeError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text).map_err(|message| RecipeError::Invalid {
+        let recipe = Self::parse(&text).map_err(|message| RecipeError::Invalid {
             path: path.to_path_buf(),
             message,
-        })
+        })?;
+        Ok((recipe, text))
     }
 
     /// Parses recipe text; the error says what is wrong and where.

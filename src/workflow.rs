@@ -21,7 +21,7 @@ use crate::eval::metrics::{
     report_markdown,
 };
 use crate::eval::relearn::relearn;
-use crate::eval::snapshot::{EvalPlan, measure};
+use crate::eval::snapshot::{EvalPlan, Snapshot, measure};
 use crate::recipe::Recipe;
 use crate::unlearn::job::{Ending, Event, Job};
 use crate::unlearn::methods::{Setup, parse_settings, prepare};
@@ -55,7 +55,7 @@ impl Opened {
         parse_settings(&recipe.method.name, &recipe.method.settings).map_err(anyhow::Error::msg)?;
         let path = crate::demo::resolve_model(&recipe.model.path).map_err(anyhow::Error::msg)?;
         let checkpoint = Checkpoint::open(&path)?;
-        let loaded = LoadedModel::open(&path, choice)?;
+        let loaded = LoadedModel::from_checkpoint(&checkpoint, choice)?;
         let head = dataset::open(&recipe.forget.dataset)?;
         let targets = recipe
             .forget
@@ -132,18 +132,47 @@ pub enum RunStopped {
     Failed(String),
 }
 
+/// The model as it was before unlearning, measured.
+pub struct Before {
+    /// The measurements.
+    pub snapshot: Snapshot,
+    /// Seconds the measuring took.
+    pub seconds: f64,
+}
+
+/// Measures the input model as `opened.plan` says.
+pub fn measure_before(opened: &Opened) -> Before {
+    let clock = Instant::now();
+    let snapshot = measure(&opened.loaded, &opened.plan);
+    Before {
+        snapshot,
+        seconds: clock.elapsed().as_secs_f64(),
+    }
+}
+
 /// Runs the recipe: measures the model, forgets on a background thread (reporting every event
 /// to `on_event`, stopping early when `cancel` is set), and measures again.
 pub fn execute(
     opened: &Opened,
     cancel: &AtomicBool,
+    on_event: impl FnMut(&Event),
+) -> Result<Finished> {
+    execute_from(opened, &measure_before(opened), cancel, on_event)
+}
+
+/// [`execute`] with the input model already measured, so several methods can be compared
+/// against one measurement of the same model.
+pub fn execute_from(
+    opened: &Opened,
+    before: &Before,
+    cancel: &AtomicBool,
     mut on_event: impl FnMut(&Event),
 ) -> Result<Finished> {
     let recipe = &opened.recipe;
-    let mut timings = Timings::default();
-    let clock = Instant::now();
-    let before = measure(&opened.loaded, &opened.plan);
-    timings.measure_before_s = clock.elapsed().as_secs_f64();
+    let mut timings = Timings {
+        measure_before_s: before.seconds,
+        ..Timings::default()
+    };
     let trainable = opened
         .checkpoint
         .load(&opened.loaded.device.device.clone().autodiff())?;
@@ -238,7 +267,7 @@ pub fn execute(
         },
     };
     Ok(Finished {
-        metrics: metrics(&before, &after, facts),
+        metrics: metrics(&before.snapshot, &after, facts),
         model: edited.model,
         synthetic: prepared.synthetic,
     })

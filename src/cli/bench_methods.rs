@@ -10,7 +10,8 @@ use clap::Args;
 
 use crate::eval::metrics::Metrics;
 use crate::recipe::Recipe;
-use crate::workflow::{Opened, execute};
+use crate::unlearn::methods::parse_settings;
+use crate::workflow::{Opened, execute_from, measure_before};
 
 /// `lethe bench methods`.
 #[derive(Debug, Args)]
@@ -36,17 +37,22 @@ fn pct(value: Option<f64>) -> String {
 
 /// Runs `lethe bench methods`.
 pub fn bench_methods(args: &BenchMethodsArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.recipe)
-        .with_context(|| format!("cannot read recipe {}", args.recipe.display()))?;
-    let base = Recipe::load(&args.recipe)?;
+    let (recipe, text) = Recipe::load(&args.recipe)?;
+    for method in &args.methods {
+        parse_settings(method, &recipe.method.settings)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("recipe {} with method {method}", args.recipe.display()))?;
+    }
+    let mut opened =
+        Opened::open(recipe, text).with_context(|| format!("recipe {}", args.recipe.display()))?;
+    // Every method starts from the same model, so it is measured once.
+    let before = measure_before(&opened);
     let mut results: Vec<Metrics> = Vec::new();
     for method in &args.methods {
-        let mut recipe = base.clone();
-        recipe.method.name = method.clone();
-        let opened = Opened::open(recipe, text.clone())
-            .with_context(|| format!("recipe {} with method {method}", args.recipe.display()))?;
+        opened.recipe.method.name = method.clone();
         eprintln!("running {method}…");
-        let finished = execute(&opened, &AtomicBool::new(false), |_| {})?;
+        let finished = execute_from(&opened, &before, &AtomicBool::new(false), |_| {})
+            .with_context(|| format!("recipe {} with method {method}", args.recipe.display()))?;
         results.push(finished.metrics);
     }
     if args.json {

@@ -44,9 +44,7 @@ fn describe(report: &StepReport) -> String {
 
 /// Runs `lethe run`.
 pub fn run_recipe(args: &RunArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.recipe)
-        .with_context(|| format!("cannot read recipe {}", args.recipe.display()))?;
-    let mut recipe = Recipe::load(&args.recipe)?;
+    let (mut recipe, text) = Recipe::load(&args.recipe)?;
     if let Some(device) = &args.device {
         recipe.model.device = device.clone();
     }
