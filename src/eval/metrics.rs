@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Read;
 use std::path::Path;
 
 use serde::Serialize;
@@ -265,6 +264,19 @@ fn precision(p: &Precision) -> String {
     format!("{:.2} / {:.2} / {:.2}", p.at_1, p.at_5, p.at_10)
 }
 
+/// Writes a Markdown section `heading` holding a table with `columns` and `rows`.
+fn table(w: &mut String, heading: &str, columns: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let _ = writeln!(
+        w,
+        "\n## {heading}\n\n| {} |\n|{}",
+        columns.join(" | "),
+        "---|".repeat(columns.len())
+    );
+    for row in rows {
+        let _ = writeln!(w, "| {} |", row.join(" | "));
+    }
+}
+
 /// The run as a Markdown report a person can read without the JSON.
 pub fn report_markdown(m: &Metrics) -> String {
     let mut out = String::new();
@@ -293,72 +305,81 @@ pub fn report_markdown(m: &Metrics) -> String {
     );
     let _ = writeln!(
         w,
-        "**Target accuracy {} → {}**, Avg Score **{:.3}** (lower is better).\n",
+        "**Target accuracy {} → {}**, Avg Score **{:.3}** (lower is better).",
         percent(Some(m.target.before)),
         percent(Some(m.target.after)),
         m.avg_score
     );
-    let _ = writeln!(
-        w,
-        "## Datasets\n\n| dataset | before | after | other classes before | other classes after |\n|---|---|---|---|---|"
-    );
-    for d in &m.datasets {
-        let _ = writeln!(
-            w,
-            "| `{}` | {} | {} | {} | {} |",
-            d.name,
+    let datasets = m.datasets.iter().map(|d| {
+        vec![
+            format!("`{}`", d.name),
             percent(Some(d.before)),
             percent(Some(d.after)),
             percent(d.other_classes_before),
-            percent(d.other_classes_after)
-        );
-    }
-    let _ = writeln!(
+            percent(d.other_classes_after),
+        ]
+    });
+    table(
         w,
-        "\n## Classes of the forget dataset\n\n| class | before | after |\n|---|---|---|"
+        "Datasets",
+        &[
+            "dataset",
+            "before",
+            "after",
+            "other classes before",
+            "other classes after",
+        ],
+        datasets,
     );
-    for c in &m.per_class {
+    let classes = m.per_class.iter().map(|c| {
         let name = if c.forgotten {
             format!("**{}** (forgotten)", c.class)
         } else {
             c.class.clone()
         };
-        let _ = writeln!(
-            w,
-            "| {name} | {} | {} |",
-            percent(Some(c.before)),
-            percent(Some(c.after))
-        );
-    }
-    let _ = writeln!(
+        vec![name, percent(Some(c.before)), percent(Some(c.after))]
+    });
+    table(
         w,
-        "\n## Target accuracy per prompt template\n\n| template | before | after |\n|---|---|---|"
+        "Classes of the forget dataset",
+        &["class", "before", "after"],
+        classes,
     );
-    for t in &m.templates {
-        let _ = writeln!(
-            w,
-            "| `{}` | {} | {} |",
-            t.template,
+    let templates = m.templates.iter().map(|t| {
+        vec![
+            format!("`{}`", t.template),
             percent(t.before),
-            percent(t.after)
-        );
-    }
+            percent(t.after),
+        ]
+    });
+    table(
+        w,
+        "Target accuracy per prompt template",
+        &["template", "before", "after"],
+        templates,
+    );
     if let Some(r) = &m.retrieval {
-        let _ = writeln!(
+        let rows = [
+            (
+                "image from text",
+                r.before.image_from_text,
+                r.after.image_from_text,
+            ),
+            (
+                "image from image",
+                r.before.image_from_image,
+                r.after.image_from_image,
+            ),
+        ]
+        .into_iter()
+        .map(|(query, before, after)| {
+            vec![query.to_string(), precision(&before), precision(&after)]
+        });
+        table(
             w,
-            "\n## Retrieval of the forgotten classes (precision @1 / @5 / @10)\n\n| query | before | after |\n|---|---|---|"
-        );
-        let _ = writeln!(
-            w,
-            "| image from text | {} | {} |",
-            precision(&r.before.image_from_text),
-            precision(&r.after.image_from_text)
-        );
-        let _ = writeln!(
-            w,
-            "| image from image | {} | {} |",
-            precision(&r.before.image_from_image),
-            precision(&r.after.image_from_image)
+            "Retrieval of the forgotten classes (precision @1 / @5 / @10)",
+            &["query", "before", "after"],
+            rows,
         );
     }
     if let Some(r) = &m.relearn {
@@ -390,17 +411,9 @@ pub fn hash_folder(dir: &Path) -> std::io::Result<String> {
         .collect();
     names.sort();
     let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
     for name in names {
         hasher.update(name.as_encoded_bytes());
-        let mut file = fs::File::open(dir.join(&name))?;
-        loop {
-            let read = file.read(&mut buffer)?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
-        }
+        std::io::copy(&mut fs::File::open(dir.join(&name))?, &mut hasher)?;
     }
     Ok(hex(&hasher.finalize()))
 }
