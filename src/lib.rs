@@ -3,6 +3,8 @@
 //! The library holds the engine (model, tokenizer, preprocessing, checkpoints, device choice);
 //! the `lethe` binary wraps it in a command line.
 
+pub mod app;
+pub mod atomic;
 pub mod backend;
 pub mod cli;
 pub mod clip;

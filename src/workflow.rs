@@ -3,7 +3,7 @@
 //! the result folder atomically.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -109,6 +109,7 @@ impl Opened {
 }
 
 /// A finished run: its measurements and the edited model.
+#[derive(Clone)]
 pub struct Finished {
     /// Everything measured (`hashes.model_out` is filled in by [`write_outputs`]).
     pub metrics: Metrics,
@@ -116,6 +117,42 @@ pub struct Finished {
     pub model: Clip,
     /// Synthetic forget images, for previews.
     pub synthetic: Vec<SyntheticImages>,
+    /// Images of the forget dataset whose zero-shot prediction the run changed.
+    pub changed: Vec<ChangedPrediction>,
+}
+
+/// One image whose prediction changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChangedPrediction {
+    /// Item index in the forget dataset.
+    pub item: usize,
+    /// Its true class.
+    pub label: usize,
+    /// Predicted class before.
+    pub before: usize,
+    /// Predicted class after.
+    pub after: usize,
+}
+
+/// The items of `dataset` whose prediction differs between two measurements of it.
+fn changed_predictions(
+    dataset: &Dataset,
+    before: &[(usize, usize)],
+    after: &[(usize, usize)],
+) -> Vec<ChangedPrediction> {
+    let after: std::collections::HashMap<usize, usize> = after.iter().copied().collect();
+    before
+        .iter()
+        .filter_map(|&(item, was)| {
+            let now = *after.get(&item)?;
+            (now != was).then(|| ChangedPrediction {
+                item,
+                label: dataset.items[item].label,
+                before: was,
+                after: now,
+            })
+        })
+        .collect()
 }
 
 /// Why a run produced no result.
@@ -186,8 +223,12 @@ pub fn execute_from(
         head: &opened.plan.head,
         targets: &opened.plan.targets,
         real_images: opened.real_images.as_ref(),
+        cancel,
     })
     .map_err(anyhow::Error::msg)?;
+    if cancel.load(Ordering::Relaxed) {
+        bail!(RunStopped::Cancelled { steps: 0 });
+    }
     timings.forget_images_s = start.elapsed().as_secs_f64();
     let job = Job::spawn(prepared.method, trainable);
     loop {
@@ -270,6 +311,11 @@ pub fn execute_from(
         metrics: metrics(&before.snapshot, &after, facts),
         model: edited.model,
         synthetic: prepared.synthetic,
+        changed: changed_predictions(
+            &opened.plan.head,
+            &before.snapshot.head.predictions,
+            &after.head.predictions,
+        ),
     })
 }
 
@@ -307,32 +353,14 @@ pub fn check_output(out: &Path, input: &Path) -> Result<()> {
 /// holds a complete result or nothing.
 pub fn write_outputs(opened: &Opened, finished: &mut Finished, out: &Path) -> Result<()> {
     check_output(out, opened.model_dir())?;
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let name = out
-        .file_name()
-        .with_context(|| format!("{}: not a folder name", out.display()))?;
-    let staging: PathBuf = parent.join(format!(
-        ".{}.partial-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        opened.checkpoint.export(&finished.model, &staging)?;
-        finished.metrics.hashes.model_out = hash_folder(&staging)?;
+    crate::atomic::write_folder(out, false, |staging| {
+        opened.checkpoint.export(&finished.model, staging)?;
+        finished.metrics.hashes.model_out = hash_folder(staging)?;
         fs::write(staging.join("recipe.toml"), &opened.recipe_text)?;
         let json = serde_json::to_string_pretty(&finished.metrics)?;
         fs::write(staging.join("metrics.json"), json)?;
         let mut report = report_markdown(&finished.metrics);
-        let preprocessor = &opened.loaded.preprocessor;
-        let pictures: Vec<_> = finished
-            .synthetic
-            .iter()
-            .flat_map(|set| set.pictures(preprocessor.mean, preprocessor.std))
-            .collect();
+        let pictures = synthetic_pictures(opened, finished);
         if !pictures.is_empty() {
             contact_sheet(&pictures, 8, 64).save(staging.join(SYNTHETIC_SHEET))?;
             report.push_str(&format!(
@@ -340,14 +368,27 @@ pub fn write_outputs(opened: &Opened, finished: &mut Finished, out: &Path) -> Re
             ));
         }
         fs::write(staging.join("report.md"), report)?;
-        if out.exists() {
-            fs::remove_dir(out)?;
-        }
-        fs::rename(&staging, out)?;
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&staging);
-    }
-    result.with_context(|| format!("cannot write the result to {}", out.display()))
+    })
+    .with_context(|| format!("cannot write the result to {}", out.display()))
+}
+
+/// The synthetic forget images of a run as pictures (empty when real images were used).
+pub fn synthetic_pictures(opened: &Opened, finished: &Finished) -> Vec<image::RgbImage> {
+    let preprocessor = &opened.loaded.preprocessor;
+    finished
+        .synthetic
+        .iter()
+        .flat_map(|set| set.pictures(preprocessor.mean, preprocessor.std))
+        .collect()
+}
+
+/// Writes only the edited checkpoint into `out` (new or empty, never the input), in the
+/// input's format.
+pub fn export_checkpoint(opened: &Opened, model: &Clip, out: &Path) -> Result<()> {
+    check_output(out, opened.model_dir())?;
+    crate::atomic::write_folder(out, false, |staging| {
+        Ok(opened.checkpoint.export(model, staging)?)
+    })
+    .with_context(|| format!("cannot export the checkpoint to {}", out.display()))
 }

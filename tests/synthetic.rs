@@ -1,5 +1,7 @@
 //! Synthetic forget images: gradient ascent turns noise into images of the target class.
 
+use std::sync::atomic::AtomicBool;
+
 use burn::tensor::{Device, Tensor, TensorData};
 use lethe::backend::DeviceChoice;
 use lethe::clip::checkpoint::Checkpoint;
@@ -34,7 +36,14 @@ fn ascent_makes_images_the_model_takes_for_the_target_class() {
         count: 8,
         ..SyntheticOptions::default()
     };
-    let images = synthesize(&model, heads.clone(), target, 64, &options);
+    let images = synthesize(
+        &model,
+        heads.clone(),
+        target,
+        64,
+        &options,
+        &AtomicBool::new(false),
+    );
     assert!(
         images.probabilities.iter().all(|p| *p >= 0.9),
         "{:?} after {} steps",
@@ -48,7 +57,7 @@ fn ascent_makes_images_the_model_takes_for_the_target_class() {
     for row in scores.chunks(classes) {
         assert_eq!(colors.classes[argmax(row)], "red");
     }
-    let again = synthesize(&model, heads, target, 64, &options);
+    let again = synthesize(&model, heads, target, 64, &options, &AtomicBool::new(false));
     assert_eq!(
         again.pixels, images.pixels,
         "not deterministic from the seed"

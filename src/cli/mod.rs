@@ -28,7 +28,9 @@ mod train_demo;
     after_help = "Models are checkpoint folders: Hugging Face CLIPModel (config.json + model.safetensors) \
 or open_clip (open_clip_config.json + open_clip_model.safetensors), or the built-in demo models \
 demo:vit (the default) and demo:rn.\n\n\
+Without a command, the app window opens (the Shapes demo is loaded; the last workspace reopens).\n\n\
 Examples:\n  \
+lethe\n  \
 lethe eval --dataset 'shapes:shapes?seed=4242&n=1000' --dataset shapes:colors\n  \
 lethe methods\n  \
 lethe run recipes/forget-red-vit.toml --out red-forgotten\n  \
@@ -40,9 +42,9 @@ lethe embed --model ~/models/clip-b32 --text \"a photo of a cat\" --json\n  \
 lethe bench encode --model ~/models/clip-b32 --device cpu"
 )]
 pub struct Cli {
-    /// What to do.
+    /// What to do; without a command, the app window opens.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// The subcommands.
@@ -178,7 +180,10 @@ fn check_files(paths: &[PathBuf]) -> Result<()> {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return crate::app::launch();
+    };
+    match command {
         Command::Embed(args) => embed(args),
         Command::Classify(args) => classify(args),
         Command::Eval(args) => eval(args),

@@ -4,3 +4,4 @@
 pub mod contact_sheet;
 pub mod dataset;
 pub mod shapes;
+pub mod subset;

@@ -10,6 +10,7 @@ pub mod snapshot;
 use std::collections::BTreeMap;
 
 use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
 use serde::Serialize;
 
 use crate::clip::{host_values, normalize};
@@ -33,6 +34,10 @@ pub struct DatasetAccuracy {
     /// Images that could not be read and were skipped.
     #[serde(skip)]
     pub skipped: usize,
+    /// The predicted class of each readable item, as (item index, predicted label): the app
+    /// shows the images whose prediction an unlearning run changed.
+    #[serde(skip)]
+    pub predictions: Vec<(usize, usize)>,
 }
 
 /// Every class name put into every template, class-major (`templates.len()` rows per class).
@@ -82,23 +87,42 @@ pub struct EmbeddedImages {
     pub embeds: Tensor<2>,
     /// Label of each row.
     pub labels: Vec<usize>,
+    /// Dataset item index of each row: unreadable images have no row, so rows and items only
+    /// line up through this.
+    pub items: Vec<usize>,
     /// Images that could not be read and were skipped.
     pub skipped: usize,
 }
 
 /// Embeds every readable image of `dataset` in batches of `batch_size`.
 pub fn embed_dataset(model: &LoadedModel, dataset: &Dataset, batch_size: usize) -> EmbeddedImages {
+    let all: Vec<usize> = (0..dataset.items.len()).collect();
+    embed_items(model, dataset, &all, batch_size)
+}
+
+/// Embeds the readable images among the items `indices` of `dataset` (each must be below
+/// `dataset.items.len()`) in batches of `batch_size`: the app embeds a few images, or a large
+/// dataset piece by piece to show progress.
+pub fn embed_items(
+    model: &LoadedModel,
+    dataset: &Dataset,
+    indices: &[usize],
+    batch_size: usize,
+) -> EmbeddedImages {
     let mut parts = Vec::new();
     let mut labels = Vec::new();
+    let mut items = Vec::new();
     let mut skipped = 0;
-    for chunk in dataset.items.chunks(batch_size.max(1)) {
+    for chunk in indices.chunks(batch_size.max(1)) {
         let mut pixels = Vec::new();
         let mut count = 0;
-        for item in chunk {
+        for &index in chunk {
+            let item = &dataset.items[index];
             match item.source.image() {
                 Ok(image) => {
                     pixels.extend(model.preprocessor.apply(&image));
                     labels.push(item.label);
+                    items.push(index);
                     count += 1;
                 }
                 Err(error) => {
@@ -126,6 +150,7 @@ pub fn embed_dataset(model: &LoadedModel, dataset: &Dataset, batch_size: usize) 
     EmbeddedImages {
         embeds,
         labels,
+        items,
         skipped,
     }
 }
@@ -140,14 +165,18 @@ pub fn classify(
 ) -> DatasetAccuracy {
     let mut correct = vec![0usize; classes.len()];
     let mut total = vec![0usize; classes.len()];
+    let mut predictions = Vec::with_capacity(images.labels.len());
     if !images.labels.is_empty() {
         let scores = images.embeds.clone().matmul(heads.transpose());
-        for (row, &label) in host_values(scores)
+        for ((row, &label), &item) in host_values(scores)
             .chunks(classes.len())
             .zip(&images.labels)
+            .zip(&images.items)
         {
+            let predicted = argmax(row);
             total[label] += 1;
-            correct[label] += usize::from(argmax(row) == label);
+            correct[label] += usize::from(predicted == label);
+            predictions.push((item, predicted));
         }
     }
     let n: usize = total.iter().sum();
@@ -172,7 +201,24 @@ pub fn classify(
             .map(|(class, (t, _))| (class.clone(), *t))
             .collect(),
         skipped: images.skipped,
+        predictions,
     }
+}
+
+/// Zero-shot class probabilities of images `[n, embed]` against class embeddings `heads`
+/// (`[classes, embed]`): a softmax over the model's scaled cosine similarities, as CLIP
+/// classifies, one row of `classes` probabilities per image.
+pub fn class_probabilities(
+    model: &LoadedModel,
+    images: Tensor<2>,
+    heads: Tensor<2>,
+) -> Vec<Vec<f32>> {
+    let probabilities = softmax(model.model.logits(images, heads), 1);
+    let [_, classes] = probabilities.dims();
+    host_values(probabilities)
+        .chunks(classes.max(1))
+        .map(<[f32]>::to_vec)
+        .collect()
 }
 
 impl DatasetAccuracy {

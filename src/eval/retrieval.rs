@@ -120,6 +120,7 @@ mod tests {
         EmbeddedImages {
             embeds: Tensor::from_data(TensorData::new(values, [rows.len(), 2]), &device),
             labels: labels.to_vec(),
+            items: (0..rows.len()).collect(),
             skipped: 0,
         }
     }

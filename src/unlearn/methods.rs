@@ -3,6 +3,7 @@
 //! new method appears everywhere once it is registered.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,95 @@ pub fn method_info(name: &str) -> Option<&'static MethodInfo> {
     METHODS.iter().find(|m| m.name == name)
 }
 
+/// A starting point for a method's settings, for users who do not want to tune knobs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// The paper's settings: small steps, many perturbations; slow, and on small models it may
+    /// stop short of forgetting.
+    Gentle,
+    /// A schedule sized for small models such as the demo ones: larger steps, fewer
+    /// perturbations and synthetic images, at most 40 steps.
+    #[default]
+    Default,
+    /// Larger steps, more of them, and a stricter stop: forgets harder, at a higher risk to
+    /// other classes.
+    Aggressive,
+}
+
+impl Preset {
+    /// Every preset, gentlest first.
+    pub const ALL: [Preset; 3] = [Preset::Gentle, Preset::Default, Preset::Aggressive];
+
+    /// Display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Gentle => "gentle",
+            Preset::Default => "default",
+            Preset::Aggressive => "aggressive",
+        }
+    }
+}
+
+/// Every setting of the Lip family with its default (the paper's), as a recipe's `[method]`
+/// keys: the app's knob editor lists exactly these.
+pub fn default_settings() -> toml::Table {
+    toml::Table::try_from(LipOptions::default()).expect("the settings always serialise")
+}
+
+/// The settings a preset changes from the defaults (only those keys, so a recipe stays short).
+pub fn preset_settings(preset: Preset) -> toml::Table {
+    let text = match preset {
+        Preset::Gentle => "",
+        Preset::Default => {
+            "learning_rate = 5e-4\nperturbations = 8\nbatch = 4\nmax_steps = 40\n\
+             [synthetic]\ncount = 32\n"
+        }
+        Preset::Aggressive => {
+            "learning_rate = 1e-3\nperturbations = 8\nbatch = 4\nmax_steps = 60\n\
+             stop_accuracy = 0.05\n[synthetic]\ncount = 32\n"
+        }
+    };
+    text.parse().expect("presets are valid TOML")
+}
+
+/// What each setting means, in plain words, for tooltips next to the knobs.
+pub fn setting_help(key: &str) -> &'static str {
+    match key {
+        "learning_rate" => "How big each update of the weights is (Adam's step size).",
+        "weight_decay" => "How strongly weights are pulled towards zero at each update.",
+        "perturbations" => {
+            "Noisy copies of each forget image per step: more is steadier but slower."
+        }
+        "sigma" => {
+            "Strength of the noise added to images and text embeddings, at the first step and at full escalation."
+        }
+        "vision_layers" => {
+            "Image-tower layers updated per step (the ones whose gradients are largest), first and at full escalation."
+        }
+        "text_layers" => "Text-tower layers updated per step, first and at full escalation.",
+        "escalation_steps" => {
+            "Steps over which noise and layer counts grow when the class is not yet forgotten."
+        }
+        "stop_accuracy" => {
+            "Stop once the model recognises fewer than this fraction of the forget images."
+        }
+        "batch" => "Forget images per step.",
+        "max_steps" => "Give up after this many steps.",
+        "blocks_only" => {
+            "Update only layers inside the residual blocks, never the shared embeddings, norms and projections."
+        }
+        "alpha" => "Emb only: weight of the term pushing image and class-name embeddings apart.",
+        "synthetic" => {
+            "How pictures of the class are synthesised from the model when no real ones are given."
+        }
+        "count" => "Number of synthetic pictures.",
+        "threshold" => "Probability of the class each synthetic picture must reach.",
+        "step_size" => "Size of each pixel update while synthesising.",
+        _ => "",
+    }
+}
+
 /// A method set up for a run, with the synthetic images it made (for previews and reports).
 pub struct Prepared {
     /// The method, ready for the job runner.
@@ -117,6 +207,8 @@ pub struct Setup<'a> {
     pub targets: &'a [usize],
     /// Real forget images, if the user gave any; labels are matched to the head by name.
     pub real_images: Option<&'a Dataset>,
+    /// Set when the run is cancelled: slow preparation (synthesis) stops early.
+    pub cancel: &'a AtomicBool,
 }
 
 /// Reads a method's settings: the Lip variant it names and its options. Errors name the
@@ -166,6 +258,7 @@ pub fn prepare(setup: &Setup) -> Result<Prepared, String> {
                     target,
                     setup.loaded.preprocessor.size,
                     &synthetic,
+                    setup.cancel,
                 ));
                 labels.extend(std::iter::repeat_n(target, per_class));
             }

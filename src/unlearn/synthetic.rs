@@ -1,6 +1,8 @@
 //! Synthetic forget images: pictures of a class made from noise by gradient ascent on the
 //! pixels, so a class can be forgotten from its name alone (Lip, step 1).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::{Rgb, RgbImage};
@@ -39,7 +41,7 @@ impl Default for SyntheticOptions {
 }
 
 /// The generated images and how sure the model is of each.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SyntheticImages {
     /// Normalised pixels `[count, 3, side, side]` (the model's input space).
     pub pixels: Vec<f32>,
@@ -83,13 +85,15 @@ impl SyntheticImages {
 
 /// Makes images that `model` classifies as class `target` among `class_embeds` (one
 /// normalised text embedding per class, `[classes, embed]`). `model` must live on an
-/// autodiff device. Each image stops changing once it passes the threshold.
+/// autodiff device. Each image stops changing once it passes the threshold; setting `stop`
+/// ends the ascent early (a cancelled run).
 pub fn synthesize(
     model: &Clip,
     class_embeds: Tensor<2>,
     target: usize,
     side: usize,
     options: &SyntheticOptions,
+    stop: &AtomicBool,
 ) -> SyntheticImages {
     let device = class_embeds.device();
     let count = options.count;
@@ -116,7 +120,10 @@ pub fn synthesize(
             .iter()
             .map(|l| l.exp())
             .collect();
-        if steps == options.max_steps || probabilities.iter().all(|p| *p >= options.threshold) {
+        if steps == options.max_steps
+            || probabilities.iter().all(|p| *p >= options.threshold)
+            || stop.load(Ordering::Relaxed)
+        {
             break;
         }
         let gradients = log_p.sum().backward();

@@ -1,0 +1,295 @@
+//! The desktop app: five steps from "open a model and images" to "edited model and a
+//! before/after table", around the same engine the command line uses. Every slow thing (model
+//! loading, image decoding, embedding, unlearning) runs on a background thread; the UI only polls.
+
+use std::path::PathBuf;
+
+use eframe::egui;
+
+pub mod browser;
+pub mod chrome;
+pub mod grid;
+pub mod method_panel;
+pub mod model_slot;
+pub mod results;
+pub mod run_panel;
+pub mod sets;
+pub mod sets_panel;
+pub mod task;
+pub mod thumbnails;
+pub mod workspace;
+
+use browser::Browser;
+use model_slot::ModelSlot;
+use results::Results;
+use run_panel::Runner;
+use thumbnails::Thumbnails;
+use workspace::{WORKSPACE_FILE, Workspace};
+
+/// The app's identifier, for its storage folder.
+pub const APP_ID: &str = "lethe";
+
+/// The five steps of the workflow, in order; the left navigation lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    /// Open a model and browse images.
+    Data,
+    /// Pick what to forget, what to keep and what to judge on.
+    Sets,
+    /// Choose and tune the method.
+    Method,
+    /// Run it in the background.
+    Run,
+    /// Before/after numbers and pictures.
+    Results,
+}
+
+impl Page {
+    /// Every page, in workflow order.
+    pub const ALL: [Page; 5] = [
+        Page::Data,
+        Page::Sets,
+        Page::Method,
+        Page::Run,
+        Page::Results,
+    ];
+
+    /// Navigation label.
+    pub fn title(self) -> &'static str {
+        match self {
+            Page::Data => "1  Data",
+            Page::Sets => "2  Sets",
+            Page::Method => "3  Method",
+            Page::Run => "4  Run",
+            Page::Results => "5  Results",
+        }
+    }
+
+    /// What the step is for, shown as the navigation tooltip.
+    pub fn purpose(self) -> &'static str {
+        match self {
+            Page::Data => "Open a CLIP checkpoint and browse the images of a dataset.",
+            Page::Sets => {
+                "Say what to forget (a class name, or images), what must be kept, and what to judge the result on."
+            }
+            Page::Method => "Choose an unlearning method, a preset, and its settings.",
+            Page::Run => "Run the method in the background and watch it work.",
+            Page::Results => {
+                "Compare the model before and after, export the edited model and the report."
+            }
+        }
+    }
+}
+
+/// A message for the user at the bottom of the window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notice {
+    /// The text.
+    pub text: String,
+    /// Whether it reports a failure.
+    pub error: bool,
+}
+
+/// The whole app state.
+pub struct LetheApp {
+    started: bool,
+    /// The scenario and the curated sets (saved between launches).
+    pub workspace: Workspace,
+    workspace_path: PathBuf,
+    saved: Workspace,
+    /// The page shown.
+    pub page: Page,
+    /// The model used for browsing (similarity, predictions).
+    pub model: ModelSlot,
+    /// The Data panel.
+    pub browser: Browser,
+    /// Decoded thumbnails.
+    pub thumbnails: Thumbnails,
+    /// The run in progress, if any, and its live curves.
+    pub runner: Runner,
+    /// Finished runs.
+    pub results: Results,
+    /// Sets panel state that is not saved.
+    pub sets_ui: sets_panel::SetsUi,
+    /// Whether the keyboard-shortcut overlay is open.
+    pub help_open: bool,
+    /// The last message for the user.
+    pub notice: Option<Notice>,
+}
+
+impl LetheApp {
+    /// Opens the workspace saved in `home` (the demo scenario when there is none); its model
+    /// and browsed dataset start loading with the first frame.
+    pub fn new(home: PathBuf) -> Self {
+        let workspace_path = home.join(WORKSPACE_FILE);
+        let (workspace, notice) = match Workspace::load(&workspace_path) {
+            Ok(workspace) => (workspace, None),
+            Err(error) => (
+                Workspace::default(),
+                Some(Notice {
+                    text: format!(
+                        "{error:#}; starting from the demo scenario (the file was left as it is)"
+                    ),
+                    error: true,
+                }),
+            ),
+        };
+        Self {
+            started: false,
+            browser: Browser::new(workspace.browse.clone()),
+            saved: workspace.clone(),
+            workspace,
+            workspace_path,
+            page: Page::Data,
+            model: ModelSlot::default(),
+            thumbnails: Thumbnails::new(3, 4096),
+            runner: Runner::default(),
+            results: Results::default(),
+            sets_ui: sets_panel::SetsUi::default(),
+            help_open: false,
+            notice,
+        }
+    }
+
+    /// Applies the saved look and starts loading the model and the browsed dataset.
+    fn start(&mut self, ctx: &egui::Context) {
+        self.started = true;
+        chrome::apply_look(ctx, &self.workspace);
+        let recipe = &self.workspace.recipe;
+        self.model
+            .load(ctx, &recipe.model.path, &recipe.model.device);
+        let spec = self.workspace.browse.clone();
+        self.browser.open(spec, ctx);
+    }
+
+    /// The folder holding the workspace file and the image sets saved for runs.
+    pub fn home(&self) -> PathBuf {
+        self.workspace_path
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default()
+    }
+
+    /// Draws one frame of the whole app.
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        if !self.started {
+            self.start(&ctx);
+        }
+        self.poll(&ctx);
+        chrome::shortcuts(self, &ctx);
+        chrome::top_bar(self, ui);
+        chrome::status_bar(self, ui);
+        chrome::navigation(self, ui);
+        egui::CentralPanel::default().show(ui, |ui| match self.page {
+            Page::Data => {
+                let sets = self.workspace.sets.clone();
+                let marks = move |i: usize| sets.role_of(i).map(sets_panel::role_colour);
+                self.browser
+                    .ui(ui, self.model.loaded(), &mut self.thumbnails, &marks);
+            }
+            Page::Sets => sets_panel::ui(self, ui),
+            Page::Method => method_panel::ui(self, ui),
+            Page::Run => run_panel::ui(self, ui),
+            Page::Results => results::ui(self, ui),
+        });
+        chrome::help_overlay(self, &ctx);
+        self.save_if_changed();
+    }
+
+    /// Collects finished background work.
+    fn poll(&mut self, ctx: &egui::Context) {
+        if let Some(Err(error)) = self.model.poll() {
+            self.notify(error, true);
+        }
+        match self.browser.poll() {
+            Some(Ok(())) => {
+                if let Some(dataset) = &self.browser.dataset {
+                    self.workspace.browse = dataset.name.clone();
+                    self.workspace.sets.clamp(dataset.items.len());
+                }
+            }
+            Some(Err(error)) => self.notify(error, true),
+            None => {}
+        }
+        if let Some(outcome) = self.runner.poll(ctx) {
+            match outcome {
+                Ok(record) => {
+                    self.notify(format!("Run finished: {}", record.headline()), false);
+                    self.results.add(record);
+                    self.page = Page::Results;
+                }
+                Err(error) => self.notify(error, true),
+            }
+        }
+    }
+
+    /// Shows `text` in the status bar.
+    pub fn notify(&mut self, text: impl Into<String>, error: bool) {
+        self.notice = Some(Notice {
+            text: text.into(),
+            error,
+        });
+    }
+
+    /// Saves the workspace when it differs from the saved copy. A failure is reported and
+    /// retried on the next change; the old file stays intact.
+    fn save_if_changed(&mut self) {
+        if self.workspace == self.saved {
+            return;
+        }
+        match self.workspace.save(&self.workspace_path) {
+            Ok(()) => self.saved = self.workspace.clone(),
+            Err(error) => {
+                self.saved = self.workspace.clone();
+                self.notify(format!("{error:#}"), true);
+            }
+        }
+    }
+
+    /// Starts a run of the current scenario.
+    pub fn start_run(&mut self, ctx: &egui::Context) {
+        if self.runner.is_running() {
+            return;
+        }
+        let browsed = self.browser.dataset.clone();
+        match self
+            .runner
+            .start(ctx, &self.workspace, browsed, self.home())
+        {
+            Ok(()) => self.page = Page::Run,
+            Err(error) => self.notify(error, true),
+        }
+    }
+}
+
+impl eframe::App for LetheApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.show(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        storage.set_string(WORKSPACE_FILE, self.workspace.to_toml());
+        self.save_if_changed();
+    }
+}
+
+/// Opens the app window; returns when it is closed.
+pub fn launch() -> anyhow::Result<()> {
+    let home = workspace::home();
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Lethe")
+            .with_inner_size([1280.0, 820.0])
+            .with_min_inner_size([900.0, 600.0])
+            .with_drag_and_drop(true),
+        persistence_path: Some(home.join("egui.ron")),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "Lethe",
+        options,
+        Box::new(move |_| Ok(Box::new(LetheApp::new(home)))),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}

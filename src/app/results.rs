@@ -1,0 +1,400 @@
+//! The Results panel: before/after numbers, per-class bars, the images whose prediction
+//! changed, the synthetic forget images, exports, and the history of runs for comparison.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use eframe::egui;
+use egui_plot::{Bar, BarChart, Legend, Plot};
+
+use super::LetheApp;
+use super::run_panel::{StepPoint, curves};
+use super::task::{Task, take_finished};
+use super::thumbnails::texture_from_rgb;
+use crate::data::dataset::Dataset;
+use crate::eval::metrics::report_markdown;
+use crate::workflow::{Finished, Opened, export_checkpoint, write_outputs};
+
+/// One finished run, kept for the history.
+pub struct RunRecord {
+    /// Run number in this session.
+    pub id: usize,
+    /// What the run opened (the checkpoint format and preprocessing are needed to export).
+    pub opened: Arc<Opened>,
+    /// The measurements and the edited model.
+    pub finished: Finished,
+    /// The synthetic forget images as pictures.
+    pub synthetic: Vec<image::RgbImage>,
+    /// The zero-shot head's images, for the gallery of changed predictions.
+    pub head: Arc<Dataset>,
+    /// The run's curves.
+    pub curve: Vec<StepPoint>,
+    textures: Vec<egui::TextureHandle>,
+}
+
+impl RunRecord {
+    /// Wraps a finished run.
+    pub fn new(
+        id: usize,
+        opened: Arc<Opened>,
+        finished: Finished,
+        synthetic: Vec<image::RgbImage>,
+    ) -> Self {
+        let head = Arc::new(opened.plan.head.clone());
+        Self {
+            id,
+            opened,
+            finished,
+            synthetic,
+            head,
+            curve: Vec::new(),
+            textures: Vec::new(),
+        }
+    }
+
+    /// One line: method, classes, target accuracy before -> after, Avg Score.
+    pub fn headline(&self) -> String {
+        let m = &self.finished.metrics;
+        format!(
+            "#{} {} forgot {}: {:.3} -> {:.3}, Avg Score {:.3}",
+            self.id,
+            m.method,
+            m.classes.join(", "),
+            m.target.before,
+            m.target.after,
+            m.avg_score
+        )
+    }
+}
+
+/// The finished runs and what is being done with them.
+#[derive(Default)]
+pub struct Results {
+    /// Every finished run, oldest first.
+    pub runs: Vec<RunRecord>,
+    /// The run shown.
+    pub shown: usize,
+    /// A run to compare the shown one with.
+    pub compare: Option<usize>,
+    saving: Option<Task<Result<String, String>>>,
+}
+
+impl Results {
+    /// Adds a finished run and shows it.
+    pub fn add(&mut self, record: RunRecord) {
+        self.runs.push(record);
+        self.shown = self.runs.len() - 1;
+    }
+}
+
+/// Draws the Results panel.
+pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
+    if let Some(result) = take_finished(&mut app.results.saving) {
+        match result.and_then(|r| r) {
+            Ok(message) => app.notify(message, false),
+            Err(error) => app.notify(error, true),
+        }
+    }
+    if app.results.runs.is_empty() {
+        ui.heading("Results");
+        ui.label("No run yet: go to step 4 and press Run.");
+        return;
+    }
+    egui::Panel::left("history")
+        .resizable(true)
+        .default_size(240.0)
+        .show(ui, |ui| history(&mut app.results, ui));
+    let ctx = ui.ctx().clone();
+    egui::CentralPanel::default().show(ui, |ui| {
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            let results = &mut app.results;
+            let shown = results.shown.min(results.runs.len() - 1);
+            ui.heading(results.runs[shown].headline());
+            if let Some(message) = export_buttons(results, shown, ui) {
+                app.notify(message, true);
+            }
+            let results = &mut app.results;
+            table(results, shown, ui);
+            class_bars(&results.runs[shown], ui);
+            changed_gallery(&results.runs[shown], &mut app.thumbnails, ui);
+            synthetic_gallery(&mut results.runs[shown], &ctx, ui);
+            egui::CollapsingHeader::new("Curves of this run")
+                .show(ui, |ui| curves(&results.runs[shown].curve, ui));
+        });
+    });
+}
+
+fn history(results: &mut Results, ui: &mut egui::Ui) {
+    ui.heading("Runs");
+    for i in (0..results.runs.len()).rev() {
+        let text = results.runs[i].headline();
+        if ui.selectable_label(results.shown == i, text).clicked() {
+            results.shown = i;
+        }
+    }
+    ui.separator();
+    ui.label("Compare with")
+        .on_hover_text("Show another run's numbers next to the shown one.");
+    egui::ComboBox::from_id_salt("compare")
+        .selected_text(
+            results
+                .compare
+                .and_then(|c| results.runs.get(c))
+                .map_or("nothing".into(), |r| format!("#{}", r.id)),
+        )
+        .show_ui(ui, |ui| {
+            ui.selectable_value(&mut results.compare, None, "nothing");
+            for (i, run) in results.runs.iter().enumerate() {
+                ui.selectable_value(&mut results.compare, Some(i), format!("#{}", run.id));
+            }
+        });
+}
+
+/// Export buttons; returns a message when an export could not start.
+fn export_buttons(results: &mut Results, shown: usize, ui: &mut egui::Ui) -> Option<String> {
+    let busy = results.saving.is_some();
+    let mut message = None;
+    ui.horizontal(|ui| {
+        let run = &results.runs[shown];
+        let repaint = ui.ctx().clone();
+        let done = move || repaint.request_repaint();
+        if ui
+            .add_enabled(!busy, egui::Button::new("Export checkpoint…"))
+            .on_hover_text("Write the edited model into a new folder, in the input's format. The original checkpoint is never touched.")
+            .clicked()
+            && let Some(dir) = rfd::FileDialog::new().pick_folder()
+        {
+            let (opened, model) = (Arc::clone(&run.opened), run.finished.model.clone());
+            results.saving = Some(Task::spawn("exporting the checkpoint", done.clone(), move || {
+                export_checkpoint(&opened, &model, &dir)
+                    .map(|()| format!("Checkpoint exported to {}", dir.display()))
+                    .map_err(|e| format!("{e:#}"))
+            }));
+        }
+        if ui
+            .add_enabled(!busy, egui::Button::new("Save result folder…"))
+            .on_hover_text("Checkpoint, recipe, metrics.json, report.md and the synthetic images, as `lethe run` writes them.")
+            .clicked()
+            && let Some(dir) = rfd::FileDialog::new().pick_folder()
+        {
+            let (opened, mut finished) = (Arc::clone(&run.opened), run.finished.clone());
+            results.saving = Some(Task::spawn("saving the result", done.clone(), move || {
+                write_outputs(&opened, &mut finished, &dir)
+                    .map(|()| format!("Result saved to {}", dir.display()))
+                    .map_err(|e| format!("{e:#}"))
+            }));
+        }
+        if ui.button("Save recipe…").clicked()
+            && let Some(path) = save_dialog("recipe.toml")
+        {
+            message = save_text(&path, &run.opened.recipe_text).err();
+        }
+        if ui.button("Save report.md…").clicked()
+            && let Some(path) = save_dialog("report.md")
+        {
+            message = save_text(&path, &report_markdown(&run.finished.metrics)).err();
+        }
+        if busy {
+            ui.spinner();
+        }
+    });
+    message
+}
+
+fn save_dialog(name: &str) -> Option<PathBuf> {
+    rfd::FileDialog::new().set_file_name(name).save_file()
+}
+
+fn save_text(path: &std::path::Path, text: &str) -> Result<(), String> {
+    crate::atomic::write_file(path, text.as_bytes()).map_err(|e| format!("{e:#}"))
+}
+
+fn cell(ui: &mut egui::Ui, value: Option<f64>) {
+    match value {
+        Some(v) => ui.label(format!("{v:.3}")),
+        None => ui.weak("–"),
+    };
+}
+
+/// The before/after table, with the compared run's "after" column.
+fn table(results: &Results, shown: usize, ui: &mut egui::Ui) {
+    let m = &results.runs[shown].finished.metrics;
+    let other = results
+        .compare
+        .filter(|&c| c != shown)
+        .and_then(|c| results.runs.get(c))
+        .map(|r| &r.finished.metrics);
+    ui.add_space(6.0);
+    egui::Grid::new("before_after").striped(true).show(ui, |ui| {
+        ui.strong("");
+        ui.strong("before");
+        ui.strong("after");
+        ui.strong("change");
+        if let Some(o) = other {
+            ui.strong(format!("after (#{} {})", results.runs[results.compare.unwrap_or(0)].id, o.method));
+        }
+        ui.end_row();
+        let row = |ui: &mut egui::Ui, name: String, before: Option<f64>, after: Option<f64>, compared: Option<Option<f64>>| {
+            ui.label(name);
+            cell(ui, before);
+            cell(ui, after);
+            cell(ui, before.zip(after).map(|(b, a)| a - b));
+            if let Some(c) = compared {
+                cell(ui, c);
+            }
+            ui.end_row();
+        };
+        row(
+            ui,
+            format!("forgotten: {}", m.classes.join(", ")),
+            Some(m.target.before),
+            Some(m.target.after),
+            other.map(|o| Some(o.target.after)),
+        );
+        for (i, d) in m.datasets.iter().enumerate() {
+            let twin = other.and_then(|o| o.datasets.get(i));
+            if d.other_classes_before.is_some() {
+                row(
+                    ui,
+                    format!("other classes of {}", d.name),
+                    d.other_classes_before,
+                    d.other_classes_after,
+                    twin.map(|t| t.other_classes_after),
+                );
+            } else {
+                row(ui, display_name(&d.name), Some(d.before), Some(d.after), twin.map(|t| Some(t.after)));
+            }
+        }
+        ui.label("Avg Score")
+            .on_hover_text("How far the run is from the ideal (target accuracy 0, everything else unchanged); lower is better.");
+        ui.label("");
+        cell(ui, Some(m.avg_score));
+        ui.label("");
+        if let Some(o) = other {
+            cell(ui, Some(o.avg_score));
+        }
+        ui.end_row();
+        ui.label("runtime (s)");
+        ui.label("");
+        cell(ui, Some(m.runtime_s));
+        ui.label(format!("{} step(s), {}", m.steps, m.ending));
+        ui.end_row();
+    });
+}
+
+/// A dataset's name for the table: the picked sets the app saved for a run read as such.
+fn display_name(spec: &str) -> String {
+    for (folder, name) in [
+        ("retain", "your retain set"),
+        ("eval", "your evaluation split"),
+    ] {
+        let suffix = format!("sets/{folder}/{}", crate::data::subset::MANIFEST);
+        if spec.starts_with("manifest:") && spec.replace('\\', "/").ends_with(&suffix) {
+            return name.into();
+        }
+    }
+    spec.to_string()
+}
+
+/// Per-class accuracy of the zero-shot head, before and after, side by side.
+fn class_bars(run: &RunRecord, ui: &mut egui::Ui) {
+    let rows = &run.finished.metrics.per_class;
+    if rows.is_empty() {
+        return;
+    }
+    ui.add_space(8.0);
+    ui.strong("Accuracy per class, before and after");
+    let names: Vec<String> = rows.iter().map(|r| r.class.clone()).collect();
+    let bars = |offset: f64, pick: fn(&crate::eval::metrics::ClassRow) -> f64| {
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                Bar::new(i as f64 + offset, pick(r))
+                    .width(0.38)
+                    .name(&r.class)
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = BarChart::new("before", bars(-0.2, |r| r.before));
+    let after = BarChart::new("after", bars(0.2, |r| r.after));
+    Plot::new(("class_bars", run.id))
+        .height(200.0)
+        .legend(Legend::default())
+        .include_y(0.0)
+        .include_y(1.0)
+        .allow_scroll(false)
+        .allow_drag(false)
+        .x_axis_formatter(move |mark, _| {
+            let i = mark.value.round();
+            if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
+                names.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .show(ui, |plot| {
+            plot.bar_chart(before);
+            plot.bar_chart(after);
+        });
+}
+
+/// The head's images whose prediction changed.
+fn changed_gallery(run: &RunRecord, thumbs: &mut super::thumbnails::Thumbnails, ui: &mut egui::Ui) {
+    let changed = &run.finished.changed;
+    ui.add_space(8.0);
+    ui.strong(format!(
+        "Images whose prediction changed ({} of {})",
+        changed.len(),
+        run.head.items.len()
+    ));
+    let classes = &run.head.classes;
+    let columns = ((ui.available_width() / 150.0).floor() as usize).max(1);
+    egui::Grid::new(("changed", run.id)).show(ui, |ui| {
+        for (n, change) in changed.iter().take(columns * 4).enumerate() {
+            ui.vertical(|ui| {
+                match thumbs.get(ui.ctx(), &run.head, change.item) {
+                    Some(texture) => {
+                        ui.add(
+                            egui::Image::new(&texture).fit_to_exact_size(egui::vec2(64.0, 64.0)),
+                        );
+                    }
+                    None => {
+                        ui.add_sized([64.0, 64.0], egui::Spinner::new());
+                    }
+                }
+                ui.small(format!(
+                    "{}: {} -> {}",
+                    classes[change.label], classes[change.before], classes[change.after]
+                ));
+            });
+            if (n + 1) % columns == 0 {
+                ui.end_row();
+            }
+        }
+    });
+}
+
+/// The synthetic forget images.
+fn synthetic_gallery(run: &mut RunRecord, ctx: &egui::Context, ui: &mut egui::Ui) {
+    if run.synthetic.is_empty() {
+        return;
+    }
+    if run.textures.is_empty() {
+        run.textures = run
+            .synthetic
+            .iter()
+            .enumerate()
+            .map(|(i, picture)| {
+                texture_from_rgb(ctx, &format!("synthetic-{}-{i}", run.id), picture)
+            })
+            .collect();
+    }
+    ui.add_space(8.0);
+    ui.strong(format!("Synthetic forget images ({})", run.textures.len()))
+        .on_hover_text("Pictures the method made from the model itself, which it recognised as the class; it then forgot them. They look like noise to people.");
+    ui.horizontal_wrapped(|ui| {
+        for texture in &run.textures {
+            ui.add(egui::Image::new(texture).fit_to_exact_size(egui::vec2(56.0, 56.0)));
+        }
+    });
+}

@@ -1,0 +1,389 @@
+//! The Sets panel: what to forget (class names and/or images), what to keep, what to judge on.
+
+use std::sync::Arc;
+
+use eframe::egui::{self, Color32};
+
+use super::LetheApp;
+use super::grid;
+use super::sets::{Role, Rule};
+use super::task::{Task, take_finished};
+use crate::data::dataset;
+
+/// The colour that marks a set's images in the grids.
+pub fn role_colour(role: Role) -> Color32 {
+    match role {
+        Role::Forget => Color32::from_rgb(220, 70, 60),
+        Role::Retain => Color32::from_rgb(60, 170, 90),
+        Role::Eval => Color32::from_rgb(70, 130, 220),
+    }
+}
+
+/// Which kind of rule the rule builder is set to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RuleKind {
+    /// Label is ….
+    #[default]
+    LabelIs,
+    /// Caption contains ….
+    CaptionContains,
+    /// Similarity to a text above a threshold.
+    SimilarTo,
+}
+
+/// Panel state that is not saved with the workspace.
+pub struct SetsUi {
+    head_spec: String,
+    head_classes: Vec<String>,
+    head_task: Option<Task<Result<Vec<String>, String>>>,
+    head_error: Option<String>,
+    rule: RuleKind,
+    rule_class: String,
+    rule_text: String,
+    threshold: f32,
+    role: Role,
+    new_eval: String,
+}
+
+impl Default for SetsUi {
+    fn default() -> Self {
+        Self {
+            head_spec: String::new(),
+            head_classes: Vec::new(),
+            head_task: None,
+            head_error: None,
+            rule: RuleKind::LabelIs,
+            rule_class: String::new(),
+            rule_text: String::new(),
+            threshold: 0.25,
+            role: Role::Forget,
+            new_eval: String::new(),
+        }
+    }
+}
+
+impl SetsUi {
+    /// The class names of the zero-shot head, re-read in the background when its spec changes.
+    fn head_classes(&mut self, spec: &str, ctx: &egui::Context) -> &[String] {
+        if let Some(result) = take_finished(&mut self.head_task) {
+            match result.and_then(|r| r) {
+                Ok(classes) => {
+                    self.head_classes = classes;
+                    self.head_error = None;
+                }
+                Err(error) => {
+                    self.head_classes.clear();
+                    self.head_error = Some(error);
+                }
+            }
+        }
+        if self.head_spec != spec {
+            self.head_spec = spec.to_string();
+            let spec = spec.to_string();
+            let repaint = ctx.clone();
+            self.head_task = Some(Task::spawn(
+                "reading the zero-shot head",
+                move || repaint.request_repaint(),
+                move || {
+                    dataset::open(&spec)
+                        .map(|d| d.classes)
+                        .map_err(|e| e.to_string())
+                },
+            ));
+        }
+        &self.head_classes
+    }
+}
+
+/// Draws the Sets panel.
+pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
+    egui::Panel::right("sets_side")
+        .resizable(true)
+        .default_size(380.0)
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                concept(app, ui);
+                ui.separator();
+                set_summary(app, ui);
+                ui.separator();
+                rules(app, ui);
+                ui.separator();
+                evaluation(app, ui);
+            });
+        });
+    egui::CentralPanel::default().show(ui, |ui| {
+        let Some(data) = app.browser.dataset.clone() else {
+            ui.label(
+                "Open a dataset in step 1 to pick images; a class name alone is enough for Lip.",
+            );
+            return;
+        };
+        ui.horizontal(|ui| {
+            ui.label(format!(
+                "{} · {} selected (click, Shift/Ctrl-click, or drag a rectangle)",
+                data.name,
+                app.browser.selection.selected.len()
+            ));
+        });
+        ui.horizontal(|ui| {
+            for role in Role::ALL {
+                if ui
+                    .button(format!("Add to {}", role.name()))
+                    .on_hover_text(format!(
+                        "Put the selected images into the {} set",
+                        role.name()
+                    ))
+                    .clicked()
+                {
+                    let picked = app.browser.selection.selected.clone();
+                    let added = app.workspace.sets.add(role, picked);
+                    app.notify(
+                        format!("{added} image(s) added to the {} set", role.name()),
+                        false,
+                    );
+                }
+            }
+            for role in Role::ALL {
+                if ui.button(format!("Remove from {}", role.name())).clicked() {
+                    let picked = app.browser.selection.selected.clone();
+                    app.workspace.sets.remove(role, &picked);
+                }
+            }
+        });
+        let sets = app.workspace.sets.clone();
+        let marks = move |i: usize| sets.role_of(i).map(role_colour);
+        let visible = app.browser.visible().to_vec();
+        grid::show(
+            ui,
+            "sets_grid",
+            &data,
+            &visible,
+            &mut app.thumbnails,
+            &mut app.browser.selection,
+            &marks,
+            72.0,
+        );
+    });
+}
+
+/// The forget classes: chosen by name from the zero-shot head.
+fn concept(app: &mut LetheApp, ui: &mut egui::Ui) {
+    ui.heading("What to forget");
+    let label = ui.label("Zero-shot head (dataset spec)");
+    ui.add(
+        egui::TextEdit::singleline(&mut app.workspace.recipe.forget.dataset)
+            .desired_width(f32::INFINITY),
+    )
+    .labelled_by(label.id)
+    .on_hover_text(
+        "The dataset whose class names the model chooses between (zero-shot classification: the model compares a picture with a sentence for each class). Its images measure the forgotten class and the other classes.",
+    );
+    let spec = app.workspace.recipe.forget.dataset.clone();
+    let classes = app.sets_ui.head_classes(&spec, ui.ctx()).to_vec();
+    if let Some(error) = &app.sets_ui.head_error {
+        ui.colored_label(ui.visuals().error_fg_color, error);
+    }
+    ui.label("Classes to forget:");
+    let strays: Vec<String> = app
+        .workspace
+        .recipe
+        .forget
+        .classes
+        .iter()
+        .filter(|c| !classes.contains(c))
+        .cloned()
+        .collect();
+    ui.horizontal_wrapped(|ui| {
+        for class in classes.iter().chain(&strays) {
+            let chosen = app.workspace.recipe.forget.classes.contains(class);
+            if ui.selectable_label(chosen, class).clicked() {
+                let list = &mut app.workspace.recipe.forget.classes;
+                if chosen {
+                    list.retain(|c| c != class);
+                } else {
+                    list.push(class.clone());
+                }
+            }
+        }
+    });
+    let browsed = app.browser.dataset.clone();
+    ui.horizontal(|ui| {
+        if ui
+            .button("Add whole class to forget set")
+            .on_hover_text("Add every browsed image of the chosen classes to the forget set.")
+            .clicked()
+            && let Some(data) = &browsed
+        {
+            let mut added = 0;
+            for class in app.workspace.recipe.forget.classes.clone() {
+                added += app
+                    .workspace
+                    .sets
+                    .add(Role::Forget, Rule::LabelIs(class).select(data));
+            }
+            app.notify(format!("{added} image(s) added to the forget set"), false);
+        }
+        if ui
+            .button("Forget the forget set's classes")
+            .on_hover_text("Set the classes to forget to those of the images in the forget set.")
+            .clicked()
+            && let Some(data) = &browsed
+        {
+            app.workspace.recipe.forget.classes = app.workspace.sets.forget_classes(data);
+        }
+    });
+    ui.checkbox(
+        &mut app.workspace.use_forget_images,
+        "Forget with the picked forget images",
+    )
+    .on_hover_text(
+        "Off: the method synthesises pictures of the class from the model itself (Lip needs no images). On: it uses the images of the forget set instead.",
+    );
+}
+
+/// Counts, overlaps and warnings.
+fn set_summary(app: &mut LetheApp, ui: &mut egui::Ui) {
+    ui.heading("Sets");
+    egui::Grid::new("set_counts").show(ui, |ui| {
+        for role in Role::ALL {
+            ui.colored_label(role_colour(role), role.name());
+            ui.label(format!("{} image(s)", app.workspace.sets.get(role).len()));
+            if ui.small_button("clear").clicked() {
+                app.workspace.sets.get_mut(role).clear();
+            }
+            if ui
+                .small_button("select")
+                .on_hover_text("Select these images in the grid")
+                .clicked()
+            {
+                app.browser.selection.selected = app.workspace.sets.get(role).clone();
+            }
+            ui.end_row();
+        }
+    });
+    let browsed = app.browser.dataset.clone();
+    let warnings = app.workspace.sets.warnings(
+        browsed.as_deref(),
+        &app.sets_ui.head_classes,
+        &app.workspace.recipe.forget.classes,
+        app.workspace.use_forget_images,
+    );
+    for warning in warnings {
+        ui.colored_label(ui.visuals().warn_fg_color, format!("Warning: {warning}"));
+    }
+    if !app.workspace.sets.retain.is_empty() || !app.workspace.sets.eval.is_empty() {
+        ui.label("The retain set and the evaluation split are measured before and after as extra datasets.");
+    }
+}
+
+/// The rule builder.
+fn rules(app: &mut LetheApp, ui: &mut egui::Ui) {
+    ui.heading("Pick by rule");
+    let Some(data) = app.browser.dataset.clone() else {
+        return;
+    };
+    let state = &mut app.sets_ui;
+    ui.horizontal(|ui| {
+        ui.selectable_value(&mut state.rule, RuleKind::LabelIs, "label is");
+        ui.selectable_value(&mut state.rule, RuleKind::CaptionContains, "caption contains");
+        ui.selectable_value(&mut state.rule, RuleKind::SimilarTo, "similar to text")
+            .on_hover_text("CLIP similarity: how close the model puts the picture and the text (cosine of their embeddings).");
+    });
+    match state.rule {
+        RuleKind::LabelIs => {
+            egui::ComboBox::from_label("class")
+                .selected_text(state.rule_class.clone())
+                .show_ui(ui, |ui| {
+                    for class in &data.classes {
+                        ui.selectable_value(&mut state.rule_class, class.clone(), class);
+                    }
+                });
+        }
+        RuleKind::CaptionContains | RuleKind::SimilarTo => {
+            let label = ui.label("text");
+            ui.text_edit_singleline(&mut state.rule_text)
+                .labelled_by(label.id);
+        }
+    }
+    if state.rule == RuleKind::SimilarTo {
+        ui.add(egui::Slider::new(&mut state.threshold, -0.2..=0.6).text("threshold"))
+            .on_hover_text("Pick images whose similarity to the text is at least this.");
+    }
+    ui.horizontal(|ui| {
+        ui.label("into");
+        for role in Role::ALL {
+            ui.selectable_value(&mut state.role, role, role.name());
+        }
+    });
+    let apply = ui.button("Apply rule").clicked();
+    if !apply {
+        return;
+    }
+    let rule = match state.rule {
+        RuleKind::LabelIs => Some(Rule::LabelIs(state.rule_class.clone())),
+        RuleKind::CaptionContains => Some(Rule::CaptionContains(state.rule_text.clone())),
+        RuleKind::SimilarTo => {
+            app.browser
+                .text_scores(&state.rule_text)
+                .map(|scores| Rule::SimilarAbove {
+                    scores,
+                    threshold: state.threshold,
+                })
+        }
+    };
+    let role = state.role;
+    match rule {
+        Some(rule) => {
+            let added = app.workspace.sets.add(role, rule.select(&data));
+            app.notify(
+                format!("{added} image(s) added to the {} set", role.name()),
+                false,
+            );
+        }
+        None => {
+            let text = app.sets_ui.rule_text.clone();
+            let model = app.model.loaded().map(Arc::clone);
+            app.browser.rank_by_text(text, model.as_ref(), ui.ctx());
+            app.notify(
+                "Computing similarities first (embedding the images); apply the rule again when the ranking is ready.",
+                false,
+            );
+        }
+    }
+}
+
+/// The evaluation datasets.
+fn evaluation(app: &mut LetheApp, ui: &mut egui::Ui) {
+    ui.heading("Judge on")
+        .on_hover_text("Datasets measured before and after; their accuracy should not drop.");
+    let mut remove = None;
+    for (i, spec) in app.workspace.recipe.eval.datasets.iter().enumerate() {
+        ui.horizontal(|ui| {
+            if ui.small_button("remove").on_hover_text("Remove").clicked() {
+                remove = Some(i);
+            }
+            ui.label(spec);
+        });
+    }
+    if let Some(i) = remove {
+        app.workspace.recipe.eval.datasets.remove(i);
+    }
+    ui.horizontal(|ui| {
+        let label = ui.label("Add");
+        ui.add(
+            egui::TextEdit::singleline(&mut app.sets_ui.new_eval)
+                .hint_text("shapes:fruits?seed=9&n=300, folder:…, manifest:…"),
+        )
+        .labelled_by(label.id);
+        if ui.button("Add dataset").clicked() && !app.sets_ui.new_eval.trim().is_empty() {
+            let spec = app.sets_ui.new_eval.trim().to_string();
+            match dataset::open(&spec) {
+                Ok(_) => {
+                    app.workspace.recipe.eval.datasets.push(spec);
+                    app.sets_ui.new_eval.clear();
+                }
+                Err(error) => app.notify(error.to_string(), true),
+            }
+        }
+    });
+}

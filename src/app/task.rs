@@ -1,0 +1,50 @@
+//! Work the app hands to a background thread, polled once per frame so the UI never waits.
+
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::thread;
+
+/// The result of one piece of background work, once it is there.
+pub struct Task<T> {
+    receiver: Receiver<T>,
+    /// What is being done, for the status bar.
+    pub label: String,
+}
+
+impl<T: Send + 'static> Task<T> {
+    /// Starts `work` on its own thread; `repaint` is called when it is done so the UI wakes up.
+    pub fn spawn(
+        label: impl Into<String>,
+        repaint: impl Fn() + Send + 'static,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Self {
+        let (sender, receiver) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = sender.send(work());
+            repaint();
+        });
+        Self {
+            receiver,
+            label: label.into(),
+        }
+    }
+}
+
+impl<T> Task<T> {
+    /// The result if the work has finished; an error message if its thread died.
+    pub fn poll(&self) -> Option<Result<T, String>> {
+        match self.receiver.try_recv() {
+            Ok(value) => Some(Ok(value)),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => {
+                Some(Err(format!("{} stopped unexpectedly", self.label)))
+            }
+        }
+    }
+}
+
+/// Takes the finished result out of an optional task slot, leaving the slot empty.
+pub fn take_finished<T>(slot: &mut Option<Task<T>>) -> Option<Result<T, String>> {
+    let result = slot.as_ref()?.poll()?;
+    *slot = None;
+    Some(result)
+}

@@ -1,0 +1,142 @@
+//! The user's workspace: the scenario being worked on (model, datasets, what to forget, method
+//! and settings) and the curated image sets. It is saved atomically on every change that
+//! matters and when the app closes, and reopened on the next launch.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::sets::Sets;
+use crate::recipe::{EvalSection, ForgetSection, MethodSection, ModelSection, Recipe};
+use crate::unlearn::methods::{Preset, preset_settings};
+
+/// The file name of a saved workspace.
+pub const WORKSPACE_FILE: &str = "workspace.toml";
+
+/// Everything the app remembers between launches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Workspace {
+    /// The scenario as a recipe: model, zero-shot head, classes, method, evaluation.
+    pub recipe: Recipe,
+    /// The dataset shown in the Data panel.
+    pub browse: String,
+    /// Forget, retain and evaluation images picked in the browsed dataset.
+    pub sets: Sets,
+    /// Forget with the picked forget images instead of synthetic ones.
+    pub use_forget_images: bool,
+    /// The method preset the settings started from.
+    pub preset: Preset,
+    /// Dark theme (light otherwise).
+    pub dark: bool,
+    /// UI zoom factor (1.0 = 100 %).
+    pub zoom: f32,
+}
+
+impl Default for Workspace {
+    /// The suggested demo scenario: the demo ViT forgets the colour red, judged on fresh colour,
+    /// fruit and shape images, browsing a Shapes colour set.
+    fn default() -> Self {
+        Self {
+            recipe: Recipe {
+                seed: 0,
+                model: ModelSection {
+                    path: crate::demo::DEFAULT_MODEL.into(),
+                    device: "auto".into(),
+                },
+                forget: ForgetSection {
+                    dataset: "shapes:colors?seed=101&n=500".into(),
+                    classes: vec!["red".into()],
+                    images: None,
+                },
+                method: MethodSection {
+                    name: "lip".into(),
+                    settings: preset_settings(Preset::Default),
+                },
+                eval: EvalSection {
+                    datasets: vec![
+                        "shapes:fruits?seed=103&n=300".into(),
+                        "shapes:shapes?seed=104&n=500".into(),
+                    ],
+                    ..EvalSection::default()
+                },
+            },
+            browse: "shapes:colors?seed=7&n=2000".into(),
+            sets: Sets::default(),
+            use_forget_images: false,
+            preset: Preset::Default,
+            dark: true,
+            zoom: 1.0,
+        }
+    }
+}
+
+impl Workspace {
+    /// Reads a saved workspace; a missing file gives the demo scenario, an unreadable one an
+    /// error naming the file (the caller falls back to the demo and keeps the file untouched).
+    pub fn load(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Ok(Self::default());
+        }
+        let text =
+            fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("{} is not a Lethe workspace", path.display()))
+    }
+
+    /// Parses workspace text.
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// The workspace as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a workspace always serialises")
+    }
+
+    /// Writes the workspace to `path` through a temporary sibling file renamed into place, so
+    /// a crash mid-write never leaves a half-written workspace.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::atomic::write_file(path, self.to_toml().as_bytes())
+    }
+}
+
+/// Where the app keeps its workspace: `LETHE_HOME` if set (tests, portable installs), else the
+/// platform's data folder for Lethe.
+pub fn home() -> PathBuf {
+    std::env::var_os("LETHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| eframe::storage_dir(super::APP_ID))
+        .unwrap_or_else(|| PathBuf::from(".lethe"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workspace_survives_a_save_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(WORKSPACE_FILE);
+        let mut workspace = Workspace::default();
+        workspace.recipe.forget.classes = vec!["blue".into()];
+        workspace.sets.forget.insert(3);
+        workspace.zoom = 1.5;
+        workspace.save(&path).unwrap();
+        assert_eq!(Workspace::load(&path).unwrap(), workspace);
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "only the workspace file remains");
+    }
+
+    #[test]
+    fn a_missing_workspace_is_the_demo_and_a_broken_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(WORKSPACE_FILE);
+        assert_eq!(Workspace::load(&path).unwrap(), Workspace::default());
+        fs::write(&path, "recipe = 3").unwrap();
+        let error = format!("{:#}", Workspace::load(&path).unwrap_err());
+        assert!(error.contains("workspace.toml"), "{error}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "recipe = 3");
+    }
+}

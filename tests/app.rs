@@ -1,0 +1,291 @@
+//! The app driven as a person would, through its AccessKit labels: load the demo, pick what
+//! to forget, run, read the results; select images by click and rule; cancel a run; reopen the
+//! workspace. Screenshots of every panel are rendered headlessly.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use eframe::egui::{self, Modifiers};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use lethe::app::sets::Role;
+use lethe::app::{LetheApp, Page};
+
+fn harness(home: &Path) -> Harness<'static, LetheApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 820.0))
+        .with_max_steps(10_000)
+        .build_ui_state(
+            |ui, app: &mut LetheApp| app.show(ui),
+            LetheApp::new(home.into()),
+        )
+}
+
+/// Steps the UI until `done` holds, failing after `seconds`.
+fn wait_until(
+    harness: &mut Harness<'static, LetheApp>,
+    seconds: u64,
+    what: &str,
+    done: impl Fn(&LetheApp) -> bool,
+) {
+    let start = Instant::now();
+    while !done(harness.state()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(seconds),
+            "timed out waiting for {what}; status: {:?}",
+            harness.state().notice
+        );
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.step();
+}
+
+fn wait_for_demo(harness: &mut Harness<'static, LetheApp>) {
+    wait_until(harness, 120, "the demo model and dataset", |app| {
+        app.model.loaded().is_some() && app.browser.dataset.is_some()
+    });
+}
+
+fn click(harness: &mut Harness<'static, LetheApp>, label: &str) {
+    harness.get_by_label(label).click();
+    harness.step();
+    harness.step();
+}
+
+#[test]
+fn the_demo_forgets_star_from_start_to_results() {
+    let home = tempfile::tempdir().unwrap();
+    let mut harness = harness(home.path());
+    wait_for_demo(&mut harness);
+    assert_eq!(harness.state().model.spec, "demo:vit");
+
+    click(&mut harness, "2  Sets");
+    assert_eq!(harness.state().page, Page::Sets);
+    let head = harness.get_by_label("Zero-shot head (dataset spec)");
+    head.focus();
+    harness.step();
+    harness.key_press_modifiers(Modifiers::COMMAND, egui::Key::A);
+    harness.step();
+    harness
+        .get_by_label("Zero-shot head (dataset spec)")
+        .type_text("shapes:shapes?seed=101&n=300");
+    harness.step();
+    wait_until(&mut harness, 30, "the shape classes", |app| {
+        app.workspace.recipe.forget.dataset == "shapes:shapes?seed=101&n=300"
+    });
+    harness.run_steps(5);
+    click(&mut harness, "star");
+    click(&mut harness, "red");
+    assert_eq!(harness.state().workspace.recipe.forget.classes, ["star"]);
+
+    click(&mut harness, "3  Method");
+    click(&mut harness, "Lip (Lipschitz, synthetic samples)");
+    click(&mut harness, "aggressive");
+    // A short schedule, so the test takes seconds: few synthetic images and steps.
+    {
+        let recipe = &mut harness.state_mut().workspace.recipe;
+        recipe.method.settings =
+            "learning_rate = 2e-3\nperturbations = 4\nbatch = 4\nmax_steps = 8\n\
+                                  [synthetic]\ncount = 8\nmax_steps = 30\n"
+                .parse()
+                .unwrap();
+        recipe.eval.datasets = vec!["shapes:fruits?seed=103&n=100".into()];
+        recipe.eval.relearn_steps = 0;
+        recipe.eval.retrieval_per_class = 0;
+    }
+    click(&mut harness, "4  Run");
+    click(&mut harness, "Start run");
+    assert!(harness.state().runner.is_running());
+    wait_until(&mut harness, 600, "the run to finish", |app| {
+        !app.runner.is_running()
+    });
+    let app = harness.state();
+    assert_eq!(app.page, Page::Results, "{:?}", app.notice);
+    let run = &app.results.runs[0];
+    let metrics = &run.finished.metrics;
+    assert_eq!(metrics.classes, ["star"]);
+    assert!(
+        metrics.target.after < metrics.target.before,
+        "star {} -> {}",
+        metrics.target.before,
+        metrics.target.after
+    );
+    assert!(!run.curve.is_empty(), "the live curve was recorded");
+    // The results table shows the numbers.
+    let before = format!("{:.3}", metrics.target.before);
+    let after = format!("{:.3}", metrics.target.after);
+    harness.step();
+    harness.get_by_label("forgotten: star");
+    harness.get_by_label(&before);
+    harness.get_by_label(&after);
+}
+
+#[test]
+fn images_are_picked_by_click_shift_ctrl_and_rule() {
+    let home = tempfile::tempdir().unwrap();
+    let mut harness = harness(home.path());
+    wait_for_demo(&mut harness);
+    click(&mut harness, "2  Sets");
+    harness.run_steps(3);
+    click(&mut harness, "image 3");
+    harness
+        .get_by_label("image 5")
+        .click_modifiers(Modifiers::COMMAND);
+    harness.step();
+    let selected: Vec<usize> = harness
+        .state()
+        .browser
+        .selection
+        .selected
+        .iter()
+        .copied()
+        .collect();
+    assert_eq!(selected, [3, 5]);
+    harness
+        .get_by_label("image 8")
+        .click_modifiers(Modifiers::SHIFT);
+    harness.step();
+    let selected: Vec<usize> = harness
+        .state()
+        .browser
+        .selection
+        .selected
+        .iter()
+        .copied()
+        .collect();
+    // Shift selects the range from the last clicked image, as file managers do.
+    assert_eq!(selected, [5, 6, 7, 8]);
+    harness
+        .get_by_label("image 3")
+        .click_modifiers(Modifiers::COMMAND);
+    harness.step();
+    click(&mut harness, "Add to forget");
+    assert_eq!(harness.state().workspace.sets.forget.len(), 5);
+
+    // Rule: every image labelled blue, into the retain set.
+    click(&mut harness, "label is");
+    click(&mut harness, "class");
+    click(&mut harness, "blue");
+    click(&mut harness, "retain");
+    click(&mut harness, "Apply rule");
+    let app = harness.state();
+    let data = app.browser.dataset.clone().unwrap();
+    let blue = data.classes.iter().position(|c| c == "blue").unwrap();
+    let expected = data.items.iter().filter(|i| i.label == blue).count();
+    assert!(expected > 0);
+    assert_eq!(app.workspace.sets.get(Role::Retain).len(), expected);
+    assert!(
+        app.workspace
+            .sets
+            .retain
+            .iter()
+            .all(|&i| data.items[i].label == blue)
+    );
+}
+
+#[test]
+fn a_cancelled_run_keeps_nothing_and_the_workspace_reopens() {
+    let home = tempfile::tempdir().unwrap();
+    {
+        let mut harness = harness(home.path());
+        wait_for_demo(&mut harness);
+        harness.state_mut().workspace.recipe.method.settings =
+            "max_steps = 500\n[synthetic]\ncount = 8\nmax_steps = 20\n"
+                .parse()
+                .unwrap();
+        click(&mut harness, "4  Run");
+        click(&mut harness, "Start run");
+        wait_until(&mut harness, 300, "unlearning to start", |app| {
+            !app.runner.points.is_empty()
+        });
+        click(&mut harness, "Cancel");
+        wait_until(&mut harness, 120, "the run to stop", |app| {
+            !app.runner.is_running()
+        });
+        let app = harness.state();
+        assert!(app.results.runs.is_empty());
+        let notice = app.notice.clone().unwrap();
+        assert!(
+            notice.error && notice.text.contains("cancelled"),
+            "{notice:?}"
+        );
+        click(&mut harness, "2  Sets");
+        harness.run_steps(3);
+        click(&mut harness, "blue");
+    }
+    let mut harness = harness(home.path());
+    harness.step();
+    let classes = &harness.state().workspace.recipe.forget.classes;
+    assert_eq!(
+        classes,
+        &["red", "blue"],
+        "the workspace reopened as it was left"
+    );
+}
+
+/// Renders the current page, checks it is not blank and differs from the last one, and saves
+/// it into `$LETHE_SCREENSHOTS` when that is set (how the README's screenshots are made).
+fn screenshot(harness: &mut Harness<'static, LetheApp>, previous: &mut Option<image::RgbaImage>) {
+    harness.run_steps(4);
+    let page = harness.state().page;
+    let picture = harness.render().expect("the app renders headlessly");
+    assert_eq!(picture.width(), 1280);
+    let first = picture.get_pixel(0, 0);
+    assert!(picture.pixels().any(|p| p != first), "{page:?} is blank");
+    if let Some(previous) = previous {
+        assert_ne!(
+            previous.as_raw(),
+            picture.as_raw(),
+            "{page:?} looks like the page before"
+        );
+    }
+    if let Some(dir) = std::env::var_os("LETHE_SCREENSHOTS") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = format!("{page:?}.png").to_lowercase();
+        picture.save(dir.join(name)).unwrap();
+    }
+    *previous = Some(picture);
+}
+
+#[test]
+fn every_panel_renders_through_a_whole_demo_run() {
+    let home = tempfile::tempdir().unwrap();
+    let mut harness = harness(home.path());
+    wait_for_demo(&mut harness);
+    let mut previous = None;
+    wait_until(&mut harness, 60, "thumbnails", |app| {
+        app.thumbnails.pending() == 0
+    });
+    screenshot(&mut harness, &mut previous);
+    click(&mut harness, "2  Sets");
+    click(&mut harness, "Add whole class to forget set");
+    harness.state_mut().browser.selection.selected = (0..12).collect();
+    click(&mut harness, "Add to eval");
+    wait_until(&mut harness, 60, "thumbnails", |app| {
+        app.thumbnails.pending() == 0
+    });
+    screenshot(&mut harness, &mut previous);
+    click(&mut harness, "3  Method");
+    screenshot(&mut harness, &mut previous);
+    click(&mut harness, "4  Run");
+    click(&mut harness, "Start run");
+    wait_until(&mut harness, 300, "a few unlearning steps", |app| {
+        app.runner.points.len() >= 6
+    });
+    screenshot(&mut harness, &mut previous);
+    wait_until(&mut harness, 600, "the run to finish", |app| {
+        !app.runner.is_running()
+    });
+    assert_eq!(
+        harness.state().results.runs.len(),
+        1,
+        "{:?}",
+        harness.state().notice
+    );
+    wait_until(&mut harness, 60, "thumbnails", |app| {
+        app.thumbnails.pending() == 0
+    });
+    screenshot(&mut harness, &mut previous);
+}
