@@ -121,6 +121,17 @@ fn the_demo_forgets_star_from_start_to_results() {
     harness.get_by_label(&after);
 }
 
+fn selected(harness: &Harness<'static, LetheApp>) -> Vec<usize> {
+    harness
+        .state()
+        .browser
+        .selection
+        .selected
+        .iter()
+        .copied()
+        .collect()
+}
+
 #[test]
 fn images_are_picked_by_click_shift_ctrl_and_rule() {
     let home = tempfile::tempdir().unwrap();
@@ -133,29 +144,13 @@ fn images_are_picked_by_click_shift_ctrl_and_rule() {
         .get_by_label("image 5")
         .click_modifiers(Modifiers::COMMAND);
     harness.step();
-    let selected: Vec<usize> = harness
-        .state()
-        .browser
-        .selection
-        .selected
-        .iter()
-        .copied()
-        .collect();
-    assert_eq!(selected, [3, 5]);
+    assert_eq!(selected(&harness), [3, 5]);
     harness
         .get_by_label("image 8")
         .click_modifiers(Modifiers::SHIFT);
     harness.step();
-    let selected: Vec<usize> = harness
-        .state()
-        .browser
-        .selection
-        .selected
-        .iter()
-        .copied()
-        .collect();
     // Shift selects the range from the last clicked image, as file managers do.
-    assert_eq!(selected, [5, 6, 7, 8]);
+    assert_eq!(selected(&harness), [5, 6, 7, 8]);
     harness
         .get_by_label("image 3")
         .click_modifiers(Modifiers::COMMAND);
@@ -166,8 +161,10 @@ fn images_are_picked_by_click_shift_ctrl_and_rule() {
     // Rule: every image labelled blue, into the retain set.
     click(&mut harness, "label is");
     click(&mut harness, "class");
-    click(&mut harness, "blue");
-    click(&mut harness, "retain");
+    // The open list comes after the forget-class buttons, which also read "blue".
+    harness.get_all_by_label("blue").last().unwrap().click();
+    harness.step();
+    click(&mut harness, "retain set");
     click(&mut harness, "Apply rule");
     let app = harness.state();
     let data = app.browser.dataset.clone().unwrap();
@@ -288,4 +285,37 @@ fn every_panel_renders_through_a_whole_demo_run() {
         app.thumbnails.pending() == 0
     });
     screenshot(&mut harness, &mut previous);
+}
+
+#[test]
+fn shortcuts_switch_steps_theme_and_zoom_and_list_themselves() {
+    let home = tempfile::tempdir().unwrap();
+    let mut harness = harness(home.path());
+    harness.run_steps(2);
+    harness.key_press_modifiers(Modifiers::COMMAND, egui::Key::Num3);
+    harness.step();
+    assert_eq!(harness.state().page, Page::Method);
+    harness.key_press(egui::Key::F1);
+    harness.run_steps(2);
+    assert!(harness.state().help_open);
+    harness.get_by_label("Keyboard shortcuts");
+    harness.get_by_label("Run the method");
+    harness.key_press(egui::Key::Escape);
+    harness.run_steps(2);
+    assert!(!harness.state().help_open);
+    assert!(harness.state().workspace.dark);
+    harness.key_press_modifiers(Modifiers::COMMAND, egui::Key::T);
+    harness.step();
+    assert!(!harness.state().workspace.dark);
+    assert_eq!(harness.ctx.theme(), egui::Theme::Light);
+    for _ in 0..5 {
+        click(&mut harness, "+");
+    }
+    assert_eq!(harness.state().workspace.zoom, 1.5);
+    assert_eq!(harness.ctx.zoom_factor(), 1.5);
+    harness.run_steps(3);
+    harness.get_by_label("150%");
+    let picture = harness.render().expect("renders at 150%");
+    let first = picture.get_pixel(0, 0);
+    assert!(picture.pixels().any(|p| p != first));
 }

@@ -177,6 +177,9 @@ impl LetheApp {
             self.start(&ctx);
         }
         self.poll(&ctx);
+        if let Err(error) = self.browser.accept_dropped_files(&ctx) {
+            self.notify(error, true);
+        }
         chrome::shortcuts(self, &ctx);
         chrome::top_bar(self, ui);
         chrome::status_bar(self, ui);

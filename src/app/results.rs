@@ -348,7 +348,7 @@ fn changed_gallery(run: &RunRecord, thumbs: &mut super::thumbnails::Thumbnails, 
         run.head.items.len()
     ));
     let classes = &run.head.classes;
-    let columns = ((ui.available_width() / 150.0).floor() as usize).max(1);
+    let columns = ((ui.available_width() / 120.0).floor() as usize).max(1);
     egui::Grid::new(("changed", run.id)).show(ui, |ui| {
         for (n, change) in changed.iter().take(columns * 4).enumerate() {
             ui.vertical(|ui| {

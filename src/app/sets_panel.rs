@@ -312,7 +312,7 @@ fn rules(app: &mut LetheApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.label("into");
         for role in Role::ALL {
-            ui.selectable_value(&mut state.role, role, role.name());
+            ui.selectable_value(&mut state.role, role, format!("{} set", role.name()));
         }
     });
     let apply = ui.button("Apply rule").clicked();
