@@ -170,6 +170,7 @@ pub enum RunStopped {
 }
 
 /// The model as it was before unlearning, measured.
+#[derive(Clone)]
 pub struct Before {
     /// The measurements.
     pub snapshot: Snapshot,

@@ -207,6 +207,18 @@ fn a_cancelled_run_keeps_nothing_and_the_workspace_reopens() {
             notice.error && notice.text.contains("cancelled"),
             "{notice:?}"
         );
+        // A second run of the same scenario with other settings reuses the measurement.
+        harness.state_mut().workspace.recipe.method.settings =
+            "max_steps = 2\n[synthetic]\ncount = 4\nmax_steps = 5\n"
+                .parse()
+                .unwrap();
+        click(&mut harness, "Start run");
+        wait_until(&mut harness, 300, "the second run", |app| {
+            !app.runner.is_running()
+        });
+        let runs = &harness.state().results.runs;
+        assert_eq!(runs.len(), 1, "{:?}", harness.state().notice);
+        assert_eq!(runs[0].finished.metrics.timings.measure_before_s, 0.0);
         click(&mut harness, "2  Sets");
         harness.run_steps(3);
         click(&mut harness, "blue");

@@ -10,6 +10,7 @@ use crate::unlearn::methods::{METHODS, Preset, default_settings, preset_settings
 pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
     egui::ScrollArea::vertical().show(ui, |ui| {
         ui.heading("Method");
+        recipe_buttons(app, ui);
         let method = &mut app.workspace.recipe.method;
         for info in METHODS {
             ui.radio_value(&mut method.name, info.name.to_string(), info.title)
@@ -62,6 +63,39 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
                     .desired_width(f32::INFINITY),
             );
         });
+    });
+}
+
+/// Open a recipe file into the workspace, or save the scenario as one.
+fn recipe_buttons(app: &mut LetheApp, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        if ui
+            .button("Open recipe…")
+            .on_hover_text("Load a recipe file (as `lethe run` takes) into the workspace.")
+            .clicked()
+            && let Some(path) = rfd::FileDialog::new()
+                .add_filter("recipe", &["toml"])
+                .pick_file()
+        {
+            match app.workspace.open_recipe(&path) {
+                Ok(()) => app.notify(format!("Opened {}", path.display()), false),
+                Err(error) => app.notify(format!("{error:#}"), true),
+            }
+        }
+        if ui
+            .button("Save recipe…")
+            .on_hover_text("Save the scenario as a recipe for `lethe run`.")
+            .clicked()
+            && let Some(path) = rfd::FileDialog::new()
+                .set_file_name("recipe.toml")
+                .save_file()
+        {
+            let text = app.workspace.recipe.to_toml();
+            match crate::atomic::write_file(&path, text.as_bytes()) {
+                Ok(()) => app.notify(format!("Saved {}", path.display()), false),
+                Err(error) => app.notify(format!("{error:#}"), true),
+            }
+        }
     });
 }
 

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread;
@@ -19,7 +20,9 @@ use crate::data::dataset::Dataset;
 use crate::data::subset::save_subset;
 use crate::recipe::Recipe;
 use crate::unlearn::job::Event;
-use crate::workflow::{Opened, RunStopped, execute_from, measure_before, synthetic_pictures};
+use crate::workflow::{
+    Before, Opened, RunStopped, execute_from, measure_before, synthetic_pictures,
+};
 
 /// One unlearning step as the curves show it.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +58,9 @@ pub struct Runner {
     pub max_steps: usize,
     /// Runs started so far, to number them.
     runs: usize,
+    /// The last "before" measurement, reused while the model, the data and the sets stay the
+    /// same (only the method or its settings changed), so trying settings is quicker.
+    before: Arc<Mutex<Option<(String, Before)>>>,
 }
 
 impl Runner {
@@ -97,6 +103,7 @@ impl Runner {
         self.runs += 1;
         let job = RunJob {
             id: self.runs,
+            before: Arc::clone(&self.before),
             workspace: workspace.clone(),
             browsed,
             home,
@@ -149,6 +156,7 @@ impl Runner {
 /// What the background thread needs.
 struct RunJob {
     id: usize,
+    before: Arc<Mutex<Option<(String, Before)>>>,
     workspace: Workspace,
     browsed: Option<Arc<Dataset>>,
     home: PathBuf,
@@ -198,6 +206,38 @@ impl RunJob {
         Ok(recipe)
     }
 
+    /// What the "before" measurement depends on: the model, what is measured, and the sets.
+    fn measurement_key(&self) -> String {
+        let w = &self.workspace;
+        format!(
+            "{:?}{:?}{:?}{:?}{}",
+            w.recipe.model, w.recipe.forget, w.recipe.eval, w.sets, w.browse
+        )
+    }
+
+    /// Measures the model before unlearning, or reuses the last measurement of the same model,
+    /// data and sets (its time then counts as zero).
+    fn measure_before(&self, opened: &Opened) -> Before {
+        let key = self.measurement_key();
+        let cached = self.before.lock().ok().and_then(|slot| {
+            slot.as_ref()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, before)| before.clone())
+        });
+        if let Some(before) = cached {
+            return Before {
+                seconds: 0.0,
+                ..before
+            };
+        }
+        self.send(Message::Phase("measuring the model before"));
+        let before = measure_before(opened);
+        if let Ok(mut slot) = self.before.lock() {
+            *slot = Some((key, before.clone()));
+        }
+        before
+    }
+
     fn work(&self) -> Result<RunRecord> {
         self.send(Message::Phase("saving the picked images"));
         let recipe = self.recipe()?;
@@ -206,8 +246,7 @@ impl RunJob {
         self.send(Message::Phase("opening the model and data"));
         let opened = Opened::open(recipe, text)?;
         self.check_cancel()?;
-        self.send(Message::Phase("measuring the model before"));
-        let before = measure_before(&opened);
+        let before = self.measure_before(&opened);
         self.check_cancel()?;
         self.send(Message::Phase("making forget images"));
         let finished = execute_from(&opened, &before, &self.cancel, |event| match event {

@@ -95,6 +95,17 @@ impl Workspace {
         toml::to_string_pretty(self).expect("a workspace always serialises")
     }
 
+    /// Replaces the scenario with the recipe in `path`, after checking it as `lethe run` would
+    /// (structure, then the method's settings); on any error the workspace is unchanged.
+    pub fn open_recipe(&mut self, path: &Path) -> Result<()> {
+        let (recipe, _) = Recipe::load(path)?;
+        crate::unlearn::methods::parse_settings(&recipe.method.name, &recipe.method.settings)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("recipe {} is not valid", path.display()))?;
+        self.recipe = recipe;
+        Ok(())
+    }
+
     /// Writes the workspace to `path` through a temporary sibling file renamed into place, so
     /// a crash mid-write never leaves a half-written workspace.
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -127,6 +138,33 @@ mod tests {
         assert_eq!(Workspace::load(&path).unwrap(), workspace);
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "only the workspace file remains");
+    }
+
+    #[test]
+    fn a_recipe_opens_into_the_workspace_and_a_bad_one_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut workspace = Workspace::default();
+        let good = dir.path().join("good.toml");
+        let mut recipe = workspace.recipe.clone();
+        recipe.forget.classes = vec!["green".into()];
+        recipe.method.name = "emb".into();
+        fs::write(&good, recipe.to_toml()).unwrap();
+        workspace.open_recipe(&good).unwrap();
+        assert_eq!(workspace.recipe, recipe);
+        let bad = dir.path().join("bad.toml");
+        fs::write(
+            &bad,
+            recipe
+                .to_toml()
+                .replace("[method]", "[method]\nlearning_rat = 1.0"),
+        )
+        .unwrap();
+        let error = format!("{:#}", workspace.open_recipe(&bad).unwrap_err());
+        assert!(
+            error.contains("bad.toml") && error.contains("learning_rat"),
+            "{error}"
+        );
+        assert_eq!(workspace.recipe, recipe);
     }
 
     #[test]
