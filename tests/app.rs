@@ -330,4 +330,9 @@ fn shortcuts_switch_steps_theme_and_zoom_and_list_themselves() {
     let picture = harness.render().expect("renders at 150%");
     let first = picture.get_pixel(0, 0);
     assert!(picture.pixels().any(|p| p != first));
+    if let Some(dir) = std::env::var_os("LETHE_SCREENSHOTS") {
+        picture
+            .save(std::path::Path::new(&dir).join("light-150.png"))
+            .unwrap();
+    }
 }

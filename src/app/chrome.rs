@@ -100,14 +100,14 @@ fn zoom(app: &mut LetheApp, ctx: &egui::Context, by: f32) {
 /// The top bar: app name, the model field, theme and zoom, help.
 pub fn top_bar(app: &mut LetheApp, ui: &mut egui::Ui) {
     egui::Panel::top("top_bar").show(ui, |ui| {
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             ui.heading("Lethe");
             ui.separator();
             let label = ui.label("Model");
             let field = ui
                 .add(
                     egui::TextEdit::singleline(&mut app.workspace.recipe.model.path)
-                        .desired_width(260.0)
+                        .desired_width(220.0)
                         .hint_text("checkpoint folder or demo:vit"),
                 )
                 .labelled_by(label.id)
@@ -136,23 +136,27 @@ pub fn top_bar(app: &mut LetheApp, ui: &mut egui::Ui) {
                     load_model(app, ui.ctx());
                 }
             }
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                if ui.button("Help (F1)").clicked() {
-                    app.help_open = true;
-                }
-                let theme = if app.workspace.dark { "Light theme" } else { "Dark theme" };
-                if ui.button(theme).on_hover_text("Ctrl+T").clicked() {
-                    app.workspace.dark = !app.workspace.dark;
-                    apply_look(ui.ctx(), &app.workspace);
-                }
-                ui.label(format!("{:.0}%", app.workspace.zoom * 100.0));
-                if ui.button("+").on_hover_text("Zoom in (Ctrl+Plus)").clicked() {
-                    zoom(app, ui.ctx(), 0.1);
-                }
-                if ui.button("-").on_hover_text("Zoom out (Ctrl+Minus)").clicked() {
-                    zoom(app, ui.ctx(), -0.1);
-                }
-            });
+            // Laid out in one flow that wraps, so nothing overlaps at large zoom factors.
+            ui.separator();
+            if ui.button("-").on_hover_text("Zoom out (Ctrl+Minus)").clicked() {
+                zoom(app, ui.ctx(), -0.1);
+            }
+            ui.label(format!("{:.0}%", app.workspace.zoom * 100.0));
+            if ui.button("+").on_hover_text("Zoom in (Ctrl+Plus)").clicked() {
+                zoom(app, ui.ctx(), 0.1);
+            }
+            let theme = if app.workspace.dark {
+                "Light theme"
+            } else {
+                "Dark theme"
+            };
+            if ui.button(theme).on_hover_text("Ctrl+T").clicked() {
+                app.workspace.dark = !app.workspace.dark;
+                apply_look(ui.ctx(), &app.workspace);
+            }
+            if ui.button("Help (F1)").clicked() {
+                app.help_open = true;
+            }
         });
     });
 }

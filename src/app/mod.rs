@@ -294,5 +294,9 @@ pub fn launch() -> anyhow::Result<()> {
         options,
         Box::new(move |_| Ok(Box::new(LetheApp::new(home)))),
     )
-    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the window: {e} (the commands of `lethe --help` work without a display)"
+        )
+    })
 }
