@@ -336,3 +336,39 @@ fn shortcuts_switch_steps_theme_and_zoom_and_list_themselves() {
             .unwrap();
     }
 }
+
+/// A file or folder dropped on the window.
+#[derive(Debug)]
+struct Dropped(std::path::PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        Err("folders have no bytes".into())
+    }
+}
+
+#[test]
+fn a_checkpoint_folder_dropped_on_the_window_becomes_the_model() {
+    let home = tempfile::tempdir().unwrap();
+    let mut harness = harness(home.path());
+    wait_for_demo(&mut harness);
+    let browsed = harness.state().browser.spec.clone();
+    let folder = lethe::demo::resolve_model("demo:rn").unwrap();
+    harness.input_mut().dropped_files = vec![std::sync::Arc::new(Dropped(folder.clone()))];
+    harness.step();
+    let spec = folder.display().to_string();
+    assert_eq!(harness.state().workspace.recipe.model.path, spec);
+    wait_until(&mut harness, 60, "the dropped model", |app| {
+        app.model.spec == spec && app.model.pending().is_none()
+    });
+    assert!(harness.state().model.error.is_none());
+    assert_eq!(
+        harness.state().browser.spec,
+        browsed,
+        "not opened as images"
+    );
+}

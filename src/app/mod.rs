@@ -177,6 +177,7 @@ impl LetheApp {
             self.start(&ctx);
         }
         self.poll(&ctx);
+        self.accept_dropped_checkpoint(&ctx);
         if let Err(error) = self.browser.accept_dropped_files(&ctx) {
             self.notify(error, true);
         }
@@ -227,6 +228,20 @@ impl LetheApp {
         }
     }
 
+    /// A checkpoint folder dropped on the window opens as the model (any other drop is left
+    /// for the Data panel, which opens images).
+    fn accept_dropped_checkpoint(&mut self, ctx: &egui::Context) {
+        let dropped = ctx.input(|i| i.raw.dropped_files.first().map(|f| f.path().to_path_buf()));
+        let Some(folder) = dropped.filter(|p| is_checkpoint_folder(p)) else {
+            return;
+        };
+        ctx.input_mut(|i| i.raw.dropped_files.clear());
+        self.workspace.recipe.model.path = folder.display().to_string();
+        let recipe = &self.workspace.recipe;
+        self.model
+            .load(ctx, &recipe.model.path, &recipe.model.device);
+    }
+
     /// Shows `text` in the status bar.
     pub fn notify(&mut self, text: impl Into<String>, error: bool) {
         self.notice = Some(Notice {
@@ -275,6 +290,13 @@ impl eframe::App for LetheApp {
         storage.set_string(WORKSPACE_FILE, self.workspace.to_toml());
         self.save_if_changed();
     }
+}
+
+/// Whether `path` is a folder holding a CLIP checkpoint (Hugging Face or open_clip).
+fn is_checkpoint_folder(path: &std::path::Path) -> bool {
+    ["config.json", "open_clip_config.json"]
+        .iter()
+        .any(|name| path.join(name).is_file())
 }
 
 /// Opens the app window; returns when it is closed.
