@@ -179,6 +179,33 @@ fn images_are_picked_by_click_shift_ctrl_and_rule() {
             .iter()
             .all(|&i| data.items[i].label == blue)
     );
+
+    // Evaluation datasets are checked before they are added; a bad spec is named.
+    let datasets = app.workspace.recipe.eval.datasets.len();
+    let add = |harness: &mut Harness<'static, LetheApp>, spec: &str| {
+        harness.get_by_label("Add").focus();
+        harness.step();
+        harness.key_press_modifiers(Modifiers::COMMAND, egui::Key::A);
+        harness.get_by_label("Add").type_text(spec);
+        harness.step();
+        click(harness, "Add dataset");
+    };
+    add(&mut harness, "shapes:triangles");
+    wait_until(&mut harness, 30, "the bad spec's error", |app| {
+        app.notice.as_ref().is_some_and(|n| n.error)
+    });
+    let notice = harness.state().notice.clone().unwrap();
+    add(&mut harness, "shapes:backgrounds?seed=5&n=50");
+    wait_until(&mut harness, 30, "the good spec", |app| {
+        app.workspace.recipe.eval.datasets.len() > datasets
+    });
+    let app = harness.state();
+    assert!(notice.text.contains("shapes:triangles"), "{notice:?}");
+    assert_eq!(
+        app.workspace.recipe.eval.datasets.last().unwrap(),
+        "shapes:backgrounds?seed=5&n=50"
+    );
+    assert_eq!(app.workspace.recipe.eval.datasets.len(), datasets + 1);
 }
 
 #[test]

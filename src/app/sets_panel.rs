@@ -43,6 +43,8 @@ pub struct SetsUi {
     threshold: f32,
     role: Role,
     new_eval: String,
+    /// An evaluation dataset being checked (opened) before it is added.
+    eval_check: Option<Task<Result<String, String>>>,
 }
 
 impl Default for SetsUi {
@@ -58,6 +60,7 @@ impl Default for SetsUi {
             threshold: 0.25,
             role: Role::Forget,
             new_eval: String::new(),
+            eval_check: None,
         }
     }
 }
@@ -375,15 +378,32 @@ fn evaluation(app: &mut LetheApp, ui: &mut egui::Ui) {
                 .hint_text("shapes:fruits?seed=9&n=300, folder:…, manifest:…"),
         )
         .labelled_by(label.id);
-        if ui.button("Add dataset").clicked() && !app.sets_ui.new_eval.trim().is_empty() {
+        let idle = app.sets_ui.eval_check.is_none();
+        if ui
+            .add_enabled(idle, egui::Button::new("Add dataset"))
+            .clicked()
+            && !app.sets_ui.new_eval.trim().is_empty()
+        {
+            // Opened in the background first: a large folder takes a while to list.
             let spec = app.sets_ui.new_eval.trim().to_string();
-            match dataset::open(&spec) {
-                Ok(_) => {
-                    app.workspace.recipe.eval.datasets.push(spec);
-                    app.sets_ui.new_eval.clear();
-                }
-                Err(error) => app.notify(error.to_string(), true),
+            let repaint = ui.ctx().clone();
+            app.sets_ui.eval_check = Some(Task::spawn(
+                "checking the dataset",
+                move || repaint.request_repaint(),
+                move || {
+                    dataset::open(&spec)
+                        .map(|_| spec)
+                        .map_err(|e| e.to_string())
+                },
+            ));
+        }
+        match take_finished(&mut app.sets_ui.eval_check).map(|r| r.and_then(|r| r)) {
+            Some(Ok(spec)) => {
+                app.workspace.recipe.eval.datasets.push(spec);
+                app.sets_ui.new_eval.clear();
             }
+            Some(Err(error)) => app.notify(error, true),
+            None => {}
         }
     });
 }
