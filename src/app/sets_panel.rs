@@ -128,7 +128,7 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
                 app.browser.selection.selected.len()
             ));
         });
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             for role in Role::ALL {
                 if ui
                     .button(format!("Add to {}", role.name()))
@@ -295,7 +295,11 @@ fn rules(app: &mut LetheApp, ui: &mut egui::Ui) {
     match state.rule {
         RuleKind::LabelIs => {
             egui::ComboBox::from_label("class")
-                .selected_text(state.rule_class.clone())
+                .selected_text(if state.rule_class.is_empty() {
+                    "choose a class".to_string()
+                } else {
+                    state.rule_class.clone()
+                })
                 .show_ui(ui, |ui| {
                     for class in &data.classes {
                         ui.selectable_value(&mut state.rule_class, class.clone(), class);
