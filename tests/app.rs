@@ -115,10 +115,32 @@ fn the_demo_forgets_star_from_start_to_results() {
     // The results table shows the numbers.
     let before = format!("{:.3}", metrics.target.before);
     let after = format!("{:.3}", metrics.target.after);
+    let target_after = metrics.target.after;
     harness.step();
     harness.get_by_label("forgotten: star");
     harness.get_by_label(&before);
     harness.get_by_label(&after);
+
+    // Export the edited checkpoint and the whole result folder, as the buttons do.
+    let out = tempfile::tempdir().unwrap();
+    for (name, what) in [
+        ("edited", lethe::app::results::Saving::Checkpoint),
+        ("result", lethe::app::results::Saving::ResultFolder),
+    ] {
+        let ctx = harness.ctx.clone();
+        let dir = out.path().join(name);
+        harness.state_mut().results.save(&ctx, 0, dir, what);
+        wait_until(&mut harness, 120, "the save", |app| {
+            !app.results.is_saving()
+        });
+        let notice = harness.state().notice.clone().unwrap();
+        assert!(!notice.error && notice.text.contains(name), "{notice:?}");
+    }
+    lethe::clip::checkpoint::Checkpoint::open(&out.path().join("edited")).unwrap();
+    let json = std::fs::read_to_string(out.path().join("result/metrics.json")).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(saved["target"]["after"].as_f64(), Some(target_after));
+    assert!(out.path().join("result/report.md").is_file());
 }
 
 fn selected(harness: &Harness<'static, LetheApp>) -> Vec<usize> {

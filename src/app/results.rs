@@ -79,7 +79,43 @@ pub struct Results {
     saving: Option<Task<Result<String, String>>>,
 }
 
+/// What a save writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saving {
+    /// Only the edited checkpoint.
+    Checkpoint,
+    /// Everything `lethe run` writes: checkpoint, recipe, metrics, report, synthetic images.
+    ResultFolder,
+}
+
 impl Results {
+    /// Writes run `index` into the new folder `dir` in the background; the outcome appears in
+    /// the status bar. Nothing is written over the input checkpoint or a non-empty folder.
+    pub fn save(&mut self, ctx: &egui::Context, index: usize, dir: PathBuf, what: Saving) {
+        let run = &self.runs[index];
+        let opened = Arc::clone(&run.opened);
+        let mut finished = run.finished.clone();
+        let repaint = ctx.clone();
+        self.saving = Some(Task::spawn(
+            "saving",
+            move || repaint.request_repaint(),
+            move || {
+                let written = match what {
+                    Saving::Checkpoint => export_checkpoint(&opened, &finished.model, &dir),
+                    Saving::ResultFolder => write_outputs(&opened, &mut finished, &dir),
+                };
+                written
+                    .map(|()| format!("Saved to {}", dir.display()))
+                    .map_err(|e| format!("{e:#}"))
+            },
+        ));
+    }
+
+    /// Whether a save is under way.
+    pub fn is_saving(&self) -> bool {
+        self.saving.is_some()
+    }
+
     /// Adds a finished run and shows it.
     pub fn add(&mut self, record: RunRecord) {
         self.runs.push(record);
@@ -155,21 +191,14 @@ fn export_buttons(results: &mut Results, shown: usize, ui: &mut egui::Ui) -> Opt
     let busy = results.saving.is_some();
     let mut message = None;
     ui.horizontal(|ui| {
-        let run = &results.runs[shown];
-        let repaint = ui.ctx().clone();
-        let done = move || repaint.request_repaint();
+        let ctx = ui.ctx().clone();
         if ui
             .add_enabled(!busy, egui::Button::new("Export checkpoint…"))
             .on_hover_text("Write the edited model into a new folder, in the input's format. The original checkpoint is never touched.")
             .clicked()
             && let Some(dir) = rfd::FileDialog::new().pick_folder()
         {
-            let (opened, model) = (Arc::clone(&run.opened), run.finished.model.clone());
-            results.saving = Some(Task::spawn("exporting the checkpoint", done.clone(), move || {
-                export_checkpoint(&opened, &model, &dir)
-                    .map(|()| format!("Checkpoint exported to {}", dir.display()))
-                    .map_err(|e| format!("{e:#}"))
-            }));
+            results.save(&ctx, shown, dir, Saving::Checkpoint);
         }
         if ui
             .add_enabled(!busy, egui::Button::new("Save result folder…"))
@@ -177,13 +206,9 @@ fn export_buttons(results: &mut Results, shown: usize, ui: &mut egui::Ui) -> Opt
             .clicked()
             && let Some(dir) = rfd::FileDialog::new().pick_folder()
         {
-            let (opened, mut finished) = (Arc::clone(&run.opened), run.finished.clone());
-            results.saving = Some(Task::spawn("saving the result", done.clone(), move || {
-                write_outputs(&opened, &mut finished, &dir)
-                    .map(|()| format!("Result saved to {}", dir.display()))
-                    .map_err(|e| format!("{e:#}"))
-            }));
+            results.save(&ctx, shown, dir, Saving::ResultFolder);
         }
+        let run = &results.runs[shown];
         if ui.button("Save recipe…").clicked()
             && let Some(path) = save_dialog("recipe.toml")
         {
