@@ -1,6 +1,6 @@
 //! Lip on the demo ViT, run from the shipped recipe: the forgotten colour must fall to near zero
-//! while the other colours lose far less. (The issue-level bars, other classes within 3 points,
-//! are not met by the demo models yet; the README reports the measured numbers.)
+//! while the other colours lose far less. (Stricter bars, other classes within 3 points, are not
+//! met by the demo models yet; the README reports the measured numbers.)
 
 use std::sync::atomic::AtomicBool;
 

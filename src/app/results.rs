@@ -17,7 +17,7 @@ use crate::workflow::{Finished, Opened, export_checkpoint, write_outputs};
 
 /// One finished run, kept for the history.
 pub struct RunRecord {
-    /// Run number in this session.
+    /// Run number since the app started.
     pub id: usize,
     /// What the run opened (the checkpoint format and preprocessing are needed to export).
     pub opened: Arc<Opened>,
