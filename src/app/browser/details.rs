@@ -254,8 +254,7 @@ fn top_classes(probabilities: &[f32], k: usize) -> Vec<(usize, f32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::browser::tests::settle;
-    use crate::backend::DeviceChoice;
+    use crate::app::browser::tests::{browsing_colours, settle};
 
     #[test]
     fn top_classes_are_sorted_and_cut() {
@@ -267,12 +266,7 @@ mod tests {
     #[test]
     fn guesses_come_from_the_model() {
         let ctx = Context::default();
-        let model = Arc::new(LoadedModel::open_spec("demo:vit", DeviceChoice::Cpu).unwrap());
-        let mut browser = Browser::default();
-        browser.open("shapes:colors?seed=5&n=40".into(), &ctx);
-        settle(&mut browser, "the dataset", |b| b.dataset.is_some());
-        let data = browser.dataset.clone().unwrap();
-        let red = data.classes.iter().position(|c| c == "red").unwrap();
+        let (model, mut browser, data, red) = browsing_colours(&ctx);
         // The image the model finds most like "a red object" is a clear case.
         browser.rank_by_text("a red object".into(), Some(&model), &ctx);
         settle(&mut browser, "the ranking", |b| b.scores().is_some());

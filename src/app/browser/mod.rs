@@ -254,6 +254,21 @@ mod tests {
         }
     }
 
+    /// The demo ViT and a browser showing 40 colour images, loaded; with the label of "red".
+    pub(super) fn browsing_colours(
+        ctx: &Context,
+    ) -> (Arc<LoadedModel>, Browser, Arc<Dataset>, usize) {
+        let model = Arc::new(
+            LoadedModel::open_spec("demo:vit", crate::backend::DeviceChoice::Cpu).unwrap(),
+        );
+        let mut browser = Browser::default();
+        browser.open("shapes:colors?seed=5&n=40".into(), ctx);
+        settle(&mut browser, "the dataset", |b| b.dataset.is_some());
+        let data = browser.dataset.clone().unwrap();
+        let red = data.classes.iter().position(|c| c == "red").unwrap();
+        (model, browser, data, red)
+    }
+
     /// A file dropped on the window, as the windowing integration hands it over.
     #[derive(Debug)]
     struct Dropped(PathBuf);

@@ -314,9 +314,7 @@ pub(super) fn sort_by_score(items: &mut [usize], scores: &[Option<f32>]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::browser::Browser;
-    use crate::app::browser::tests::settle;
-    use crate::backend::DeviceChoice;
+    use crate::app::browser::tests::{browsing_colours, settle};
 
     #[test]
     fn ranking_orders_by_score_with_unreadable_images_last() {
@@ -357,12 +355,7 @@ mod tests {
     #[test]
     fn ranking_comes_from_the_model() {
         let ctx = Context::default();
-        let model = Arc::new(LoadedModel::open_spec("demo:vit", DeviceChoice::Cpu).unwrap());
-        let mut browser = Browser::default();
-        browser.open("shapes:colors?seed=5&n=40".into(), &ctx);
-        settle(&mut browser, "the dataset", |b| b.dataset.is_some());
-        let data = browser.dataset.clone().unwrap();
-        let red = data.classes.iter().position(|c| c == "red").unwrap();
+        let (model, mut browser, data, red) = browsing_colours(&ctx);
 
         browser.rank_by_text("a red object".into(), Some(&model), &ctx);
         settle(&mut browser, "the text ranking", |b| !b.ranker.is_running());
