@@ -187,8 +187,8 @@ impl LetheApp {
         chrome::navigation(self, ui);
         egui::CentralPanel::default().show(ui, |ui| match self.page {
             Page::Data => {
-                let sets = self.workspace.sets.clone();
-                let marks = move |i: usize| sets.role_of(i).map(sets_panel::role_colour);
+                let sets = &self.workspace.sets;
+                let marks = |i: usize| sets.role_of(i).map(sets_panel::role_colour);
                 self.browser
                     .ui(ui, self.model.loaded(), &mut self.thumbnails, &marks);
             }
@@ -286,8 +286,9 @@ impl eframe::App for LetheApp {
         self.show(ui);
     }
 
-    fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        storage.set_string(WORKSPACE_FILE, self.workspace.to_toml());
+    /// Called on shutdown (and periodically): the workspace file is the one source of truth,
+    /// so this only makes sure it is current; egui's own state goes to eframe's storage.
+    fn save(&mut self, _storage: &mut dyn eframe::Storage) {
         self.save_if_changed();
     }
 }

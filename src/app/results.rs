@@ -13,7 +13,7 @@ use super::task::{Task, take_finished};
 use super::thumbnails::texture_from_rgb;
 use crate::data::dataset::Dataset;
 use crate::eval::metrics::report_markdown;
-use crate::workflow::{Finished, Opened, export_checkpoint, write_outputs};
+use crate::workflow::{Finished, Opened, export_checkpoint, synthetic_pictures, write_outputs};
 
 /// One finished run, kept for the history.
 pub struct RunRecord {
@@ -23,8 +23,6 @@ pub struct RunRecord {
     pub opened: Arc<Opened>,
     /// The measurements and the edited model.
     pub finished: Finished,
-    /// The synthetic forget images as pictures.
-    pub synthetic: Vec<image::RgbImage>,
     /// The zero-shot head's images, for the gallery of changed predictions.
     pub head: Arc<Dataset>,
     /// The run's curves.
@@ -34,18 +32,12 @@ pub struct RunRecord {
 
 impl RunRecord {
     /// Wraps a finished run.
-    pub fn new(
-        id: usize,
-        opened: Arc<Opened>,
-        finished: Finished,
-        synthetic: Vec<image::RgbImage>,
-    ) -> Self {
+    pub fn new(id: usize, opened: Arc<Opened>, finished: Finished) -> Self {
         let head = Arc::new(opened.plan.head.clone());
         Self {
             id,
             opened,
             finished,
-            synthetic,
             head,
             curve: Vec::new(),
             textures: Vec::new(),
@@ -401,12 +393,11 @@ fn changed_gallery(run: &RunRecord, thumbs: &mut super::thumbnails::Thumbnails, 
 
 /// The synthetic forget images.
 fn synthetic_gallery(run: &mut RunRecord, ctx: &egui::Context, ui: &mut egui::Ui) {
-    if run.synthetic.is_empty() {
+    if run.finished.synthetic.is_empty() {
         return;
     }
     if run.textures.is_empty() {
-        run.textures = run
-            .synthetic
+        run.textures = synthetic_pictures(&run.opened, &run.finished)
             .iter()
             .enumerate()
             .map(|(i, picture)| {

@@ -20,9 +20,7 @@ use crate::data::dataset::Dataset;
 use crate::data::subset::save_subset;
 use crate::recipe::Recipe;
 use crate::unlearn::job::Event;
-use crate::workflow::{
-    Before, Opened, RunStopped, execute_from, measure_before, synthetic_pictures,
-};
+use crate::workflow::{Before, Opened, RunStopped, execute_from, measure_before};
 
 /// One unlearning step as the curves show it.
 #[derive(Clone, Debug, PartialEq)]
@@ -270,13 +268,7 @@ impl RunJob {
             }
             Event::Ended(_) => self.send(Message::Phase("measuring the model after")),
         })?;
-        let synthetic = synthetic_pictures(&opened, &finished);
-        Ok(RunRecord::new(
-            self.id,
-            Arc::new(opened),
-            finished,
-            synthetic,
-        ))
+        Ok(RunRecord::new(self.id, Arc::new(opened), finished))
     }
 }
 

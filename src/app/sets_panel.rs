@@ -5,7 +5,6 @@ use std::sync::Arc;
 use eframe::egui::{self, Color32};
 
 use super::LetheApp;
-use super::grid;
 use super::sets::{Role, Rule};
 use super::task::{Task, take_finished};
 use crate::data::dataset;
@@ -153,19 +152,10 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
                 }
             }
         });
-        let sets = app.workspace.sets.clone();
-        let marks = move |i: usize| sets.role_of(i).map(role_colour);
-        let visible = app.browser.visible().to_vec();
-        grid::show(
-            ui,
-            "sets_grid",
-            &data,
-            &visible,
-            &mut app.thumbnails,
-            &mut app.browser.selection,
-            &marks,
-            72.0,
-        );
+        let sets = &app.workspace.sets;
+        let marks = |i: usize| sets.role_of(i).map(role_colour);
+        app.browser
+            .show_grid(ui, "sets_grid", &data, &mut app.thumbnails, &marks, 72.0);
     });
 }
 

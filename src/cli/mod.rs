@@ -5,14 +5,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Tensor;
-use burn::tensor::activation::softmax;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backend::DeviceChoice;
-use crate::clip::host_values;
+use crate::clip::host_rows;
 use crate::data::dataset;
 use crate::engine::LoadedModel;
-use crate::eval::zero_shot;
+use crate::eval::{class_probabilities, zero_shot};
 
 mod bench_methods;
 mod grid;
@@ -163,12 +162,6 @@ pub enum BenchCommand {
     },
 }
 
-fn rows(tensor: Tensor<2>) -> Vec<Vec<f32>> {
-    let [_, width] = tensor.dims();
-    let values = host_values(tensor);
-    values.chunks(width.max(1)).map(<[f32]>::to_vec).collect()
-}
-
 fn check_files(paths: &[PathBuf]) -> Result<()> {
     for path in paths {
         if !path.is_file() {
@@ -218,12 +211,12 @@ fn embed(args: EmbedArgs) -> Result<()> {
     let image_embeds = if args.images.is_empty() {
         Vec::new()
     } else {
-        rows(loaded.embed_images(&args.images)?)
+        host_rows(loaded.embed_images(&args.images)?)
     };
     let text_embeds = if args.texts.is_empty() {
         Vec::new()
     } else {
-        rows(loaded.embed_texts(&args.texts))
+        host_rows(loaded.embed_texts(&args.texts))
     };
     if args.json {
         let out = serde_json::json!({"image_embeds": image_embeds, "text_embeds": text_embeds});
@@ -259,8 +252,7 @@ fn classify(args: ClassifyArgs) -> Result<()> {
         .map(|l| args.template.replace("{}", l))
         .collect();
     let image = loaded.embed_images(std::slice::from_ref(&args.image))?;
-    let logits = loaded.model.logits(image, loaded.embed_texts(&prompts));
-    let probs = rows(softmax(logits, 1)).remove(0);
+    let probs = class_probabilities(&loaded, image, loaded.embed_texts(&prompts)).remove(0);
     let mut ranked: Vec<(&String, f32)> = labels.iter().zip(probs).collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
     let width = labels.iter().map(String::len).max().unwrap_or(0);

@@ -127,6 +127,15 @@ pub fn host_values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
         .expect("float tensors convert to f32")
 }
 
+/// Copies a matrix to the host as one `Vec` per row.
+pub fn host_rows(tensor: Tensor<2>) -> Vec<Vec<f32>> {
+    let [_, width] = tensor.dims();
+    host_values(tensor)
+        .chunks(width.max(1))
+        .map(<[f32]>::to_vec)
+        .collect()
+}
+
 /// Scales each row to unit L2 norm.
 pub fn normalize(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().square().sum_dim(1).sqrt();

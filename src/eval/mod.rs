@@ -13,7 +13,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use serde::Serialize;
 
-use crate::clip::{host_values, normalize};
+use crate::clip::{host_rows, host_values, normalize};
 use crate::data::dataset::Dataset;
 use crate::engine::LoadedModel;
 
@@ -213,12 +213,7 @@ pub fn class_probabilities(
     images: Tensor<2>,
     heads: Tensor<2>,
 ) -> Vec<Vec<f32>> {
-    let probabilities = softmax(model.model.logits(images, heads), 1);
-    let [_, classes] = probabilities.dims();
-    host_values(probabilities)
-        .chunks(classes.max(1))
-        .map(<[f32]>::to_vec)
-        .collect()
+    host_rows(softmax(model.model.logits(images, heads), 1))
 }
 
 impl DatasetAccuracy {

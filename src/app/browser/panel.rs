@@ -272,6 +272,29 @@ impl Browser {
         ui.label(text);
     }
 
+    /// The visible images as a selectable grid, sharing this browser's selection: the Data and
+    /// Sets panels both pick images through it.
+    pub fn show_grid(
+        &mut self,
+        ui: &mut Ui,
+        id_salt: &str,
+        dataset: &Arc<Dataset>,
+        thumbs: &mut Thumbnails,
+        marks: &dyn Fn(usize) -> Option<Color32>,
+        tile: f32,
+    ) -> grid::GridResponse {
+        grid::show(
+            ui,
+            id_salt,
+            dataset,
+            &self.visible,
+            thumbs,
+            &mut self.selection,
+            marks,
+            tile,
+        )
+    }
+
     /// The grid; a click or double-click opens the image in the details view.
     fn grid(
         &mut self,
@@ -284,16 +307,8 @@ impl Browser {
             ui.label("No image matches the filters.");
             return;
         }
-        let response = grid::show(
-            ui,
-            "browser grid",
-            dataset,
-            &self.visible,
-            thumbs,
-            &mut self.selection,
-            marks,
-            self.tile,
-        );
+        let tile = self.tile;
+        let response = self.show_grid(ui, "browser grid", dataset, thumbs, marks, tile);
         if let Some(item) = response.double_clicked.or(response.clicked) {
             self.details = Some(item);
         }
