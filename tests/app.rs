@@ -47,6 +47,21 @@ fn wait_for_demo(harness: &mut Harness<'static, LetheApp>) {
     });
 }
 
+/// Steps the UI until a widget with `label` is shown (lists filled in the background appear
+/// a few frames late, later on a busy machine), failing after `seconds`.
+fn wait_for_label(harness: &mut Harness<'static, LetheApp>, seconds: u64, label: &str) {
+    let start = Instant::now();
+    while harness.query_by_label(label).is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(seconds),
+            "timed out waiting for a widget labelled {label:?}; status: {:?}",
+            harness.state().notice
+        );
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn click(harness: &mut Harness<'static, LetheApp>, label: &str) {
     harness.get_by_label(label).click();
     harness.step();
@@ -74,7 +89,7 @@ fn the_demo_forgets_star_from_start_to_results() {
     wait_until(&mut harness, 30, "the shape classes", |app| {
         app.workspace.recipe.forget.dataset == "shapes:shapes?seed=101&n=300"
     });
-    harness.run_steps(5);
+    wait_for_label(&mut harness, 60, "star");
     click(&mut harness, "star");
     click(&mut harness, "red");
     assert_eq!(harness.state().workspace.recipe.forget.classes, ["star"]);
@@ -160,7 +175,7 @@ fn images_are_picked_by_click_shift_ctrl_and_rule() {
     let mut harness = harness(home.path());
     wait_for_demo(&mut harness);
     click(&mut harness, "2  Sets");
-    harness.run_steps(3);
+    wait_for_label(&mut harness, 60, "image 8");
     click(&mut harness, "image 3");
     harness
         .get_by_label("image 5")
@@ -269,7 +284,7 @@ fn a_cancelled_run_keeps_nothing_and_the_workspace_reopens() {
         assert_eq!(runs.len(), 1, "{:?}", harness.state().notice);
         assert_eq!(runs[0].finished.metrics.timings.measure_before_s, 0.0);
         click(&mut harness, "2  Sets");
-        harness.run_steps(3);
+        wait_for_label(&mut harness, 60, "blue");
         click(&mut harness, "blue");
     }
     let mut harness = harness(home.path());
