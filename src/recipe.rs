@@ -52,6 +52,11 @@ pub struct ForgetSection {
     /// classes. Without them, methods that need images synthesise them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images: Option<String>,
+    /// Optional real images of what to keep (a dataset spec), for methods with a retain term
+    /// (Lip's `retain_weight`); images labelled with a forget class are left out. Without
+    /// them, such methods synthesise pictures of the other classes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain: Option<String>,
 }
 
 /// `[method]`: the method's name and its settings; keys not given keep the method's defaults.

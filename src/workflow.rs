@@ -41,6 +41,8 @@ pub struct Opened {
     pub plan: EvalPlan,
     /// Real forget images, when the recipe names some.
     pub real_images: Option<Dataset>,
+    /// Real images of what to keep, when the recipe names some.
+    pub retain_images: Option<Dataset>,
 }
 
 impl Opened {
@@ -80,6 +82,12 @@ impl Opened {
             .as_deref()
             .map(dataset::open)
             .transpose()?;
+        let retain_images = recipe
+            .forget
+            .retain
+            .as_deref()
+            .map(dataset::open)
+            .transpose()?;
         let others = recipe
             .eval
             .datasets
@@ -99,6 +107,7 @@ impl Opened {
             loaded,
             plan,
             real_images,
+            retain_images,
         })
     }
 
@@ -224,6 +233,7 @@ pub fn execute_from(
         head: &opened.plan.head,
         targets: &opened.plan.targets,
         real_images: opened.real_images.as_ref(),
+        retain_images: opened.retain_images.as_ref(),
         cancel,
     })
     .map_err(anyhow::Error::msg)?;

@@ -7,7 +7,7 @@ use lethe::clip::tokenizer::Tokenizer;
 use lethe::clip::weights::Format;
 use lethe::demo::resolve_model;
 use lethe::unlearn::job::{Method, StepReport};
-use lethe::unlearn::lip::{ForgetTask, Lip, LipOptions, Variant};
+use lethe::unlearn::lip::{ForgetTask, Lip, LipOptions, RetainImages, Variant};
 
 /// One step of `variant` on `model_spec` with 4 random "images" of the first of three colour
 /// classes: the model's report and the open_clip keys of the tensors that changed.
@@ -31,6 +31,7 @@ fn one_step(model_spec: &str, variant: Variant, options: &LipOptions) -> (StepRe
         labels: vec![0; 4],
         prompts,
         templates: 1,
+        retain: None,
     };
     let mut method = Lip::new(variant, options.clone(), task, 0);
     let before = named_tensors(&model, Format::OpenClip, None);
@@ -101,4 +102,47 @@ fn with_blocks_only_the_shared_layers_stay_put() {
         changed.iter().all(|k| k.contains("resblocks.")),
         "{changed:?}"
     );
+}
+
+#[test]
+fn the_retain_term_starts_at_zero_and_grows_as_the_model_drifts() {
+    let device = Device::flex().autodiff();
+    let model = Checkpoint::open(&resolve_model("demo:vit").unwrap())
+        .unwrap()
+        .load(&device)
+        .unwrap();
+    let prompts = Tokenizer::clip_default().tokenize_batch(
+        &["a photo of a red shape.", "a photo of a blue shape."],
+        32,
+        0,
+    );
+    let heads = lethe::eval::ensemble(model.encode_text(&prompts), 1);
+    let kept = Tensor::<4>::random([3, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+    let task = ForgetTask {
+        images: Tensor::<4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device),
+        labels: vec![0; 2],
+        prompts,
+        templates: 1,
+        retain: Some(RetainImages::new(&model, heads, kept)),
+    };
+    let options = LipOptions {
+        learning_rate: 1e-2,
+        retain_weight: 1.0,
+        ..small_step()
+    };
+    let mut method = Lip::new(Variant::Emb, options, task, 0);
+    let (model, first) = method.step(model.clone(), &model).unwrap();
+    let retain_loss = |report: &StepReport| {
+        report
+            .losses
+            .iter()
+            .find(|(name, _)| name == "retain")
+            .map(|(_, loss)| *loss)
+            .expect("the retain loss is reported")
+    };
+    // The first step starts from the original model: its answers are the reference.
+    assert!(retain_loss(&first).abs() < 1e-5, "{first:?}");
+    assert_eq!(first.retain_accuracy, Some(1.0));
+    let (_, second) = method.step(model.clone(), &model).unwrap();
+    assert!(retain_loss(&second) > 1e-5, "{second:?}");
 }

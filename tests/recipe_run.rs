@@ -246,3 +246,44 @@ fn the_same_recipe_and_seed_give_the_same_model_on_the_cpu() {
     assert!(first == run(5), "two runs with seed 5 differ");
     assert!(first != run(6), "seeds 5 and 6 gave the same model");
 }
+
+#[test]
+fn real_retain_images_feed_the_retain_term_and_a_set_of_forget_classes_only_is_refused() {
+    let with_retain = |spec: &str| {
+        SHORT
+            .replace("max_steps = 3\n", "max_steps = 3\nretain_weight = 1.0\n")
+            .replace(
+                "classes = [\"red\"]\n",
+                &format!("classes = [\"red\"]\nretain = \"{spec}\"\n"),
+            )
+    };
+    let text = with_retain("shapes:colors?seed=13&n=20");
+    let opened = Opened::open(Recipe::parse(&text).unwrap(), text).unwrap();
+    let mut agreement = Vec::new();
+    execute(&opened, &AtomicBool::new(false), |event| {
+        if let Event::Step { report, .. } = event {
+            agreement.push(report.retain_accuracy);
+        }
+    })
+    .unwrap();
+    assert_eq!(agreement.len(), 3);
+    assert!(agreement.iter().all(Option::is_some), "{agreement:?}");
+
+    // A retain folder holding nothing but the class to forget leaves nothing to keep.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("red")).unwrap();
+    image::RgbImage::from_pixel(32, 32, image::Rgb([220, 20, 20]))
+        .save(dir.path().join("red/one.png"))
+        .unwrap();
+    let spec = format!("folder:{}", dir.path().display());
+    let text = with_retain(&spec);
+    let opened = Opened::open(Recipe::parse(&text).unwrap(), text).unwrap();
+    let error = execute(&opened, &AtomicBool::new(false), |_| {})
+        .err()
+        .expect("nothing to keep is an error")
+        .to_string();
+    assert!(
+        error.contains(&spec) && error.contains("no readable image of a class to keep"),
+        "{error}"
+    );
+}

@@ -1,4 +1,4 @@
-//! Synthetic forget images: gradient ascent turns noise into images of the target class.
+//! Synthetic images: gradient ascent turns noise into images of each image's target class.
 
 use std::sync::atomic::AtomicBool;
 
@@ -13,7 +13,7 @@ use lethe::eval::{argmax, class_embeddings};
 use lethe::unlearn::synthetic::{SyntheticOptions, synthesize};
 
 #[test]
-fn ascent_makes_images_the_model_takes_for_the_target_class() {
+fn ascent_makes_images_the_model_takes_for_their_target_classes() {
     let loaded = LoadedModel::open_spec("demo:vit", DeviceChoice::Cpu).unwrap();
     let colors = dataset::open("shapes:colors?n=1").unwrap();
     let heads = class_embeddings(&loaded, &colors.classes, &colors.templates);
@@ -31,15 +31,20 @@ fn ascent_makes_images_the_model_takes_for_the_target_class() {
         .unwrap()
         .load(&device)
         .unwrap();
-    let target = colors.classes.iter().position(|c| c == "red").unwrap();
-    let options = SyntheticOptions {
-        count: 8,
-        ..SyntheticOptions::default()
-    };
+    let class = |name: &str| colors.classes.iter().position(|c| c == name).unwrap();
+    // One batch may mix classes (forget images of one class, retain images of others).
+    let targets = [
+        class("red"),
+        class("red"),
+        class("red"),
+        class("blue"),
+        class("green"),
+    ];
+    let options = SyntheticOptions::default();
     let images = synthesize(
         &model,
         heads.clone(),
-        target,
+        &targets,
         64,
         &options,
         &AtomicBool::new(false),
@@ -51,13 +56,19 @@ fn ascent_makes_images_the_model_takes_for_the_target_class() {
         images.steps
     );
     assert!(images.steps > 0 && images.steps < options.max_steps);
-    // The plain (non-autodiff) model agrees: every image is classified as red.
+    // The plain (non-autodiff) model agrees: every image is classified as its target.
     let plain = lethe::clip::normalize(loaded.model.encode_image(images.tensor(&Device::flex())));
     let scores = host_values(plain.matmul(on(&Device::flex()).transpose()));
-    for row in scores.chunks(classes) {
-        assert_eq!(colors.classes[argmax(row)], "red");
-    }
-    let again = synthesize(&model, heads, target, 64, &options, &AtomicBool::new(false));
+    let predicted: Vec<usize> = scores.chunks(classes).map(argmax).collect();
+    assert_eq!(predicted, targets);
+    let again = synthesize(
+        &model,
+        heads,
+        &targets,
+        64,
+        &options,
+        &AtomicBool::new(false),
+    );
     assert_eq!(
         again.pixels, images.pixels,
         "not deterministic from the seed"

@@ -182,7 +182,8 @@ impl RunJob {
     }
 
     /// The recipe with the picked sets saved as manifests: forget images (when asked for),
-    /// and the retain set and evaluation split as extra evaluation datasets.
+    /// the retain set as the retain images of a method's retain term, and the retain set and
+    /// evaluation split as extra evaluation datasets.
     fn recipe(&self) -> Result<Recipe> {
         let mut recipe = self.workspace.recipe.clone();
         let Some(browsed) = &self.browsed else {
@@ -198,6 +199,9 @@ impl RunJob {
             if !set.is_empty() {
                 let items: Vec<usize> = set.iter().copied().collect();
                 let spec = save_subset(browsed, &items, &folder.join(name))?;
+                if name == "retain" {
+                    recipe.forget.retain = Some(spec.clone());
+                }
                 recipe.eval.datasets.push(spec);
             }
         }

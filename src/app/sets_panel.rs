@@ -265,7 +265,7 @@ fn set_summary(app: &mut LetheApp, ui: &mut egui::Ui) {
         ui.colored_label(ui.visuals().warn_fg_color, format!("Warning: {warning}"));
     }
     if !app.workspace.sets.retain.is_empty() || !app.workspace.sets.eval.is_empty() {
-        ui.label("The retain set and the evaluation split are measured before and after as extra datasets.");
+        ui.label("The retain set and the evaluation split are measured before and after as extra datasets. With a retain weight (Method), the retain set is also what the method keeps answering as before.");
     }
 }
 

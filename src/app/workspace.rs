@@ -50,6 +50,7 @@ impl Default for Workspace {
                     dataset: "shapes:colors?seed=101&n=500".into(),
                     classes: vec!["red".into()],
                     images: None,
+                    retain: None,
                 },
                 method: MethodSection {
                     name: "lip".into(),

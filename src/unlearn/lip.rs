@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
+use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +70,14 @@ pub struct LipOptions {
     pub blocks_only: bool,
     /// Weight of `‖f(x) + g(t)‖` in the Emb loss (unused by Lip and ULip).
     pub alpha: f32,
+    /// Weight of a term that keeps the model's zero-shot answers for pictures of the other
+    /// classes as they were: the KL divergence from the original model's class probabilities
+    /// to the current ones, on retain images (the user's, or synthetic pictures of the other
+    /// classes). 0, the paper's method, leaves it out; on small models, where every layer is
+    /// shared by all classes, it is what keeps the other classes standing.
+    pub retain_weight: f32,
+    /// Retain images per step when `retain_weight` is set.
+    pub retain_batch: usize,
     /// How synthetic forget images are made when no real ones are given.
     pub synthetic: SyntheticOptions,
 }
@@ -88,6 +97,8 @@ impl Default for LipOptions {
             max_steps: 100,
             blocks_only: false,
             alpha: 1.0,
+            retain_weight: 0.0,
+            retain_batch: 16,
             synthetic: SyntheticOptions::default(),
         }
     }
@@ -103,6 +114,34 @@ pub struct ForgetTask {
     pub prompts: Vec<Vec<u32>>,
     /// Prompts per class.
     pub templates: usize,
+    /// Images the edit must leave alone, with the original model's answers for them; used
+    /// when `retain_weight` is set.
+    pub retain: Option<RetainImages>,
+}
+
+/// Images of classes to keep and the original model's zero-shot answers for them.
+pub struct RetainImages {
+    /// Normalised images `[n, 3, s, s]`, on the autodiff device.
+    pub images: Tensor<4>,
+    /// The original model's log-probabilities over the head's classes `[n, classes]`.
+    pub original: Tensor<2>,
+}
+
+impl RetainImages {
+    /// `images` with `model`'s answers for them over the classes `heads`, as the reference
+    /// later steps are held to.
+    pub fn new(model: &Clip, heads: Tensor<2>, images: Tensor<4>) -> Self {
+        let original = zero_shot_log_probabilities(model, heads, images.clone()).detach();
+        Self { images, original }
+    }
+}
+
+/// Log-probabilities `[n, classes]` of zero-shot classification of `images` among the class
+/// embeddings `heads`, at the model's temperature.
+fn zero_shot_log_probabilities(model: &Clip, heads: Tensor<2>, images: Tensor<4>) -> Tensor<2> {
+    let scale = host_values(model.logit_scale.val())[0].exp();
+    let logits = normalize(model.encode_image(images)).matmul(heads.transpose()) * scale;
+    log_softmax(logits, 1)
 }
 
 /// The Lip method (or one of its variants), ready to be run by the job runner.
@@ -113,6 +152,12 @@ pub struct Lip {
     optimizer: ModuleOptimizer,
     step: usize,
     noise: Rng,
+}
+
+/// The retain term of one step: its loss and how many of its images keep the original answer.
+struct RetainTerm {
+    loss: Tensor<1>,
+    agreement: f64,
 }
 
 impl Lip {
@@ -162,7 +207,14 @@ impl Lip {
     }
 
     /// The variant's loss on forget images `batch` (showing classes `labels`) with noise `sigma`.
-    fn loss(&mut self, model: &Clip, batch: Tensor<4>, labels: &[usize], sigma: f32) -> Tensor<1> {
+    fn loss(
+        &mut self,
+        model: &Clip,
+        heads: Tensor<2>,
+        batch: Tensor<4>,
+        labels: &[usize],
+        sigma: f32,
+    ) -> Tensor<1> {
         let [b, c, h, w] = batch.dims();
         let n = self.options.perturbations;
         let device = batch.device();
@@ -170,7 +222,7 @@ impl Lip {
             TensorData::new(labels.iter().map(|&l| l as i64).collect(), [b]),
             &device,
         );
-        let text = self.class_heads(model).select(0, rows);
+        let text = heads.select(0, rows);
         let clean = normalize(model.encode_image(batch.clone()));
         // Drawn on the host from the run's seed, so a run is reproducible on any backend.
         let values: Vec<f32> = (0..b * n * c * h * w)
@@ -200,6 +252,38 @@ impl Lip {
                 (image_term + text_term).mean() + pull_apart * self.options.alpha
             }
         }
+    }
+
+    /// KL divergence from the original model's answers to the current ones on this step's
+    /// window of retain images, or `None` when the term is off.
+    fn retain_term(&self, model: &Clip, heads: Tensor<2>) -> Option<RetainTerm> {
+        let retain = self
+            .task
+            .retain
+            .as_ref()
+            .filter(|_| self.options.retain_weight > 0.0)?;
+        let count = retain.images.dims()[0];
+        let size = self.options.retain_batch.clamp(1, count);
+        let start = (self.step * size) % count;
+        let size = size.min(count - start);
+        let images = retain.images.clone().narrow(0, start, size).detach();
+        let original = retain.original.clone().narrow(0, start, size);
+        let current = zero_shot_log_probabilities(model, heads, images);
+        let agreement = {
+            let classes = current.dims()[1];
+            let now = host_values(current.clone().detach());
+            let then = host_values(original.clone());
+            let same = now
+                .chunks(classes)
+                .zip(then.chunks(classes))
+                .filter(|(a, b)| argmax(a) == argmax(b))
+                .count();
+            same as f64 / size as f64
+        };
+        let loss = (original.clone().exp() * (original - current))
+            .sum_dim(1)
+            .mean();
+        Some(RetainTerm { loss, agreement })
     }
 
     /// The `k_v` vision and `k_t` text layers with the largest mean |gradient|; fused
@@ -279,8 +363,20 @@ impl Method for Lip {
         let batch = self.task.images.clone().narrow(0, start, size).detach();
         let labels = self.task.labels[start..start + size].to_vec();
         let clock = Instant::now();
-        let loss = self.loss(&model, batch, &labels, sigma);
-        let loss_value = host_values(loss.clone().detach())[0];
+        let heads = self.class_heads(&model);
+        let forget = self.loss(&model, heads.clone(), batch, &labels, sigma);
+        let mut losses = vec![(
+            self.name().to_string(),
+            host_values(forget.clone().detach())[0],
+        )];
+        let retain = self.retain_term(&model, heads);
+        let loss = match &retain {
+            Some(term) => {
+                losses.push(("retain".into(), host_values(term.loss.clone().detach())[0]));
+                forget + term.loss.clone() * self.options.retain_weight
+            }
+            None => forget,
+        };
         let forward_s = clock.elapsed().as_secs_f64();
         let gradients = loss.backward();
         let backward_s = clock.elapsed().as_secs_f64() - forward_s;
@@ -298,9 +394,9 @@ impl Method for Lip {
         Ok((
             model,
             StepReport {
-                losses: vec![(self.name().into(), loss_value)],
+                losses,
                 forget_accuracy: Some(accuracy),
-                retain_accuracy: None,
+                retain_accuracy: retain.map(|term| term.agreement),
                 finished: accuracy < self.options.stop_accuracy,
             },
         ))

@@ -9,7 +9,7 @@ use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::job::Method;
-use super::lip::{ForgetTask, Lip, LipOptions, Variant};
+use super::lip::{ForgetTask, Lip, LipOptions, RetainImages, Variant};
 use super::synthetic::{SyntheticImages, synthesize};
 use crate::clip::Clip;
 use crate::data::dataset::Dataset;
@@ -169,6 +169,13 @@ pub fn setting_help(key: &str) -> &'static str {
             "Update only layers inside the residual blocks, never the shared embeddings, norms and projections."
         }
         "alpha" => "Emb only: weight of the term pushing image and class-name embeddings apart.",
+        "retain_weight" => {
+            "How strongly the model's answers for pictures of the other classes are held to the original ones (0: the paper's method, no such term). Uses the retain set when one is given, otherwise synthetic pictures of the other classes."
+        }
+        "retain_batch" => "Retain pictures per step, when the retain term is on.",
+        "retain_per_class" => {
+            "Synthetic pictures of each other class for the retain term, when no retain set is given."
+        }
         "synthetic" => {
             "How pictures of the class are synthesised from the model when no real ones are given."
         }
@@ -207,6 +214,9 @@ pub struct Setup<'a> {
     pub targets: &'a [usize],
     /// Real forget images, if the user gave any; labels are matched to the head by name.
     pub real_images: Option<&'a Dataset>,
+    /// Real images of what to keep, if the user gave any (for a method's retain term); images
+    /// labelled with a forgotten class are left out.
+    pub retain_images: Option<&'a Dataset>,
     /// Set when the run is cancelled: slow preparation (synthesis) stops early.
     pub cancel: &'a AtomicBool,
 }
@@ -236,26 +246,25 @@ pub fn prepare(setup: &Setup) -> Result<Prepared, String> {
     let (variant, mut options) = parse_settings(setup.name, setup.settings)?;
     options.synthetic.seed = setup.seed;
     let device = setup.model.device();
+    // Computed by the evaluation model; joined to the autodiff graph of the pixels.
+    let heads =
+        class_embeddings(setup.loaded, &setup.head.classes, &setup.head.templates).autodiff();
     let (images, labels, synthetic) = match setup.real_images {
         Some(real) => {
             let (images, labels) = real_forget_images(setup, real)?;
             (images, labels, Vec::new())
         }
         None => {
-            // Computed by the evaluation model; joined to the autodiff graph of the pixels.
-            let heads = class_embeddings(setup.loaded, &setup.head.classes, &setup.head.templates)
-                .autodiff();
             let per_class = options.synthetic.count.div_ceil(setup.targets.len()).max(1);
             let mut sets = Vec::new();
             let mut labels = Vec::new();
             for (i, &target) in setup.targets.iter().enumerate() {
                 let mut synthetic = options.synthetic.clone();
-                synthetic.count = per_class;
                 synthetic.seed = setup.seed.wrapping_add(i as u64);
                 sets.push(synthesize(
                     setup.model,
                     heads.clone(),
-                    target,
+                    &vec![target; per_class],
                     setup.loaded.preprocessor.size,
                     &synthetic,
                     setup.cancel,
@@ -266,6 +275,15 @@ pub fn prepare(setup: &Setup) -> Result<Prepared, String> {
             (images, labels, sets)
         }
     };
+    let retain = if options.retain_weight > 0.0 {
+        let images = match setup.retain_images {
+            Some(real) => real_retain_images(setup, real)?,
+            None => synthetic_retain_images(setup, &options, heads.clone()),
+        };
+        Some(RetainImages::new(setup.model, heads, images))
+    } else {
+        None
+    };
     let forget_images = labels.len();
     let prompts = setup
         .loaded
@@ -275,6 +293,7 @@ pub fn prepare(setup: &Setup) -> Result<Prepared, String> {
         labels,
         prompts,
         templates: setup.head.templates.len(),
+        retain,
     };
     Ok(Prepared {
         method: Box::new(Lip::new(variant, options, task, setup.seed)),
@@ -283,29 +302,86 @@ pub fn prepare(setup: &Setup) -> Result<Prepared, String> {
     })
 }
 
-/// The user's forget images of the target classes, preprocessed, with their head labels.
-fn real_forget_images(setup: &Setup, real: &Dataset) -> Result<(Tensor<4>, Vec<usize>), String> {
+/// Pictures of every class of the head but the forgotten ones, synthesised from the model for
+/// the retain term when the user gave no retain images.
+fn synthetic_retain_images(setup: &Setup, options: &LipOptions, heads: Tensor<2>) -> Tensor<4> {
+    let kept: Vec<usize> = (0..setup.head.classes.len())
+        .filter(|c| !setup.targets.contains(c))
+        .flat_map(|c| std::iter::repeat_n(c, options.synthetic.retain_per_class.max(1)))
+        .collect();
+    let mut synthetic = options.synthetic.clone();
+    // A seed of its own, so adding the retain term leaves the forget images as they were.
+    synthetic.seed = setup.seed.wrapping_add(0x7e7a_1000);
+    synthesize(
+        setup.model,
+        heads,
+        &kept,
+        setup.loaded.preprocessor.size,
+        &synthetic,
+        setup.cancel,
+    )
+    .tensor(&setup.model.device())
+}
+
+/// The user's retain images (those not labelled with a forgotten class), preprocessed.
+fn real_retain_images(setup: &Setup, real: &Dataset) -> Result<Tensor<4>, String> {
+    let forgotten = |name: &str| setup.targets.iter().any(|&t| setup.head.classes[t] == name);
+    let (images, _) = preprocess_where(setup, real, "retain", |name| {
+        (!forgotten(name)).then_some(0)
+    });
+    images.ok_or_else(|| {
+        format!(
+            "retain images {}: no readable image of a class to keep",
+            real.name
+        )
+    })
+}
+
+/// The images of `dataset` for which `label` gives a label (others are skipped),
+/// preprocessed into one tensor on the model's device, with those labels; `None` when no
+/// image was kept. Unreadable images are skipped with a warning naming `role`.
+fn preprocess_where(
+    setup: &Setup,
+    dataset: &Dataset,
+    role: &str,
+    label: impl Fn(&str) -> Option<usize>,
+) -> (Option<Tensor<4>>, Vec<usize>) {
     let preprocessor = &setup.loaded.preprocessor;
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
-    for item in &real.items {
-        let name = &real.classes[item.label];
-        let Some(&target) = setup
-            .targets
-            .iter()
-            .find(|&&t| setup.head.classes[t] == *name)
-        else {
+    for item in &dataset.items {
+        let Some(kept) = label(&dataset.classes[item.label]) else {
             continue;
         };
         match item.source.image() {
             Ok(image) => {
                 pixels.extend(preprocessor.apply(&image));
-                labels.push(target);
+                labels.push(kept);
             }
-            Err(error) => tracing::warn!("skipping unreadable forget image: {error}"),
+            Err(error) => tracing::warn!("skipping unreadable {role} image: {error}"),
         }
     }
     if labels.is_empty() {
+        return (None, labels);
+    }
+    let side = preprocessor.size;
+    let images = Tensor::from_data(
+        TensorData::new(pixels, [labels.len(), 3, side, side]),
+        &setup.model.device(),
+    );
+    (Some(images), labels)
+}
+
+/// The user's forget images of the target classes, preprocessed, with their head labels.
+fn real_forget_images(setup: &Setup, real: &Dataset) -> Result<(Tensor<4>, Vec<usize>), String> {
+    let (images, labels) = preprocess_where(setup, real, "forget", |name| {
+        setup
+            .targets
+            .iter()
+            .copied()
+            .find(|&t| setup.head.classes[t] == name)
+    });
+    let Some(images) = images else {
         let wanted: Vec<&str> = setup
             .targets
             .iter()
@@ -316,12 +392,6 @@ fn real_forget_images(setup: &Setup, real: &Dataset) -> Result<(Tensor<4>, Vec<u
             real.name,
             wanted.join(" or ")
         ));
-    }
-    let side = preprocessor.size;
-    let count = labels.len();
-    let images = Tensor::from_data(
-        TensorData::new(pixels, [count, 3, side, side]),
-        &setup.model.device(),
-    );
+    };
     Ok((images, labels))
 }

@@ -23,6 +23,9 @@ pub struct SyntheticOptions {
     pub step_size: f32,
     /// Give up after this many steps (images below the threshold are kept and reported).
     pub max_steps: usize,
+    /// Pictures of each class to keep, made the same way for the retain term (only when the
+    /// method's `retain_weight` is set and no real retain images are given).
+    pub retain_per_class: usize,
     /// Seed of the starting noise (a recipe's top-level seed).
     #[serde(skip)]
     pub seed: u64,
@@ -35,6 +38,7 @@ impl Default for SyntheticOptions {
             threshold: 0.9,
             step_size: 0.02,
             max_steps: 300,
+            retain_per_class: 2,
             seed: 0,
         }
     }
@@ -83,27 +87,28 @@ impl SyntheticImages {
     }
 }
 
-/// Makes images that `model` classifies as class `target` among `class_embeds` (one
-/// normalised text embedding per class, `[classes, embed]`). `model` must live on an
-/// autodiff device. Each image stops changing once it passes the threshold; setting `stop`
-/// ends the ascent early (a cancelled run).
+/// Makes one image per entry of `targets` that `model` classifies as that class among
+/// `class_embeds` (one normalised text embedding per class, `[classes, embed]`); all of them
+/// are refined together, in one batch. `model` must live on an autodiff device. Each image
+/// stops changing once it passes the threshold; setting `stop` ends the ascent early (a
+/// cancelled run). `options.count` is left to the caller, which chose `targets`.
 pub fn synthesize(
     model: &Clip,
     class_embeds: Tensor<2>,
-    target: usize,
+    targets: &[usize],
     side: usize,
     options: &SyntheticOptions,
     stop: &AtomicBool,
 ) -> SyntheticImages {
     let device = class_embeds.device();
-    let count = options.count;
+    let count = targets.len();
     let plane = 3 * side * side;
     let mut rng = Rng::new(options.seed);
     let mut pixels: Vec<f32> = (0..count * plane).map(|_| rng.normal() * 0.5).collect();
     let scale = host_values(model.logit_scale.val())[0].exp();
     let heads = class_embeds.detach().transpose();
     let targets = Tensor::<1, Int>::from_data(
-        TensorData::new(vec![target as i64; count], [count]),
+        TensorData::new(targets.iter().map(|&t| t as i64).collect(), [count]),
         &device,
     );
     let mut probabilities = vec![0.0f32; count];
