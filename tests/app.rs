@@ -436,3 +436,23 @@ fn a_checkpoint_folder_dropped_on_the_window_becomes_the_model() {
         "not opened as images"
     );
 }
+
+#[test]
+fn the_workspace_is_written_once_a_drag_ends_not_on_every_frame() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join(lethe::app::workspace::WORKSPACE_FILE);
+    let mut harness = harness(home.path());
+    harness.run_steps(2);
+    let written = || std::fs::read_to_string(&file).unwrap_or_default();
+    let spot = egui::pos2(640.0, 790.0);
+    harness.hover_at(spot);
+    harness.drag_at(spot);
+    harness.step();
+    // A value changed while the button is held, as dragging a setting does.
+    harness.state_mut().workspace.zoom = 1.3;
+    harness.run_steps(3);
+    assert!(!written().contains("zoom = 1.3"), "{}", written());
+    harness.drop_at(spot);
+    harness.run_steps(2);
+    assert!(written().contains("zoom = 1.3"), "{}", written());
+}

@@ -198,7 +198,11 @@ impl LetheApp {
             Page::Results => results::ui(self, ui),
         });
         chrome::help_overlay(self, &ctx);
-        self.save_if_changed();
+        // While a button is held (dragging a value, a rubber band) changes pile up and are
+        // written once on release, not once per frame.
+        if !ctx.input(|i| i.pointer.any_down()) {
+            self.save_if_changed();
+        }
     }
 
     /// Collects finished background work.

@@ -395,3 +395,35 @@ fn real_forget_images(setup: &Setup, real: &Dataset) -> Result<(Tensor<4>, Vec<u
     };
     Ok((images, labels))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key of a settings table, nested tables included.
+    fn keys(table: &toml::Table) -> Vec<String> {
+        table
+            .iter()
+            .flat_map(|(key, value)| {
+                let nested = value.as_table().map(keys).unwrap_or_default();
+                std::iter::once(key.clone()).chain(nested)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_setting_has_a_tooltip() {
+        let missing: Vec<String> = keys(&default_settings())
+            .into_iter()
+            .filter(|key| setting_help(key).is_empty())
+            .collect();
+        assert!(missing.is_empty(), "no help for {missing:?}");
+    }
+
+    #[test]
+    fn presets_only_name_known_settings() {
+        for preset in Preset::ALL {
+            parse_settings("lip", &preset_settings(preset)).unwrap();
+        }
+    }
+}
