@@ -456,3 +456,26 @@ fn the_workspace_is_written_once_a_drag_ends_not_on_every_frame() {
     harness.run_steps(2);
     assert!(written().contains("zoom = 1.3"), "{}", written());
 }
+
+#[test]
+fn a_model_typed_in_the_top_bar_loads_when_the_field_is_left() {
+    let home = tempfile::tempdir().unwrap();
+    let mut harness = harness(home.path());
+    harness.run_steps(2);
+    harness.get_by_label("Model").focus();
+    harness.step();
+    harness.key_press_modifiers(Modifiers::COMMAND, egui::Key::A);
+    harness.get_by_label("Model").type_text("demo:rn");
+    harness.step();
+    // No Enter: moving on to another step is enough.
+    click(&mut harness, "3  Method");
+    assert_eq!(harness.state().workspace.recipe.model.path, "demo:rn");
+    wait_until(&mut harness, 120, "demo:rn", |app| {
+        app.model.pending().is_none() && app.model.loaded().is_some()
+    });
+    let loaded = harness.state().model.loaded().unwrap().clone();
+    assert!(
+        matches!(loaded.model.visual, lethe::clip::VisionTower::ResNet(_)),
+        "the typed model (a ResNet) is the one loaded"
+    );
+}

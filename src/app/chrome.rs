@@ -112,9 +112,11 @@ pub fn top_bar(app: &mut LetheApp, ui: &mut egui::Ui) {
                 )
                 .labelled_by(label.id)
                 .on_hover_text(
-                    "A CLIP checkpoint folder (Hugging Face or open_clip safetensors) or a built-in demo model: demo:vit, demo:rn. Press Enter to load.",
+                    "A CLIP checkpoint folder (Hugging Face or open_clip safetensors) or a built-in demo model: demo:vit, demo:rn. It loads when you press Enter or leave the field.",
                 );
-            let entered = field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+            // Leaving the field loads what was typed, so the model browsed with is always the
+            // one a run opens.
+            let entered = field.lost_focus() && app.workspace.recipe.model.path.trim() != app.model.spec;
             if ui
                 .button("Open checkpoint…")
                 .on_hover_text("Pick a checkpoint folder. Lethe never writes to it.")
