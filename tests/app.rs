@@ -361,6 +361,18 @@ fn every_panel_renders_through_a_whole_demo_run() {
         app.thumbnails.pending() == 0
     });
     screenshot(&mut harness, &mut previous);
+    // The changed-predictions gallery shows a few rows and grows on request.
+    let shown =
+        |harness: &Harness<'static, LetheApp>| harness.query_all_by_label_contains(" -> ").count();
+    let before = shown(&harness);
+    harness.get_by_label_contains("Show more").scroll_to_me();
+    harness.run_steps(3);
+    harness.get_by_label_contains("Show more").click();
+    harness.run_steps(3);
+    assert!(
+        shown(&harness) > before,
+        "still {before} changed images shown"
+    );
 }
 
 #[test]

@@ -28,7 +28,12 @@ pub struct RunRecord {
     /// The run's curves.
     pub curve: Vec<StepPoint>,
     textures: Vec<egui::TextureHandle>,
+    /// Rows of the changed-predictions gallery shown so far ("Show more" adds some).
+    changed_rows: usize,
 }
+
+/// Rows of changed predictions shown at first, and added by each "Show more".
+const CHANGED_ROWS: usize = 4;
 
 impl RunRecord {
     /// Wraps a finished run.
@@ -41,6 +46,7 @@ impl RunRecord {
             head,
             curve: Vec::new(),
             textures: Vec::new(),
+            changed_rows: CHANGED_ROWS,
         }
     }
 
@@ -144,7 +150,7 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
             let results = &mut app.results;
             table(results, shown, ui);
             class_bars(&results.runs[shown], ui);
-            changed_gallery(&results.runs[shown], &mut app.thumbnails, ui);
+            changed_gallery(&mut results.runs[shown], &mut app.thumbnails, ui);
             synthetic_gallery(&mut results.runs[shown], &ctx, ui);
             egui::CollapsingHeader::new("Curves of this run")
                 .show(ui, |ui| curves(&results.runs[shown].curve, ui));
@@ -356,7 +362,11 @@ fn class_bars(run: &RunRecord, ui: &mut egui::Ui) {
 }
 
 /// The head's images whose prediction changed.
-fn changed_gallery(run: &RunRecord, thumbs: &mut super::thumbnails::Thumbnails, ui: &mut egui::Ui) {
+fn changed_gallery(
+    run: &mut RunRecord,
+    thumbs: &mut super::thumbnails::Thumbnails,
+    ui: &mut egui::Ui,
+) {
     let changed = &run.finished.changed;
     ui.add_space(8.0);
     ui.strong(format!(
@@ -367,7 +377,7 @@ fn changed_gallery(run: &RunRecord, thumbs: &mut super::thumbnails::Thumbnails, 
     let classes = &run.head.classes;
     let columns = ((ui.available_width() / 120.0).floor() as usize).max(1);
     egui::Grid::new(("changed", run.id)).show(ui, |ui| {
-        for (n, change) in changed.iter().take(columns * 4).enumerate() {
+        for (n, change) in changed.iter().take(columns * run.changed_rows).enumerate() {
             ui.vertical(|ui| {
                 match thumbs.get(ui.ctx(), &run.head, change.item) {
                     Some(texture) => {
@@ -389,6 +399,15 @@ fn changed_gallery(run: &RunRecord, thumbs: &mut super::thumbnails::Thumbnails, 
             }
         }
     });
+    let hidden = changed.len().saturating_sub(columns * run.changed_rows);
+    if hidden > 0
+        && ui
+            .button(format!("Show more ({hidden} not shown)"))
+            .on_hover_text("Adds a few rows to the gallery.")
+            .clicked()
+    {
+        run.changed_rows += CHANGED_ROWS;
+    }
 }
 
 /// The synthetic forget images.
