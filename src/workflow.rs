@@ -76,18 +76,9 @@ impl Opened {
                     })
             })
             .collect::<Result<Vec<_>>>()?;
-        let real_images = recipe
-            .forget
-            .images
-            .as_deref()
-            .map(dataset::open)
-            .transpose()?;
-        let retain_images = recipe
-            .forget
-            .retain
-            .as_deref()
-            .map(dataset::open)
-            .transpose()?;
+        let open_optional = |spec: &Option<String>| spec.as_deref().map(dataset::open).transpose();
+        let real_images = open_optional(&recipe.forget.images)?;
+        let retain_images = open_optional(&recipe.forget.retain)?;
         let others = recipe
             .eval
             .datasets

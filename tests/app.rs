@@ -21,15 +21,15 @@ fn harness(home: &Path) -> Harness<'static, LetheApp> {
         )
 }
 
-/// Steps the UI until `done` holds, failing after `seconds`.
-fn wait_until(
+/// Steps the UI until `done` holds for the harness, failing after `seconds` with `what`.
+fn step_until(
     harness: &mut Harness<'static, LetheApp>,
     seconds: u64,
     what: &str,
-    done: impl Fn(&LetheApp) -> bool,
+    done: impl Fn(&Harness<'static, LetheApp>) -> bool,
 ) {
     let start = Instant::now();
-    while !done(harness.state()) {
+    while !done(harness) {
         assert!(
             start.elapsed() < Duration::from_secs(seconds),
             "timed out waiting for {what}; status: {:?}",
@@ -38,6 +38,16 @@ fn wait_until(
         harness.step();
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Steps the UI until `done` holds for the app, failing after `seconds`.
+fn wait_until(
+    harness: &mut Harness<'static, LetheApp>,
+    seconds: u64,
+    what: &str,
+    done: impl Fn(&LetheApp) -> bool,
+) {
+    step_until(harness, seconds, what, |h| done(h.state()));
     harness.step();
 }
 
@@ -50,16 +60,10 @@ fn wait_for_demo(harness: &mut Harness<'static, LetheApp>) {
 /// Steps the UI until a widget with `label` is shown (lists filled in the background appear
 /// a few frames late, later on a busy machine), failing after `seconds`.
 fn wait_for_label(harness: &mut Harness<'static, LetheApp>, seconds: u64, label: &str) {
-    let start = Instant::now();
-    while harness.query_by_label(label).is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(seconds),
-            "timed out waiting for a widget labelled {label:?}; status: {:?}",
-            harness.state().notice
-        );
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let what = format!("a widget labelled {label:?}");
+    step_until(harness, seconds, &what, |h| {
+        h.query_by_label(label).is_some()
+    });
 }
 
 fn click(harness: &mut Harness<'static, LetheApp>, label: &str) {

@@ -116,7 +116,8 @@ pub fn top_bar(app: &mut LetheApp, ui: &mut egui::Ui) {
                 );
             // Leaving the field loads what was typed, so the model browsed with is always the
             // one a run opens.
-            let entered = field.lost_focus() && app.workspace.recipe.model.path.trim() != app.model.spec;
+            let left_changed =
+                field.lost_focus() && app.workspace.recipe.model.path.trim() != app.model.spec;
             if ui
                 .button("Open checkpoint…")
                 .on_hover_text("Pick a checkpoint folder. Lethe never writes to it.")
@@ -125,7 +126,7 @@ pub fn top_bar(app: &mut LetheApp, ui: &mut egui::Ui) {
             {
                 app.workspace.recipe.model.path = folder.display().to_string();
                 load_model(app, ui.ctx());
-            } else if entered {
+            } else if left_changed {
                 load_model(app, ui.ctx());
             }
             for demo in ["demo:vit", "demo:rn"] {

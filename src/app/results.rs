@@ -190,21 +190,26 @@ fn export_buttons(results: &mut Results, shown: usize, ui: &mut egui::Ui) -> Opt
     let mut message = None;
     ui.horizontal(|ui| {
         let ctx = ui.ctx().clone();
-        if ui
-            .add_enabled(!busy, egui::Button::new("Export checkpoint…"))
-            .on_hover_text("Write the edited model into a new folder, in the input's format. The original checkpoint is never touched.")
-            .clicked()
-            && let Some(dir) = rfd::FileDialog::new().pick_folder()
-        {
-            results.save(&ctx, shown, dir, Saving::Checkpoint);
-        }
-        if ui
-            .add_enabled(!busy, egui::Button::new("Save result folder…"))
-            .on_hover_text("Checkpoint, recipe, metrics.json, report.md and the synthetic images, as `lethe run` writes them.")
-            .clicked()
-            && let Some(dir) = rfd::FileDialog::new().pick_folder()
-        {
-            results.save(&ctx, shown, dir, Saving::ResultFolder);
+        for (label, hover, saving) in [
+            (
+                "Export checkpoint…",
+                "Write the edited model into a new folder, in the input's format. The original checkpoint is never touched.",
+                Saving::Checkpoint,
+            ),
+            (
+                "Save result folder…",
+                "Checkpoint, recipe, metrics.json, report.md and the synthetic images, as `lethe run` writes them.",
+                Saving::ResultFolder,
+            ),
+        ] {
+            if ui
+                .add_enabled(!busy, egui::Button::new(label))
+                .on_hover_text(hover)
+                .clicked()
+                && let Some(dir) = rfd::FileDialog::new().pick_folder()
+            {
+                results.save(&ctx, shown, dir, saving);
+            }
         }
         let run = &results.runs[shown];
         if ui.button("Save recipe…").clicked()

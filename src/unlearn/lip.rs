@@ -144,6 +144,14 @@ fn zero_shot_log_probabilities(model: &Clip, heads: Tensor<2>, images: Tensor<4>
     log_softmax(logits, 1)
 }
 
+/// The `(start, size)` of step `step`'s window of `batch` images out of `count`: windows
+/// follow each other and wrap around, the last one of a pass cut short at the end.
+fn window(step: usize, batch: usize, count: usize) -> (usize, usize) {
+    let size = batch.clamp(1, count);
+    let start = (step * size) % count;
+    (start, size.min(count - start))
+}
+
 /// The Lip method (or one of its variants), ready to be run by the job runner.
 pub struct Lip {
     variant: Variant,
@@ -262,10 +270,11 @@ impl Lip {
             .retain
             .as_ref()
             .filter(|_| self.options.retain_weight > 0.0)?;
-        let count = retain.images.dims()[0];
-        let size = self.options.retain_batch.clamp(1, count);
-        let start = (self.step * size) % count;
-        let size = size.min(count - start);
+        let (start, size) = window(
+            self.step,
+            self.options.retain_batch,
+            retain.images.dims()[0],
+        );
         let images = retain.images.clone().narrow(0, start, size).detach();
         let original = retain.original.clone().narrow(0, start, size);
         let current = zero_shot_log_probabilities(model, heads, images);
@@ -356,10 +365,7 @@ impl Method for Lip {
             Variant::ULip => 0,
             Variant::Lip | Variant::Emb => Self::interpolate(self.options.text_layers, t),
         };
-        let count = self.task.images.dims()[0];
-        let size = self.options.batch.clamp(1, count);
-        let start = (self.step * size) % count;
-        let size = size.min(count - start);
+        let (start, size) = window(self.step, self.options.batch, self.task.images.dims()[0]);
         let batch = self.task.images.clone().narrow(0, start, size).detach();
         let labels = self.task.labels[start..start + size].to_vec();
         let clock = Instant::now();
