@@ -57,6 +57,11 @@ pub struct ForgetSection {
     /// them, such methods synthesise pictures of the other classes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain: Option<String>,
+    /// Optional real pictures of the forget classes (a dataset spec) that methods never train
+    /// on: the stop is judged on them instead of on the forget images, whose accuracy can fall
+    /// long before real pictures are forgotten. Images of other classes are left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<String>,
 }
 
 /// `[method]`: the method's name and its settings; keys not given keep the method's defaults.

@@ -43,6 +43,8 @@ pub struct Opened {
     pub real_images: Option<Dataset>,
     /// Real images of what to keep, when the recipe names some.
     pub retain_images: Option<Dataset>,
+    /// Real pictures of the forget classes to judge the stop on, when the recipe names some.
+    pub verify_images: Option<Dataset>,
 }
 
 impl Opened {
@@ -79,6 +81,7 @@ impl Opened {
         let open_optional = |spec: &Option<String>| spec.as_deref().map(dataset::open).transpose();
         let real_images = open_optional(&recipe.forget.images)?;
         let retain_images = open_optional(&recipe.forget.retain)?;
+        let verify_images = open_optional(&recipe.forget.verify)?;
         let others = recipe
             .eval
             .datasets
@@ -99,6 +102,7 @@ impl Opened {
             plan,
             real_images,
             retain_images,
+            verify_images,
         })
     }
 
@@ -225,6 +229,7 @@ pub fn execute_from(
         targets: &opened.plan.targets,
         real_images: opened.real_images.as_ref(),
         retain_images: opened.retain_images.as_ref(),
+        verify_images: opened.verify_images.as_ref(),
         cancel,
     })
     .map_err(anyhow::Error::msg)?;

@@ -7,7 +7,7 @@ use lethe::clip::tokenizer::Tokenizer;
 use lethe::clip::weights::Format;
 use lethe::demo::resolve_model;
 use lethe::unlearn::job::{Method, StepReport};
-use lethe::unlearn::lip::{ForgetTask, Lip, LipOptions, RetainImages, Variant};
+use lethe::unlearn::lip::{ForgetTask, HeldOut, Lip, LipOptions, RetainImages, Variant};
 
 /// One step of `variant` on `model_spec` with 4 random "images" of the first of three colour
 /// classes: the model's report and the open_clip keys of the tensors that changed.
@@ -32,6 +32,7 @@ fn one_step(model_spec: &str, variant: Variant, options: &LipOptions) -> (StepRe
         prompts,
         templates: 1,
         retain: None,
+        held_out: None,
     };
     let mut method = Lip::new(variant, options.clone(), task, 0);
     let before = named_tensors(&model, Format::OpenClip, None);
@@ -124,6 +125,7 @@ fn the_retain_term_starts_at_zero_and_grows_as_the_model_drifts() {
         prompts,
         templates: 1,
         retain: Some(RetainImages::new(&model, heads, kept)),
+        held_out: None,
     };
     let options = LipOptions {
         learning_rate: 1e-2,
@@ -145,4 +147,45 @@ fn the_retain_term_starts_at_zero_and_grows_as_the_model_drifts() {
     assert_eq!(first.retain_accuracy, Some(1.0));
     let (_, second) = method.step(model.clone(), &model).unwrap();
     assert!(retain_loss(&second) > 1e-5, "{second:?}");
+}
+
+#[test]
+fn with_held_out_pictures_the_stop_is_judged_on_them_not_on_the_training_pictures() {
+    let device = Device::flex().autodiff();
+    let model = Checkpoint::open(&resolve_model("demo:vit").unwrap())
+        .unwrap()
+        .load(&device)
+        .unwrap();
+    let prompts = Tokenizer::clip_default().tokenize_batch(
+        &["a photo of a red shape.", "a photo of a blue shape."],
+        32,
+        0,
+    );
+    let heads = lethe::eval::ensemble(model.encode_text(&prompts), 1);
+    let unseen = Tensor::<4>::random([4, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+    let scores = lethe::clip::host_values(
+        lethe::clip::normalize(model.encode_image(unseen.clone())).matmul(heads.transpose()),
+    );
+    let answers: Vec<usize> = scores.chunks(2).map(lethe::eval::argmax).collect();
+    // Held-out labels that are the model's own answers are all recognised, and labels that
+    // are never its answer none; the training pictures (labelled with both classes) do not
+    // enter the figure either way.
+    for (labels, expected) in [
+        (answers.clone(), 1.0),
+        (answers.iter().map(|a| 1 - a).collect(), 0.0),
+    ] {
+        let task = ForgetTask {
+            images: Tensor::<4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device),
+            labels: vec![0, 1],
+            prompts: prompts.clone(),
+            templates: 1,
+            retain: None,
+            held_out: Some(HeldOut {
+                images: unseen.clone(),
+                labels,
+            }),
+        };
+        let method = Lip::new(Variant::Lip, small_step(), task, 0);
+        assert_eq!(method.forget_accuracy(&model), expected);
+    }
 }

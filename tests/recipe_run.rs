@@ -287,3 +287,31 @@ fn real_retain_images_feed_the_retain_term_and_a_set_of_forget_classes_only_is_r
         "{error}"
     );
 }
+
+#[test]
+fn a_verification_set_judges_the_stop_and_one_without_the_class_is_refused() {
+    let with_verify = |spec: &str| {
+        SHORT.replace(
+            "classes = [\"red\"]\n",
+            &format!("classes = [\"red\"]\nverify = \"{spec}\"\n"),
+        )
+    };
+    // Stopping below accuracy 1.01 stops after the first step, whatever the pictures.
+    let text = with_verify("shapes:colors?seed=13&n=40")
+        .replace("max_steps = 3\n", "max_steps = 3\nstop_accuracy = 1.01\n");
+    let opened = Opened::open(Recipe::parse(&text).unwrap(), text).unwrap();
+    let finished = execute(&opened, &AtomicBool::new(false), |_| {}).unwrap();
+    assert_eq!(finished.metrics.steps, 1);
+
+    let spec = "shapes:fruits?seed=13&n=10";
+    let text = with_verify(spec);
+    let opened = Opened::open(Recipe::parse(&text).unwrap(), text).unwrap();
+    let error = execute(&opened, &AtomicBool::new(false), |_| {})
+        .err()
+        .expect("no picture of red to verify on is an error")
+        .to_string();
+    assert!(
+        error.contains(spec) && error.contains("verification images") && error.contains("red"),
+        "{error}"
+    );
+}

@@ -51,6 +51,7 @@ impl Default for Workspace {
                     classes: vec!["red".into()],
                     images: None,
                     retain: None,
+                    verify: None,
                 },
                 method: MethodSection {
                     name: "lip".into(),

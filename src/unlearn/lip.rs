@@ -117,6 +117,19 @@ pub struct ForgetTask {
     /// Images the edit must leave alone, with the original model's answers for them; used
     /// when `retain_weight` is set.
     pub retain: Option<RetainImages>,
+    /// Forget images never trained on, on which the stopping accuracy is measured instead of
+    /// the training images (`None`: measured on the training images, as in the paper).
+    pub held_out: Option<HeldOut>,
+}
+
+/// Real pictures of the forgotten classes kept out of training. Synthetic pictures are often
+/// forgotten long before real ones (the paper's verification caveat), so a stop judged on
+/// them can come early; real, unseen ones judge the class itself.
+pub struct HeldOut {
+    /// Normalised images `[n, 3, s, s]`.
+    pub images: Tensor<4>,
+    /// The class (index into the head) each image shows.
+    pub labels: Vec<usize>,
 }
 
 /// Images of classes to keep and the original model's zero-shot answers for them.
@@ -197,18 +210,23 @@ impl Lip {
         ensemble(model.encode_text(&self.task.prompts), self.task.templates)
     }
 
-    /// Share of the forget images the model still assigns to their class.
+    /// Share of the forget images the model still assigns to their class: the held-out ones
+    /// when there are any, otherwise those trained on.
     pub fn forget_accuracy(&self, model: &Clip) -> f64 {
+        let (images, labels) = match &self.task.held_out {
+            Some(held_out) => (&held_out.images, &held_out.labels),
+            None => (&self.task.images, &self.task.labels),
+        };
         // Measured without autodiff: no graph is recorded for a pass nothing differentiates.
         let model = model.valid();
         let heads = self.class_heads(&model);
-        let images = normalize(model.encode_image(self.task.images.clone().inner()));
+        let images = normalize(model.encode_image(images.clone().inner()));
         let classes = heads.dims()[0];
         let scores = host_values(images.matmul(heads.transpose()));
         let rows = scores.chunks(classes);
         let count = rows.len();
         let hits = rows
-            .zip(&self.task.labels)
+            .zip(labels)
             .filter(|(row, label)| argmax(row) == **label)
             .count();
         hits as f64 / count.max(1) as f64

@@ -9,7 +9,7 @@ use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::job::Method;
-use super::lip::{ForgetTask, Lip, LipOptions, RetainImages, Variant};
+use super::lip::{ForgetTask, HeldOut, Lip, LipOptions, RetainImages, Variant};
 use super::synthetic::{SyntheticImages, synthesize};
 use crate::clip::Clip;
 use crate::data::dataset::Dataset;
@@ -217,6 +217,9 @@ pub struct Setup<'a> {
     /// Real images of what to keep, if the user gave any (for a method's retain term); images
     /// labelled with a forgotten class are left out.
     pub retain_images: Option<&'a Dataset>,
+    /// Real pictures of the forgotten classes that are never trained on, if the user gave any:
+    /// the stop is judged on them. Images of other classes are left out.
+    pub verify_images: Option<&'a Dataset>,
     /// Set when the run is cancelled: slow preparation (synthesis) stops early.
     pub cancel: &'a AtomicBool,
 }
@@ -251,7 +254,7 @@ pub fn prepare(setup: &Setup) -> Result<Prepared, String> {
         class_embeddings(setup.loaded, &setup.head.classes, &setup.head.templates).autodiff();
     let (images, labels, synthetic) = match setup.real_images {
         Some(real) => {
-            let (images, labels) = real_forget_images(setup, real)?;
+            let (images, labels) = real_images_of_targets(setup, real, "forget")?;
             (images, labels, Vec::new())
         }
         None => {
@@ -275,6 +278,13 @@ pub fn prepare(setup: &Setup) -> Result<Prepared, String> {
             (images, labels, sets)
         }
     };
+    let held_out = match setup.verify_images {
+        Some(real) => {
+            let (images, labels) = real_images_of_targets(setup, real, "verification")?;
+            Some(HeldOut { images, labels })
+        }
+        None => None,
+    };
     let retain = if options.retain_weight > 0.0 {
         let images = match setup.retain_images {
             Some(real) => real_retain_images(setup, real)?,
@@ -294,6 +304,7 @@ pub fn prepare(setup: &Setup) -> Result<Prepared, String> {
         prompts,
         templates: setup.head.templates.len(),
         retain,
+        held_out,
     };
     Ok(Prepared {
         method: Box::new(Lip::new(variant, options, task, setup.seed)),
@@ -372,9 +383,14 @@ fn preprocess_where(
     (Some(images), labels)
 }
 
-/// The user's forget images of the target classes, preprocessed, with their head labels.
-fn real_forget_images(setup: &Setup, real: &Dataset) -> Result<(Tensor<4>, Vec<usize>), String> {
-    let (images, labels) = preprocess_where(setup, real, "forget", |name| {
+/// The user's images of the target classes in `real` (its other images are skipped),
+/// preprocessed, with their head labels; `role` names the set in messages.
+fn real_images_of_targets(
+    setup: &Setup,
+    real: &Dataset,
+    role: &str,
+) -> Result<(Tensor<4>, Vec<usize>), String> {
+    let (images, labels) = preprocess_where(setup, real, role, |name| {
         setup
             .targets
             .iter()
@@ -388,7 +404,7 @@ fn real_forget_images(setup: &Setup, real: &Dataset) -> Result<(Tensor<4>, Vec<u
             .map(|&t| setup.head.classes[t].as_str())
             .collect();
         return Err(format!(
-            "forget images {}: no readable image is labelled {}",
+            "{role} images {}: no readable image is labelled {}",
             real.name,
             wanted.join(" or ")
         ));
