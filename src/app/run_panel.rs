@@ -88,8 +88,10 @@ impl Runner {
         if workspace.recipe.forget.classes.is_empty() {
             return Err("Nothing to forget: choose a class in step 2 (Sets).".into());
         }
-        if workspace.use_forget_images && (browsed.is_none() || workspace.sets.forget.is_empty()) {
-            return Err("Forgetting with picked images is on, but the forget set is empty.".into());
+        if workspace.uses_forget_set() && (browsed.is_none() || workspace.sets.forget.is_empty()) {
+            return Err(
+                "The forget set's images are to be used, but the forget set is empty.".into(),
+            );
         }
         let (sender, receiver) = mpsc::channel();
         self.receiver = Some(receiver);
@@ -181,7 +183,8 @@ impl RunJob {
         Ok(())
     }
 
-    /// The recipe with the picked sets saved as manifests: forget images (when asked for),
+    /// The recipe with the picked sets saved as manifests: forget images (when asked for, to
+    /// train on or to judge the stop on),
     /// the retain set as the retain images of a method's retain term, and the retain set and
     /// evaluation split as extra evaluation datasets.
     fn recipe(&self) -> Result<Recipe> {
@@ -191,9 +194,12 @@ impl RunJob {
         };
         let sets = &self.workspace.sets;
         let folder = self.home.join("sets");
+        let forget: Vec<usize> = sets.forget.iter().copied().collect();
         if self.workspace.use_forget_images {
-            let items: Vec<usize> = sets.forget.iter().copied().collect();
-            recipe.forget.images = Some(save_subset(browsed, &items, &folder.join("forget"))?);
+            recipe.forget.images = Some(save_subset(browsed, &forget, &folder.join("forget"))?);
+        }
+        if self.workspace.verify_with_forget_images {
+            recipe.forget.verify = Some(save_subset(browsed, &forget, &folder.join("verify"))?);
         }
         for (name, set) in [("retain", &sets.retain), ("eval", &sets.eval)] {
             if !set.is_empty() {
@@ -382,4 +388,37 @@ pub fn curves(points: &[StepPoint], ui: &mut egui::Ui) {
                 }
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::dataset;
+
+    #[test]
+    fn judging_the_stop_on_the_forget_set_saves_it_as_the_recipes_verification_set() {
+        let browsed = Arc::new(dataset::open("shapes:colors?seed=3&n=12").unwrap());
+        let home = tempfile::tempdir().unwrap();
+        let mut workspace = Workspace::default();
+        workspace.sets.forget = [0, 1, 2].into();
+        workspace.verify_with_forget_images = true;
+        let (sender, _receiver) = mpsc::channel();
+        let job = RunJob {
+            id: 1,
+            before: Arc::default(),
+            workspace,
+            browsed: Some(browsed),
+            home: home.path().to_path_buf(),
+            cancel: Arc::default(),
+            sender,
+            ctx: egui::Context::default(),
+        };
+        let recipe = job.recipe().unwrap();
+        assert_eq!(
+            recipe.forget.images, None,
+            "the method does not train on them"
+        );
+        let verify = dataset::open(recipe.forget.verify.as_deref().unwrap()).unwrap();
+        assert_eq!(verify.items.len(), 3);
+    }
 }

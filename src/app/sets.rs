@@ -144,7 +144,7 @@ impl Sets {
         browsed: Option<&Dataset>,
         head_classes: &[String],
         forget_classes: &[String],
-        use_forget_images: bool,
+        uses_forget_set: bool,
     ) -> Vec<String> {
         let mut warnings = Vec::new();
         if forget_classes.is_empty() {
@@ -159,9 +159,10 @@ impl Sets {
                 ));
             }
         }
-        if use_forget_images && self.forget.is_empty() {
-            warnings
-                .push("Forgetting with picked images is on, but the forget set is empty.".into());
+        if uses_forget_set && self.forget.is_empty() {
+            warnings.push(
+                "The forget set's images are to be used, but the forget set is empty.".into(),
+            );
         }
         let overlap = self.forget.intersection(&self.retain).count();
         if overlap > 0 {
@@ -176,7 +177,7 @@ impl Sets {
             ));
         }
         if let Some(dataset) = browsed
-            && use_forget_images
+            && uses_forget_set
         {
             let stray: BTreeSet<&str> = self
                 .forget

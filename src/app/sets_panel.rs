@@ -225,13 +225,33 @@ fn concept(app: &mut LetheApp, ui: &mut egui::Ui) {
             app.workspace.recipe.forget.classes = app.workspace.sets.forget_classes(data);
         }
     });
-    ui.checkbox(
-        &mut app.workspace.use_forget_images,
-        "Forget with the picked forget images",
-    )
-    .on_hover_text(
-        "Off: the method synthesises pictures of the class from the model itself (Lip needs no images). On: it uses the images of the forget set instead.",
-    );
+    let workspace = &mut app.workspace;
+    if ui
+        .checkbox(
+            &mut workspace.use_forget_images,
+            "Forget with the picked forget images",
+        )
+        .on_hover_text(
+            "Off: the method synthesises pictures of the class from the model itself (Lip needs no images). On: it uses the images of the forget set instead.",
+        )
+        .changed()
+        && workspace.use_forget_images
+    {
+        workspace.verify_with_forget_images = false;
+    }
+    if ui
+        .checkbox(
+            &mut workspace.verify_with_forget_images,
+            "Judge the stop on the picked forget images",
+        )
+        .on_hover_text(
+            "The method still learns from synthetic pictures, but stops only once it no longer recognises these real pictures, which it never trains on. Synthetic pictures are often forgotten long before real ones.",
+        )
+        .changed()
+        && workspace.verify_with_forget_images
+    {
+        workspace.use_forget_images = false;
+    }
 }
 
 /// Counts, overlaps and warnings.
@@ -259,7 +279,7 @@ fn set_summary(app: &mut LetheApp, ui: &mut egui::Ui) {
         browsed.as_deref(),
         &app.sets_ui.head_classes,
         &app.workspace.recipe.forget.classes,
-        app.workspace.use_forget_images,
+        app.workspace.uses_forget_set(),
     );
     for warning in warnings {
         ui.colored_label(ui.visuals().warn_fg_color, format!("Warning: {warning}"));

@@ -27,12 +27,22 @@ pub struct Workspace {
     pub sets: Sets,
     /// Forget with the picked forget images instead of synthetic ones.
     pub use_forget_images: bool,
+    /// Keep the picked forget images out of training and judge the method's stop on them
+    /// (the recipe's `verify` set); exclusive with `use_forget_images`.
+    pub verify_with_forget_images: bool,
     /// The method preset the settings started from.
     pub preset: Preset,
     /// Dark theme (light otherwise).
     pub dark: bool,
     /// UI zoom factor (1.0 = 100 %).
     pub zoom: f32,
+}
+
+impl Workspace {
+    /// Whether the run uses the images of the forget set, to train on or to verify with.
+    pub fn uses_forget_set(&self) -> bool {
+        self.use_forget_images || self.verify_with_forget_images
+    }
 }
 
 impl Default for Workspace {
@@ -68,6 +78,7 @@ impl Default for Workspace {
             browse: "shapes:colors?seed=7&n=2000".into(),
             sets: Sets::default(),
             use_forget_images: false,
+            verify_with_forget_images: false,
             preset: Preset::Default,
             dark: true,
             zoom: 1.0,
