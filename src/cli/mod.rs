@@ -33,6 +33,7 @@ lethe\n  \
 lethe eval --dataset 'shapes:shapes?seed=4242&n=1000' --dataset shapes:colors\n  \
 lethe methods\n  \
 lethe run recipes/forget-red-vit.toml --out red-forgotten\n  \
+lethe run recipes/forget-green-vit-verify.toml --out green-forgotten\n  \
 lethe classify --model demo:rn --image star.png --labels \"star,heart,ring\"\n  \
 lethe train-demo --arch vit --out my-shapes-vit\n  \
 lethe grid --dataset shapes:fruits --out fruits.png\n  \

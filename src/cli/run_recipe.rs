@@ -17,7 +17,9 @@ use crate::workflow::{Opened, check_output, execute, write_outputs};
 /// `lethe run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The recipe (TOML): model, classes to forget, method and settings, evaluation datasets.
+    /// The recipe (TOML): model; classes to forget, with optional real forget `images`,
+    /// `retain` pictures to keep, and a `verify` set of real pictures of the class that the stop
+    /// is judged on; method and settings; evaluation datasets. See recipes/ for examples.
     #[arg(value_name = "RECIPE")]
     recipe: PathBuf,
     /// Folder for the edited checkpoint, a copy of the recipe, metrics.json and report.md
