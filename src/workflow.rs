@@ -17,8 +17,8 @@ use crate::data::contact_sheet::contact_sheet;
 use crate::data::dataset::{self, Dataset};
 use crate::engine::LoadedModel;
 use crate::eval::metrics::{
-    ForgetImages, Hashes, Metrics, RunFacts, Timings, hash_bytes, hash_folder, metrics,
-    report_markdown,
+    ForgetImages, Hashes, Metrics, RunFacts, Timings, Verification, hash_bytes, hash_folder,
+    metrics, report_markdown,
 };
 use crate::eval::relearn::relearn;
 use crate::eval::snapshot::{EvalPlan, Snapshot, measure};
@@ -295,6 +295,10 @@ pub fn execute_from(
         count: prepared.forget_images,
         mean_probability: (!probabilities.is_empty()).then(|| {
             probabilities.iter().map(|&p| p as f64).sum::<f64>() / probabilities.len() as f64
+        }),
+        verification: recipe.forget.verify.clone().map(|source| Verification {
+            source,
+            count: prepared.verification_images,
         }),
     };
     let facts = RunFacts {

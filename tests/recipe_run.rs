@@ -302,6 +302,24 @@ fn a_verification_set_judges_the_stop_and_one_without_the_class_is_refused() {
     let opened = Opened::open(Recipe::parse(&text).unwrap(), text).unwrap();
     let finished = execute(&opened, &AtomicBool::new(false), |_| {}).unwrap();
     assert_eq!(finished.metrics.steps, 1);
+    let pictures = lethe::data::dataset::open("shapes:colors?seed=13&n=40").unwrap();
+    let red = pictures
+        .items
+        .iter()
+        .filter(|item| pictures.classes[item.label] == "red")
+        .count();
+    let verification = finished
+        .metrics
+        .forget_images
+        .verification
+        .as_ref()
+        .unwrap();
+    assert!(red > 0);
+    assert_eq!(verification.count, red, "only the pictures of red are used");
+    assert!(
+        lethe::eval::metrics::report_markdown(&finished.metrics).contains("judged on"),
+        "the report says what the stop was judged on"
+    );
 
     let spec = "shapes:fruits?seed=13&n=10";
     let text = with_verify(spec);

@@ -70,6 +70,18 @@ pub struct ForgetImages {
     pub count: usize,
     /// Mean target probability of synthetic images under the original model.
     pub mean_probability: Option<f64>,
+    /// The real pictures the stop was judged on, when the recipe names a verification set.
+    pub verification: Option<Verification>,
+}
+
+/// The verification set: real pictures of the forgotten classes, never trained on, on which
+/// the stop was judged.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verification {
+    /// The dataset spec.
+    pub source: String,
+    /// Pictures of the forgotten classes in it.
+    pub count: usize,
 }
 
 /// SHA-256 digests tying the numbers to exact files.
@@ -303,6 +315,13 @@ pub fn report_markdown(m: &Metrics) -> String {
                 ", mean target probability {p:.2}"
             ))
     );
+    if let Some(verification) = &m.forget_images.verification {
+        let _ = writeln!(
+            w,
+            "The stop was judged on {} real pictures of the class from `{}`, never trained on.\n",
+            verification.count, verification.source
+        );
+    }
     let _ = writeln!(
         w,
         "**Target accuracy {} → {}**, Avg Score **{:.3}** (lower is better).",

@@ -194,6 +194,8 @@ pub struct Prepared {
     pub synthetic: Vec<SyntheticImages>,
     /// Number of forget images the method works on.
     pub forget_images: usize,
+    /// Number of real pictures the stop is judged on (0 without a verification set).
+    pub verification_images: usize,
 }
 
 /// Everything a method is set up from.
@@ -295,6 +297,7 @@ pub fn prepare(setup: &Setup) -> Result<Prepared, String> {
         None
     };
     let forget_images = labels.len();
+    let verification_images = held_out.as_ref().map_or(0, |h| h.labels.len());
     let prompts = setup
         .loaded
         .tokenize(&class_prompts(&setup.head.classes, &setup.head.templates));
@@ -310,6 +313,7 @@ pub fn prepare(setup: &Setup) -> Result<Prepared, String> {
         method: Box::new(Lip::new(variant, options, task, setup.seed)),
         synthetic,
         forget_images,
+        verification_images,
     })
 }
 
