@@ -1,7 +1,8 @@
 //! Forgetting colours in the demo ViT, run from the shipped recipes. Lip as published: the
 //! forgotten colour must fall to near zero while the other colours lose far less (it does not
 //! keep them within 3 points; the README reports the numbers). Emb with the retain term: the
-//! full bars on red, and, with the stop judged on real pictures, on green and pink.
+//! full bars on red, and, with the stop judged on real pictures, on green and pink; on the demo
+//! ResNet, blue within the ResNet's bars.
 
 use std::sync::atomic::AtomicBool;
 
@@ -106,4 +107,25 @@ fn with_a_verification_set_green_and_pink_are_forgotten_within_the_bars() {
         );
         assert_meets_the_bars(&m, 2);
     }
+}
+
+#[test]
+fn on_the_demo_resnet_blue_is_forgotten_within_its_bars() {
+    let m = run("forget-blue-rn-verify.toml", &["shapes:fruits"], None);
+    assert!(
+        m.target.before > 0.9,
+        "the demo ResNet knows blue: {:?}",
+        m.target
+    );
+    assert!(
+        m.target.after <= 0.10,
+        "blue still recognised: {:?}",
+        m.target
+    );
+    assert_eq!(
+        m.datasets.len(),
+        2,
+        "the colours and the fruits were measured"
+    );
+    assert!(m.avg_score <= 0.08, "Avg Score {}", m.avg_score);
 }
