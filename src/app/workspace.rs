@@ -64,8 +64,8 @@ impl Default for Workspace {
                     verify: None,
                 },
                 method: MethodSection {
-                    name: "lip".into(),
-                    settings: preset_settings(Preset::Default),
+                    name: "emb".into(),
+                    settings: preset_settings(Preset::Careful),
                 },
                 eval: EvalSection {
                     datasets: vec![
@@ -79,7 +79,7 @@ impl Default for Workspace {
             sets: Sets::default(),
             use_forget_images: false,
             verify_with_forget_images: false,
-            preset: Preset::Default,
+            preset: Preset::Careful,
             dark: true,
             zoom: 1.0,
         }

@@ -101,6 +101,11 @@ pub enum Preset {
     /// perturbations and synthetic images, at most 40 steps.
     #[default]
     Default,
+    /// The default schedule with the retain term on, the push between picture and class name
+    /// doubled, and the layers every class shares left alone: forgets while holding the other
+    /// classes' answers. Made for Emb: with Lip's loss the retain term holds the class to
+    /// forget in place too.
+    Careful,
     /// Larger steps, more of them, and a stricter stop: forgets harder, at a higher risk to
     /// other classes.
     Aggressive,
@@ -108,13 +113,19 @@ pub enum Preset {
 
 impl Preset {
     /// Every preset, gentlest first.
-    pub const ALL: [Preset; 3] = [Preset::Gentle, Preset::Default, Preset::Aggressive];
+    pub const ALL: [Preset; 4] = [
+        Preset::Gentle,
+        Preset::Default,
+        Preset::Careful,
+        Preset::Aggressive,
+    ];
 
     /// Display name.
     pub fn name(self) -> &'static str {
         match self {
             Preset::Gentle => "gentle",
             Preset::Default => "default",
+            Preset::Careful => "careful",
             Preset::Aggressive => "aggressive",
         }
     }
@@ -133,6 +144,10 @@ pub fn preset_settings(preset: Preset) -> toml::Table {
         Preset::Default => {
             "learning_rate = 5e-4\nperturbations = 8\nbatch = 4\nmax_steps = 40\n\
              [synthetic]\ncount = 32\n"
+        }
+        Preset::Careful => {
+            "learning_rate = 1e-3\nperturbations = 8\nbatch = 4\nmax_steps = 60\n\
+             alpha = 2.0\nblocks_only = true\nretain_weight = 1.0\n[synthetic]\ncount = 32\n"
         }
         Preset::Aggressive => {
             "learning_rate = 1e-3\nperturbations = 8\nbatch = 4\nmax_steps = 60\n\
