@@ -2,6 +2,7 @@
 //! layers of the vision tower, and ULip never touches the text tower.
 
 use burn::tensor::{Device, Distribution, Tensor};
+use lethe::clip::Clip;
 use lethe::clip::checkpoint::{Checkpoint, named_tensors};
 use lethe::clip::tokenizer::Tokenizer;
 use lethe::clip::weights::Format;
@@ -105,8 +106,9 @@ fn with_blocks_only_the_shared_layers_stay_put() {
     );
 }
 
-#[test]
-fn the_retain_term_starts_at_zero_and_grows_as_the_model_drifts() {
+/// The demo ViT on an autodiff CPU device with a two-class head, "red" or "blue": the device,
+/// the model, the tokenised prompts and the class embeddings.
+fn demo_vit_red_or_blue() -> (Device, Clip, Vec<Vec<u32>>, Tensor<2>) {
     let device = Device::flex().autodiff();
     let model = Checkpoint::open(&resolve_model("demo:vit").unwrap())
         .unwrap()
@@ -118,6 +120,12 @@ fn the_retain_term_starts_at_zero_and_grows_as_the_model_drifts() {
         0,
     );
     let heads = lethe::eval::ensemble(model.encode_text(&prompts), 1);
+    (device, model, prompts, heads)
+}
+
+#[test]
+fn the_retain_term_starts_at_zero_and_grows_as_the_model_drifts() {
+    let (device, model, prompts, heads) = demo_vit_red_or_blue();
     let kept = Tensor::<4>::random([3, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
     let task = ForgetTask {
         images: Tensor::<4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device),
@@ -151,17 +159,7 @@ fn the_retain_term_starts_at_zero_and_grows_as_the_model_drifts() {
 
 #[test]
 fn with_held_out_pictures_the_stop_is_judged_on_them_not_on_the_training_pictures() {
-    let device = Device::flex().autodiff();
-    let model = Checkpoint::open(&resolve_model("demo:vit").unwrap())
-        .unwrap()
-        .load(&device)
-        .unwrap();
-    let prompts = Tokenizer::clip_default().tokenize_batch(
-        &["a photo of a red shape.", "a photo of a blue shape."],
-        32,
-        0,
-    );
-    let heads = lethe::eval::ensemble(model.encode_text(&prompts), 1);
+    let (device, model, prompts, heads) = demo_vit_red_or_blue();
     let unseen = Tensor::<4>::random([4, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
     let scores = lethe::clip::host_values(
         lethe::clip::normalize(model.encode_image(unseen.clone())).matmul(heads.transpose()),

@@ -45,6 +45,23 @@ fn lethe(args: &[&str], cache: &Path) -> Output {
         .expect("the lethe binary runs")
 }
 
+/// The short recipe with `key = "spec"` added to its `[forget]` table.
+fn short_with_forget(key: &str, spec: &str) -> String {
+    SHORT.replace(
+        "classes = [\"red\"]\n",
+        &format!("classes = [\"red\"]\n{key} = \"{spec}\"\n"),
+    )
+}
+
+/// Opens and runs recipe `text`, which must fail; the error's message.
+fn failure(text: String) -> String {
+    let opened = Opened::open(Recipe::parse(&text).unwrap(), text).unwrap();
+    execute(&opened, &AtomicBool::new(false), |_| {})
+        .err()
+        .expect("the run fails")
+        .to_string()
+}
+
 #[test]
 fn a_run_writes_checkpoint_recipe_metrics_and_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -250,12 +267,8 @@ fn the_same_recipe_and_seed_give_the_same_model_on_the_cpu() {
 #[test]
 fn real_retain_images_feed_the_retain_term_and_a_set_of_forget_classes_only_is_refused() {
     let with_retain = |spec: &str| {
-        SHORT
+        short_with_forget("retain", spec)
             .replace("max_steps = 3\n", "max_steps = 3\nretain_weight = 1.0\n")
-            .replace(
-                "classes = [\"red\"]\n",
-                &format!("classes = [\"red\"]\nretain = \"{spec}\"\n"),
-            )
     };
     let text = with_retain("shapes:colors?seed=13&n=20");
     let opened = Opened::open(Recipe::parse(&text).unwrap(), text).unwrap();
@@ -276,12 +289,7 @@ fn real_retain_images_feed_the_retain_term_and_a_set_of_forget_classes_only_is_r
         .save(dir.path().join("red/one.png"))
         .unwrap();
     let spec = format!("folder:{}", dir.path().display());
-    let text = with_retain(&spec);
-    let opened = Opened::open(Recipe::parse(&text).unwrap(), text).unwrap();
-    let error = execute(&opened, &AtomicBool::new(false), |_| {})
-        .err()
-        .expect("nothing to keep is an error")
-        .to_string();
+    let error = failure(with_retain(&spec));
     assert!(
         error.contains(&spec) && error.contains("no readable image of a class to keep"),
         "{error}"
@@ -290,12 +298,7 @@ fn real_retain_images_feed_the_retain_term_and_a_set_of_forget_classes_only_is_r
 
 #[test]
 fn a_verification_set_judges_the_stop_and_one_without_the_class_is_refused() {
-    let with_verify = |spec: &str| {
-        SHORT.replace(
-            "classes = [\"red\"]\n",
-            &format!("classes = [\"red\"]\nverify = \"{spec}\"\n"),
-        )
-    };
+    let with_verify = |spec: &str| short_with_forget("verify", spec);
     // Stopping below accuracy 1.01 stops after the first step, whatever the pictures.
     let text = with_verify("shapes:colors?seed=13&n=40")
         .replace("max_steps = 3\n", "max_steps = 3\nstop_accuracy = 1.01\n");
@@ -322,12 +325,7 @@ fn a_verification_set_judges_the_stop_and_one_without_the_class_is_refused() {
     );
 
     let spec = "shapes:fruits?seed=13&n=10";
-    let text = with_verify(spec);
-    let opened = Opened::open(Recipe::parse(&text).unwrap(), text).unwrap();
-    let error = execute(&opened, &AtomicBool::new(false), |_| {})
-        .err()
-        .expect("no picture of red to verify on is an error")
-        .to_string();
+    let error = failure(with_verify(spec));
     assert!(
         error.contains(spec) && error.contains("verification images") && error.contains("red"),
         "{error}"

@@ -4,7 +4,10 @@
 use eframe::egui;
 
 use super::LetheApp;
-use crate::unlearn::methods::{METHODS, Preset, default_settings, preset_settings, setting_help};
+use crate::unlearn::lip::Variant;
+use crate::unlearn::methods::{
+    METHODS, Preset, default_settings, parse_settings, preset_settings, setting_help,
+};
 
 /// Draws the Method panel.
 pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
@@ -105,12 +108,9 @@ fn recipe_buttons(app: &mut LetheApp, ui: &mut egui::Ui) {
 /// A warning when the retain term is combined with a Lipschitz loss, which it stops from
 /// forgetting (measured on the demo models: red stays above 0.57 even at weight 0.01).
 fn lip_retain_warning(method: &crate::recipe::MethodSection) -> Option<&'static str> {
-    let retain = method
-        .settings
-        .get("retain_weight")
-        .and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)))
-        .unwrap_or(0.0);
-    (retain > 0.0 && method.name != "emb").then_some(
+    let lipschitz_with_retain = parse_settings(&method.name, &method.settings)
+        .is_ok_and(|(variant, options)| variant != Variant::Emb && options.retain_weight > 0.0);
+    lipschitz_with_retain.then_some(
         "With Lip's loss the retain term holds the class to forget in place as well: choose Emb to forget while keeping the rest.",
     )
 }

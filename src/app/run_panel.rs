@@ -184,9 +184,8 @@ impl RunJob {
     }
 
     /// The recipe with the picked sets saved as manifests: forget images (when asked for, to
-    /// train on or to judge the stop on),
-    /// the retain set as the retain images of a method's retain term, and the retain set and
-    /// evaluation split as extra evaluation datasets.
+    /// train on or to judge the stop on), the retain set as the retain images of a method's
+    /// retain term, and the retain set and evaluation split as extra evaluation datasets.
     fn recipe(&self) -> Result<Recipe> {
         let mut recipe = self.workspace.recipe.clone();
         let Some(browsed) = &self.browsed else {
