@@ -3,6 +3,15 @@
 
     python bench/reference.py --model DIR [--batch 8] [--iters 20] [--warmup 5] [--threads N]
     python bench/reference.py --make-vit-b32 DIR      # random-init ViT-B/32 open_clip checkpoint
+    python bench/reference.py --train-step STAGE --model DIR [--batch B] [--iters N]
+
+--train-step times one step of a demo-training stage (the counterpart of `lethe bench train`)
+on the open_clip architecture of DIR, freshly initialised: `attributes` (vision tower + four
+linear heads on the L2-normalised embedding x sqrt(d), summed cross-entropy), `lit` (text
+tower + logit scale, contrastive loss against fixed image embeddings) or `joint` (both towers,
+contrastive). AdamW with CLIP's betas; batch-norm in training mode for `attributes` only.
+Inputs are random tensors: rendering scenes is not timed here, while Lethe's figure includes it.
+Prints {"stage", "batch", "seconds_per_step", ...}.
 
 DIR is either a transformers CLIPModel folder (config.json + *.safetensors) or an
 open_clip folder (open_clip_config.json + open_clip_model.safetensors); detected
@@ -144,6 +153,65 @@ def make_vit_b32(out: Path):
     print(json.dumps({"written": str(out), "params": n}))
 
 
+ATTRIBUTE_CLASSES = (15, 10, 3, 4)
+
+
+def train_step_bench(args):
+    import open_clip
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    d = Path(args.model)
+    cfg = json.loads((d / "open_clip_config.json").read_text())["model_cfg"]
+    torch.manual_seed(0)
+    model = open_clip.model.CLIP(**cfg).float()
+    size = cfg["vision_cfg"]["image_size"]
+    ctx = cfg["text_cfg"]["context_length"]
+    dim = cfg["embed_dim"]
+    batch = args.batch
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, size, size, generator=g)
+    ids = tokenize([f"a photo of a red star number {i}" for i in range(batch)], ctx, 0)
+    heads = torch.nn.ModuleList(torch.nn.Linear(dim, n) for n in ATTRIBUTE_CLASSES)
+    labels = [torch.randint(0, n, (batch,), generator=g) for n in ATTRIBUTE_CLASSES]
+    fixed = torch.nn.functional.normalize(torch.randn(batch, dim, generator=g), dim=-1)
+    eye = torch.arange(batch)
+
+    def contrastive(img, txt):
+        logits = model.logit_scale.exp() * torch.nn.functional.normalize(img, dim=-1) @ \
+            torch.nn.functional.normalize(txt, dim=-1).T
+        ce = torch.nn.functional.cross_entropy
+        return (ce(logits, eye) + ce(logits.T, eye)) / 2
+
+    if args.train_step == "attributes":
+        params = list(model.visual.parameters()) + list(heads.parameters())
+        model.visual.train()
+
+        def loss_fn():
+            feats = torch.nn.functional.normalize(model.encode_image(images), dim=-1) * dim ** 0.5
+            return sum(torch.nn.functional.cross_entropy(h(feats), y) for h, y in zip(heads, labels))
+    elif args.train_step == "lit":
+        params = [p for n, p in model.named_parameters() if not n.startswith("visual.")]
+
+        def loss_fn():
+            return contrastive(fixed, model.encode_text(ids))
+    else:
+        params = list(model.parameters())
+        model.visual.eval()  # running batch-norm statistics, as Lethe's joint stage
+
+        def loss_fn():
+            return contrastive(model.encode_image(images), model.encode_text(ids))
+    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.05)
+
+    def step(_):
+        opt.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        opt.step()
+
+    seconds = time_it(step, None, args.warmup, args.iters, torch.device("cpu")) / args.iters
+    print(json.dumps({"stage": args.train_step, "batch": batch, "seconds_per_step": seconds,
+                      "threads": torch.get_num_threads(), "torch": torch.__version__}))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="HF CLIPModel dir or open_clip dir")
@@ -153,7 +221,14 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = torch default)")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--make-vit-b32", metavar="DIR", help="write a random-init ViT-B/32 open_clip checkpoint and exit")
+    ap.add_argument("--train-step", choices=["attributes", "lit", "joint"],
+                    help="time one step of a demo-training stage on DIR's architecture")
     args = ap.parse_args()
+    if args.train_step:
+        if not args.model:
+            ap.error("--train-step needs --model DIR (an open_clip folder)")
+        train_step_bench(args)
+        return
     if args.make_vit_b32:
         make_vit_b32(Path(args.make_vit_b32))
         return

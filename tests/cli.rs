@@ -211,3 +211,66 @@ fn methods_lists_every_method_with_a_pasteable_settings_table() {
     assert_eq!(variant, lethe::unlearn::lip::Variant::Lip);
     assert_eq!(options, lethe::unlearn::lip::LipOptions::default());
 }
+
+/// A train-demo run of a few steps per stage, on the CPU.
+const TINY_TRAINING: [&str; 14] = [
+    "--attributes-steps",
+    "2",
+    "--attributes-batch",
+    "4",
+    "--lit-steps",
+    "1",
+    "--lit-batch",
+    "4",
+    "--lit-pool",
+    "8",
+    "--save-every",
+    "0",
+    "--device",
+    "cpu",
+];
+
+#[test]
+fn train_demo_trains_in_stages_and_reuses_them_on_a_second_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rn");
+    let mut args = vec!["train-demo", "--arch", "rn", "--out", path(&out)];
+    args.extend(TINY_TRAINING);
+    let first = lethe(&args);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    assert!(out.join("open_clip_model.safetensors").is_file());
+    assert!(out.join("stages/1-attributes/progress.json").is_file());
+    assert!(out.join("stages/2-lit/progress.json").is_file());
+    // The held-out accuracies are reported on stdout, one line per dataset.
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert_eq!(stdout.matches("accuracy").count(), 4, "{stdout}");
+    let again = lethe(&args);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("stage attributes: already trained, reused")
+            && stderr.contains("stage lit: already trained, reused"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn train_demo_refuses_to_overwrite_its_starting_checkpoint_and_bad_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = dir.path().join("init");
+    let mut args = vec!["train-demo", "--arch", "rn", "--out", path(&init)];
+    args.extend(TINY_TRAINING);
+    assert!(lethe(&args).status.success());
+    let before = std::fs::read(init.join("open_clip_model.safetensors")).unwrap();
+    let mut same = vec!["train-demo", "--arch", "rn", "--init", path(&init)];
+    same.extend(["--out", path(&init)]);
+    same.extend(TINY_TRAINING);
+    assert_one_line_error(&lethe(&same), &["--out", "--init"]);
+    let after = std::fs::read(init.join("open_clip_model.safetensors")).unwrap();
+    assert_eq!(before, after, "the starting checkpoint was modified");
+    let out = dir.path().join("bad");
+    let mut bad = vec!["train-demo", "--arch", "vit", "--out", path(&out)];
+    bad.extend(["--lit-batch", "1", "--lit-pool", "8", "--device", "cpu"]);
+    assert_one_line_error(&lethe(&bad), &["--lit-batch", "at least 2"]);
+}

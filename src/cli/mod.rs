@@ -14,6 +14,7 @@ use crate::engine::LoadedModel;
 use crate::eval::{class_probabilities, zero_shot};
 
 mod bench_methods;
+mod bench_train;
 mod grid;
 mod run_recipe;
 mod train_demo;
@@ -62,7 +63,7 @@ pub enum Command {
     /// List the unlearning methods: what each does, what it needs, and every setting a recipe's
     /// [method] table accepts, with its default.
     Methods,
-    /// Train a Shapes demo model from scratch (contrastive loss) and save it.
+    /// Train a Shapes demo model from scratch in stages (attribute heads, LiT, joint) and save it.
     TrainDemo(train_demo::TrainDemoArgs),
     /// Save a contact sheet of a dataset's first images as a PNG.
     Grid(grid::GridArgs),
@@ -147,6 +148,8 @@ pub struct EvalArgs {
 pub enum BenchCommand {
     /// Run one forgetting scenario with Lip, Emb and ULip and print the paper's Table 1 for it.
     Methods(bench_methods::BenchMethodsArgs),
+    /// Seconds per training step of a demo-training stage (attributes, lit or joint).
+    Train(bench_train::BenchTrainArgs),
     /// Images/s and texts/s of the encoders.
     Encode {
         #[command(flatten)]
@@ -200,6 +203,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             which: BenchCommand::Methods(args),
         } => bench_methods::bench_methods(&args),
+        Command::Bench {
+            which: BenchCommand::Train(args),
+        } => bench_train::bench_train(&args),
     }
 }
 

@@ -1,6 +1,6 @@
-//! `lethe train-demo`: trains a Shapes demo model from scratch with a progress bar.
+//! `lethe train-demo`: trains a Shapes demo model in stages, a progress bar per stage.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
@@ -8,47 +8,117 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::{self, DeviceChoice};
-use crate::clip::checkpoint::{Checkpoint, write_open_clip};
+use crate::clip::checkpoint::Checkpoint;
 use crate::data::dataset;
 use crate::engine::LoadedModel;
 use crate::eval::zero_shot;
 use crate::train::arch::DemoArch;
-use crate::train::trainer::{TrainOptions, Trainer};
+use crate::train::pipeline::{Event, Stage, TrainPlan, TrainRun};
 
 /// `lethe train-demo`.
 #[derive(Debug, Args)]
+#[command(after_help = STAGES_HELP)]
 pub struct TrainDemoArgs {
     /// Architecture: vit (shapes-vit) or rn (shapes-rn, a ModifiedResNet with batch norm).
     #[arg(long)]
     arch: DemoArch,
-    /// Folder to write the open_clip checkpoint into (created; files replaced atomically).
+    /// Folder for the final open_clip checkpoint; each stage's output is kept in DIR/stages,
+    /// and running the same command again resumes where it stopped.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Optimiser steps.
-    #[arg(long)]
-    steps: Option<usize>,
-    /// Continue from this checkpoint (of the same architecture) instead of random weights;
-    /// give a new --seed to see new scenes.
+    /// Start from this checkpoint (of the same architecture) instead of random weights.
     #[arg(long, value_name = "DIR")]
     init: Option<PathBuf>,
-    /// Image–caption pairs per step.
-    #[arg(long)]
-    batch: Option<usize>,
-    /// Peak learning rate (after warm-up; cosine decay to zero).
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Seed of the initial weights and of the training scenes.
+    /// Seed of the initial weights and of every stage's scenes.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Also write the checkpoint every N steps, so an interrupted run keeps its progress.
-    #[arg(long, default_value_t = 500)]
+    /// Save the running stage every N steps, so an interrupted run keeps its progress.
+    #[arg(long, default_value_t = 250)]
     save_every: usize,
-    /// Store weights as f32 instead of f16.
+    /// Store the final weights as f32 instead of f16.
     #[arg(long)]
     f32: bool,
     /// Where to compute: auto, gpu or cpu.
     #[arg(long, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
+    #[command(flatten)]
+    stages: StageArgs,
+}
+
+const STAGES_HELP: &str = "\
+Stages (each saved in DIR/stages and resumed by running the command again):
+  1 attributes  the vision tower learns each scene's object, colour, size and background
+                through temporary heads (thrown away afterwards): this is where shape is learnt
+  2 lit         locked-image text tuning: the vision tower is frozen and the text tower learns
+                to point captions at the image embeddings of a pool of scenes
+  3 joint       optional (0 steps by default): both towers fine-tuned contrastively at a low
+                learning rate
+A stage with 0 steps is skipped. Changing a stage's settings trains it and every later stage
+again.";
+
+/// Per-stage settings; unset ones keep the architecture's defaults.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Stage settings")]
+struct StageArgs {
+    /// Steps of attribute pretraining.
+    #[arg(long, value_name = "N")]
+    attributes_steps: Option<usize>,
+    /// Images per attribute step.
+    #[arg(long, value_name = "B")]
+    attributes_batch: Option<usize>,
+    /// Peak learning rate of attribute pretraining.
+    #[arg(long, value_name = "X")]
+    attributes_lr: Option<f64>,
+    /// Steps of locked-image text tuning.
+    #[arg(long, value_name = "N")]
+    lit_steps: Option<usize>,
+    /// Image–caption pairs per LiT step.
+    #[arg(long, value_name = "B")]
+    lit_batch: Option<usize>,
+    /// Peak learning rate of LiT.
+    #[arg(long, value_name = "X")]
+    lit_lr: Option<f64>,
+    /// Scenes whose image embeddings LiT computes once and pairs with captions.
+    #[arg(long, value_name = "N")]
+    lit_pool: Option<usize>,
+    /// Steps of the joint contrastive fine-tune.
+    #[arg(long, value_name = "N")]
+    joint_steps: Option<usize>,
+    /// Image–caption pairs per joint step.
+    #[arg(long, value_name = "B")]
+    joint_batch: Option<usize>,
+    /// Peak learning rate of the joint fine-tune.
+    #[arg(long, value_name = "X")]
+    joint_lr: Option<f64>,
+}
+
+impl StageArgs {
+    /// `plan` with every given setting applied; warm-ups shrink to a tenth of short stages.
+    fn apply(&self, plan: &mut TrainPlan) {
+        let given = [
+            (
+                Stage::Attributes,
+                self.attributes_steps,
+                self.attributes_batch,
+                self.attributes_lr,
+            ),
+            (Stage::Lit, self.lit_steps, self.lit_batch, self.lit_lr),
+            (
+                Stage::Joint,
+                self.joint_steps,
+                self.joint_batch,
+                self.joint_lr,
+            ),
+        ];
+        for (stage, steps, batch, lr) in given {
+            let options = plan.options_mut(stage);
+            options.steps = steps.unwrap_or(options.steps);
+            options.batch = batch.unwrap_or(options.batch);
+            options.learning_rate = lr.unwrap_or(options.learning_rate);
+            options.warmup = options.warmup.min(options.steps / 10);
+        }
+        plan.lit_pool = self.lit_pool.unwrap_or(plan.lit_pool);
+    }
 }
 
 /// Held-out Shapes sets (seeds never used for training batches) reported after training.
@@ -59,34 +129,30 @@ const CHECKS: [&str; 4] = [
     "shapes:color-shapes?seed=9004&n=1000",
 ];
 
+/// True when `a` and `b` name the same existing folder.
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// Runs `lethe train-demo`.
 pub fn train_demo(args: TrainDemoArgs) -> Result<()> {
-    let mut options = TrainOptions::new(args.arch);
-    options.seed = args.seed;
-    options.steps = args.steps.unwrap_or(options.steps);
-    options.batch = args.batch.unwrap_or(options.batch);
-    options.learning_rate = args.lr.unwrap_or(options.learning_rate);
-    options.warmup = options.warmup.min(options.steps / 10);
-    if options.steps == 0 || options.batch < 2 {
-        bail!("--steps must be at least 1 and --batch at least 2");
-    }
+    let mut plan = TrainPlan::new(args.arch);
+    plan.seed = args.seed;
+    args.stages.apply(&mut plan);
+    plan.validate()?;
     let device = backend::resolve(args.device).map_err(anyhow::Error::msg)?;
-    eprintln!(
-        "training {} on {} ({} steps of {} pairs)",
-        args.arch.model_name(),
-        device.description,
-        options.steps,
-        options.batch
-    );
-    let dtype = if args.f32 {
-        safetensors::Dtype::F32
-    } else {
-        safetensors::Dtype::F16
-    };
-    let config = args.arch.open_clip_config();
-    let mut trainer = match &args.init {
-        None => Trainer::new(options.clone(), &device.device),
+    let init = match &args.init {
+        None => None,
         Some(dir) => {
+            if same_folder(dir, &args.out) {
+                bail!(
+                    "--out {} is the --init checkpoint; write the result to another folder",
+                    args.out.display()
+                );
+            }
             let checkpoint = Checkpoint::open(dir)?;
             if checkpoint.spec != args.arch.spec() {
                 bail!(
@@ -95,51 +161,30 @@ pub fn train_demo(args: TrainDemoArgs) -> Result<()> {
                     args.arch.model_name()
                 );
             }
-            let autodiff = device.device.clone().autodiff();
-            Trainer::resume(options.clone(), checkpoint.load(&autodiff)?, &autodiff)
+            let model = checkpoint.load(&device.device.clone().autodiff())?;
+            Some((model, dir.display().to_string()))
         }
     };
-    let bar = ProgressBar::new(options.steps as u64).with_style(
-        ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} steps  {elapsed_precise} (eta {eta_precise})  {msg}",
-        )
-        .expect("the template is valid"),
+    eprintln!(
+        "training {} on {}",
+        args.arch.model_name(),
+        device.description
     );
     let start = Instant::now();
-    let mut smoothed = None::<f32>;
-    let log_every = (options.steps / 50).max(1);
-    for _ in 0..options.steps {
-        let report = trainer.step();
-        if !report.loss.is_finite() {
-            bar.abandon();
-            bail!(
-                "training diverged at step {} (loss {}); try a lower --lr",
-                report.step,
-                report.loss
-            );
-        }
-        let average = smoothed.map_or(report.loss, |s| 0.95 * s + 0.05 * report.loss);
-        smoothed = Some(average);
-        bar.set_message(format!(
-            "loss {average:.3}  lr {:.1e}  scale {:.1}",
-            report.learning_rate, report.logit_scale
-        ));
-        bar.inc(1);
-        // Without a terminal the bar is hidden; log plain lines instead.
-        if bar.is_hidden() && (report.step % log_every == 0 || report.step == options.steps) {
-            eprintln!(
-                "step {}/{}  {:.0} s  loss {average:.3}",
-                report.step,
-                options.steps,
-                start.elapsed().as_secs_f64()
-            );
-        }
-        if args.save_every > 0 && report.step % args.save_every == 0 {
-            write_open_clip(&trainer.model(), &config, dtype, &args.out)?;
-        }
+    let mut progress = StageProgress::default();
+    TrainRun {
+        plan: &plan,
+        init,
+        out: &args.out,
+        save_every: args.save_every,
+        dtype: if args.f32 {
+            safetensors::Dtype::F32
+        } else {
+            safetensors::Dtype::F16
+        },
+        device: &device.device,
     }
-    bar.finish();
-    write_open_clip(&trainer.model(), &config, dtype, &args.out)?;
+    .run(&mut |event| progress.show(event))?;
     eprintln!(
         "wrote {} in {:.0} s",
         args.out.display(),
@@ -152,4 +197,79 @@ pub fn train_demo(args: TrainDemoArgs) -> Result<()> {
         println!("{spec:<40} accuracy {:.4}", result.accuracy);
     }
     Ok(())
+}
+
+/// The progress bar of the running stage, or plain log lines without a terminal.
+#[derive(Default)]
+struct StageProgress {
+    bar: Option<ProgressBar>,
+    started: Option<Instant>,
+    smoothed: Option<f32>,
+    steps: usize,
+}
+
+impl StageProgress {
+    fn show(&mut self, event: Event) {
+        match event {
+            Event::Reused { stage } => {
+                eprintln!("stage {}: already trained, reused", stage.name());
+            }
+            Event::Started {
+                stage,
+                steps,
+                from_step,
+            } => {
+                if from_step > 0 {
+                    eprintln!("stage {}: resuming at step {from_step}", stage.name());
+                }
+                let bar = ProgressBar::new(steps as u64).with_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>10} {bar:30} {pos}/{len}  {elapsed_precise} (eta {eta_precise})  {msg}",
+                    )
+                    .expect("the template is valid"),
+                );
+                bar.set_prefix(stage.name());
+                bar.set_position(from_step as u64);
+                self.bar = Some(bar);
+                self.started = Some(Instant::now());
+                self.smoothed = None;
+                self.steps = steps;
+            }
+            Event::Step { stage, report } => {
+                let average = self
+                    .smoothed
+                    .map_or(report.loss, |s| 0.95 * s + 0.05 * report.loss);
+                self.smoothed = Some(average);
+                let readings: Vec<String> = report
+                    .readings
+                    .iter()
+                    .map(|(name, value)| format!("{name} {value:.2}"))
+                    .collect();
+                let message = format!(
+                    "loss {average:.3}  lr {:.1e}  {}",
+                    report.learning_rate,
+                    readings.join("  ")
+                );
+                let Some(bar) = &self.bar else { return };
+                bar.set_message(message.clone());
+                bar.inc(1);
+                // Without a terminal the bar is hidden; log plain lines instead.
+                let every = (self.steps / 100).max(1);
+                if bar.is_hidden() && (report.step % every == 0 || report.step == self.steps) {
+                    eprintln!(
+                        "{} {}/{}  {:.0} s  {message}",
+                        stage.name(),
+                        report.step,
+                        self.steps,
+                        self.started.map_or(0.0, |s| s.elapsed().as_secs_f64())
+                    );
+                }
+            }
+            Event::Finished { .. } => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish();
+                }
+            }
+        }
+    }
 }

@@ -4,7 +4,6 @@
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
 
@@ -14,6 +13,7 @@ use crate::clip::{Clip, host_values, normalize};
 use crate::data::dataset::Dataset;
 use crate::engine::LoadedModel;
 use crate::train::clip_adam;
+use crate::train::loss::cross_entropy;
 
 /// Learning rate of the relearning fine-tune (Adam, all weights).
 pub const RELEARN_LEARNING_RATE: f64 = 1e-4;
@@ -110,9 +110,7 @@ pub fn relearn(
         let heads = ensemble(model.encode_text(&prompts), templates);
         let scale = model.logit_scale.val().exp().unsqueeze::<2>();
         let logits = normalize(model.encode_image(images)).matmul(heads.transpose()) * scale;
-        let loss = -log_softmax(logits, 1)
-            .gather(1, labels.unsqueeze_dim(1))
-            .mean();
+        let loss = cross_entropy(logits, labels);
         if !host_values(loss.clone().detach())[0].is_finite() {
             break;
         }

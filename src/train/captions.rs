@@ -2,6 +2,14 @@
 //! attribute, so the text tower also learns what "a star" or "something red" means on its own
 //! (zero-shot prompts name a single class).
 
+use std::collections::BTreeSet;
+
+use burn::module::Param;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::clip::config::ClipSpec;
+use crate::clip::tokenizer::Tokenizer;
+use crate::clip::{Clip, host_values};
 use crate::data::shapes::{Object, Rng, Scene, article, caption};
 
 const LEADS: [&str; 5] = [
@@ -42,6 +50,66 @@ pub fn training_caption(scene: &Scene, rng: &mut Rng) -> String {
         }
     };
     format!("{lead}{phrase}")
+}
+
+/// Tokenises training captions for a model's text tower and remembers every token id used.
+pub struct CaptionTokenizer {
+    tokenizer: Tokenizer,
+    context_length: usize,
+    pad_id: u32,
+    seen: BTreeSet<u32>,
+}
+
+impl CaptionTokenizer {
+    /// For a model of shape `spec`.
+    pub fn new(spec: &ClipSpec) -> Self {
+        Self {
+            tokenizer: Tokenizer::clip_default(),
+            context_length: spec.text.context_length,
+            pad_id: spec.text.pad_id,
+            seen: BTreeSet::new(),
+        }
+    }
+
+    /// Token ids of `captions`, padded to the context length.
+    pub fn tokenize(&mut self, captions: &[String]) -> Vec<Vec<u32>> {
+        let ids = self
+            .tokenizer
+            .tokenize_batch(captions, self.context_length, self.pad_id);
+        self.seen.extend(ids.iter().flatten());
+        ids
+    }
+
+    /// Every token id some caption contained.
+    pub fn seen(&self) -> &BTreeSet<u32> {
+        &self.seen
+    }
+}
+
+/// `model` with the embedding rows of tokens outside `seen` set to zero: they hold nothing
+/// but their random start, a word the model never saw should add nothing, and zero rows make
+/// the shipped file compress well.
+pub fn without_unseen_tokens(mut model: Clip, seen: &BTreeSet<u32>) -> Clip {
+    let [vocab, width] = model.text.token_embed.lazy_shape().dims();
+    let rows = host_values(model.text.token_embed.val());
+    let kept: Vec<f32> = rows
+        .chunks(width)
+        .enumerate()
+        .flat_map(|(id, row)| {
+            let keep = if seen.contains(&(id as u32)) {
+                1.0
+            } else {
+                0.0
+            };
+            row.iter().map(move |v| v * keep)
+        })
+        .collect();
+    let device = model.device();
+    model.text.token_embed = Param::from_tensor(Tensor::from_data(
+        TensorData::new(kept, [vocab, width]),
+        &device,
+    ));
+    model
 }
 
 #[cfg(test)]

@@ -1,7 +1,14 @@
-//! CLIP's symmetric contrastive loss.
+//! The training losses: CLIP's symmetric contrastive loss and plain cross-entropy.
 
-use burn::tensor::Tensor;
 use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor};
+
+/// Mean cross-entropy of `logits` `[n, classes]` against class indices `labels` `[n]`.
+pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    -log_softmax(logits, 1)
+        .gather(1, labels.unsqueeze_dim(1))
+        .mean()
+}
 
 /// The InfoNCE loss over a square logit matrix whose matching pairs lie on the diagonal:
 /// the mean of the image-to-text and text-to-image cross-entropies.
