@@ -24,7 +24,7 @@ enum Init {
 /// convolution's receptive field does. It only changes the starting values, so the model stays
 /// an ordinary ViT; on small data it trains much faster. Gains are √0.7 for W_q and W_k (their
 /// product ≈ 0.7·I) and ±√0.4 for W_v and W_o (product ≈ −0.4·I), the paper's settings.
-const QUERY_KEY_GAIN: f32 = 0.836_660_03; // √0.7
+const QUERY_KEY_GAIN: f32 = 0.836_66; // √0.7
 const VALUE_OUT_GAIN: f32 = 0.632_455_5; // √0.4
 /// Standard deviation (times 1/√width) of the noise added to the mimetic identity.
 const MIMETIC_NOISE: f32 = 0.5;

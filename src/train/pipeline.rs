@@ -336,7 +336,7 @@ impl TrainRun<'_> {
                     report: &report,
                 });
                 if self.save_every > 0
-                    && report.step % self.save_every == 0
+                    && report.step.is_multiple_of(self.save_every)
                     && report.step < options.steps
                 {
                     save(trainer.as_ref(), report.step)?;
