@@ -11,6 +11,7 @@ use crate::backend::{self, DeviceChoice};
 use crate::clip::checkpoint::Checkpoint;
 use crate::data::dataset;
 use crate::engine::LoadedModel;
+use crate::eval::metrics::hash_folder;
 use crate::eval::zero_shot;
 use crate::train::arch::DemoArch;
 use crate::train::pipeline::{Event, Stage, TrainPlan, TrainRun};
@@ -164,7 +165,10 @@ pub fn train_demo(args: TrainDemoArgs) -> Result<()> {
                 );
             }
             let model = checkpoint.load(&device.device.clone().autodiff())?;
-            Some((model, dir.display().to_string()))
+            // Resuming depends on what the starting weights are, not on where they lie.
+            let digest = hash_folder(dir)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
+            Some((model, format!("sha256:{digest}")))
         }
     };
     eprintln!(

@@ -229,7 +229,8 @@ pub enum Event<'a> {
 pub struct TrainRun<'a> {
     /// The plan.
     pub plan: &'a TrainPlan,
-    /// The starting model instead of fresh weights, with a name for it (e.g. its path).
+    /// The starting model instead of fresh weights, with a name that changes whenever its
+    /// weights do (e.g. a digest of its files).
     pub init: Option<(Clip, String)>,
     /// The output folder; stage outputs go to `out/stages`.
     pub out: &'a Path,
