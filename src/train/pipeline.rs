@@ -7,8 +7,8 @@
 //! architecture, the seed, the starting checkpoint, and the settings of this stage and every
 //! stage before it). A later run with the same fingerprint skips a finished stage and
 //! continues an unfinished one from its last save, on the same batches an uninterrupted run
-//! would have seen (the optimiser's moments start afresh); a changed fingerprint trains the
-//! stage again. The final model is written to `OUT` itself.
+//! would have seen (the optimiser's moments and the attribute stage's temporary heads start
+//! afresh); a changed fingerprint trains the stage again. The final model is written to `OUT` itself.
 
 use std::collections::BTreeSet;
 use std::fs;
