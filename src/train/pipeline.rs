@@ -83,7 +83,7 @@ impl TrainPlan {
     pub fn new(arch: DemoArch) -> Self {
         let (attribute_steps, attribute_lr) = match arch {
             DemoArch::Vit => (3000, 1e-3),
-            DemoArch::Rn => (1000, 2e-3),
+            DemoArch::Rn => (2000, 2e-3),
         };
         Self {
             arch,
