@@ -9,13 +9,10 @@ use clap::Args;
 
 use crate::backend::{self, DeviceChoice};
 use crate::clip::Clip;
+use crate::train::StageStart;
 use crate::train::arch::DemoArch;
-use crate::train::attributes::AttributeTrainer;
-use crate::train::contrastive::ContrastiveTrainer;
 use crate::train::init::initialize;
-use crate::train::lit::LitTrainer;
-use crate::train::pipeline::{Stage, TrainPlan};
-use crate::train::{StageStart, StageTrainer};
+use crate::train::pipeline::{Stage, TrainPlan, stage_trainer};
 
 /// `lethe bench train`.
 #[derive(Debug, Args)]
@@ -67,11 +64,7 @@ pub fn bench_train(args: &BenchTrainArgs) -> Result<()> {
         seed: 0,
         step: 0,
     };
-    let mut trainer: Box<dyn StageTrainer> = match stage {
-        Stage::Attributes => Box::new(AttributeTrainer::new(model, start)),
-        Stage::Lit => Box::new(LitTrainer::new(model, start, batch * 4)),
-        Stage::Joint => Box::new(ContrastiveTrainer::new(model, start)),
-    };
+    let mut trainer = stage_trainer(stage, model, start, batch * 4);
     trainer.step();
     trainer.step();
     let start = Instant::now();

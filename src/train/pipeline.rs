@@ -298,11 +298,7 @@ impl TrainRun<'_> {
                 seed: plan.seed,
                 step: from_step,
             };
-            let mut trainer: Box<dyn StageTrainer> = match stage {
-                Stage::Attributes => Box::new(AttributeTrainer::new(model, start)),
-                Stage::Lit => Box::new(LitTrainer::new(model, start, plan.lit_pool)),
-                Stage::Joint => Box::new(ContrastiveTrainer::new(model, start)),
-            };
+            let mut trainer = stage_trainer(stage, model, start, plan.lit_pool);
             let save = |trainer: &dyn StageTrainer, steps_done: usize| -> Result<()> {
                 let mut tokens = seen.clone();
                 tokens.extend(trainer.seen_tokens());
@@ -355,6 +351,20 @@ impl TrainRun<'_> {
         };
         write_open_clip(&model, &config, self.dtype, self.out)?;
         Ok(model)
+    }
+}
+
+/// The trainer of `stage` for `model`, starting at `start`; LiT encodes `lit_pool` scenes.
+pub fn stage_trainer(
+    stage: Stage,
+    model: Clip,
+    start: StageStart,
+    lit_pool: usize,
+) -> Box<dyn StageTrainer> {
+    match stage {
+        Stage::Attributes => Box::new(AttributeTrainer::new(model, start)),
+        Stage::Lit => Box::new(LitTrainer::new(model, start, lit_pool)),
+        Stage::Joint => Box::new(ContrastiveTrainer::new(model, start)),
     }
 }
 
