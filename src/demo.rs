@@ -7,6 +7,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -72,7 +73,11 @@ fn materialise(demo: &DemoModel, root: &Path) -> Result<PathBuf, String> {
     let failed =
         |e: std::io::Error| format!("cannot write the demo model to {}: {e}", root.display());
     fs::create_dir_all(root).map_err(failed)?;
-    let staging = root.join(format!(".demo-{}-{}", demo.name, std::process::id()));
+    // Unique per process and per call: two threads of one process must not share a staging
+    // folder either, or one could rename it while the other is still truncating a file in it.
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let staging = root.join(format!(".demo-{}-{}-{call}", demo.name, std::process::id()));
     fs::create_dir_all(&staging).map_err(failed)?;
     fs::write(staging.join("open_clip_config.json"), demo.config).map_err(failed)?;
     fs::write(staging.join("open_clip_model.safetensors"), demo.weights).map_err(failed)?;
@@ -111,6 +116,26 @@ mod tests {
         assert_eq!(first, second);
         let written = fs::read(first.join("open_clip_model.safetensors")).unwrap();
         assert_eq!(written, DEMOS[0].weights);
+        assert_eq!(
+            fs::read_dir(root.path()).unwrap().count(),
+            1,
+            "no staging left"
+        );
+    }
+
+    #[test]
+    fn threads_materialising_at_once_all_read_the_whole_model() {
+        let root = tempfile::tempdir().unwrap();
+        let folders: Vec<PathBuf> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| materialise(&DEMOS[1], root.path()).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for folder in folders {
+            let written = fs::read(folder.join("open_clip_model.safetensors")).unwrap();
+            assert!(written == DEMOS[1].weights, "a thread saw a partial model");
+        }
         assert_eq!(
             fs::read_dir(root.path()).unwrap().count(),
             1,
