@@ -8,6 +8,7 @@ pub mod atomic;
 pub mod backend;
 pub mod cli;
 pub mod clip;
+pub mod curation;
 pub mod data;
 pub mod demo;
 pub mod engine;

@@ -13,6 +13,7 @@ use burn::module::Module;
 use crate::backend::DeviceChoice;
 use crate::clip::Clip;
 use crate::clip::checkpoint::Checkpoint;
+use crate::curation::Setup;
 use crate::data::contact_sheet::contact_sheet;
 use crate::data::dataset::{self, Dataset};
 use crate::engine::LoadedModel;
@@ -24,7 +25,7 @@ use crate::eval::relearn::relearn;
 use crate::eval::snapshot::{EvalPlan, Snapshot, measure};
 use crate::recipe::Recipe;
 use crate::unlearn::job::{Ending, Event, Job};
-use crate::unlearn::methods::{Setup, parse_settings, prepare};
+use crate::unlearn::methods::{check, prepare};
 use crate::unlearn::synthetic::SyntheticImages;
 
 /// A recipe with its model and data opened and checked, ready to run.
@@ -56,7 +57,7 @@ impl Opened {
             .parse()
             .map_err(anyhow::Error::msg)
             .context("[model] device")?;
-        parse_settings(&recipe.method.name, &recipe.method.settings).map_err(anyhow::Error::msg)?;
+        check(&recipe.method.name, &recipe.method.settings)?;
         let path = crate::demo::resolve_model(&recipe.model.path).map_err(anyhow::Error::msg)?;
         let checkpoint = Checkpoint::open(&path)?;
         let loaded = LoadedModel::from_checkpoint(&checkpoint, choice)?;
@@ -219,9 +220,7 @@ pub fn execute_from(
         .checkpoint
         .load(&opened.loaded.device.device.clone().autodiff())?;
     let start = Instant::now();
-    let prepared = prepare(&Setup {
-        name: &recipe.method.name,
-        settings: &recipe.method.settings,
+    let setup = Setup {
         seed: recipe.seed,
         model: &trainable,
         loaded: &opened.loaded,
@@ -231,8 +230,8 @@ pub fn execute_from(
         retain_images: opened.retain_images.as_ref(),
         verify_images: opened.verify_images.as_ref(),
         cancel,
-    })
-    .map_err(anyhow::Error::msg)?;
+    };
+    let prepared = prepare(&recipe.method.name, &recipe.method.settings, &setup)?;
     if cancel.load(Ordering::Relaxed) {
         bail!(RunStopped::Cancelled { steps: 0 });
     }

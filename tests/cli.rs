@@ -207,9 +207,9 @@ fn methods_lists_every_method_with_a_pasteable_settings_table() {
     let fragment: toml::Table = toml::from_str(first).unwrap();
     let mut method = fragment["method"].as_table().unwrap().clone();
     assert_eq!(method.remove("name").unwrap().as_str(), Some("lip"));
-    let (variant, options) = lethe::unlearn::methods::parse_settings("lip", &method).unwrap();
-    assert_eq!(variant, lethe::unlearn::lip::Variant::Lip);
-    assert_eq!(options, lethe::unlearn::lip::LipOptions::default());
+    let options: lethe::unlearn::methods::lip::LipOptions =
+        lethe::unlearn::methods::parse_options("lip", &method).unwrap();
+    assert_eq!(options, lethe::unlearn::methods::lip::LipOptions::default());
 }
 
 /// A train-demo run of a few steps per stage, on the CPU.

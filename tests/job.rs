@@ -7,6 +7,7 @@ use lethe::clip::checkpoint::Checkpoint;
 use lethe::clip::{Clip, host_values};
 use lethe::demo::resolve_model;
 use lethe::unlearn::job::{Ending, Event, Job, Method, StepReport};
+use lethe::unlearn::methods::MethodError;
 
 fn model() -> Clip {
     let checkpoint = Checkpoint::open(&resolve_model("demo:vit").unwrap()).unwrap();
@@ -53,11 +54,18 @@ impl Method for Counter {
         self.max
     }
 
-    fn step(&mut self, mut model: Clip, original: &Clip) -> Result<(Clip, StepReport), String> {
+    fn step(
+        &mut self,
+        mut model: Clip,
+        original: &Clip,
+    ) -> Result<(Clip, StepReport), MethodError> {
         self.steps += 1;
         std::thread::sleep(self.pause);
         if Some(self.steps) == self.fail_at {
-            return Err("out of ideas".into());
+            return Err(MethodError::Failed {
+                method: "counter".into(),
+                problem: "out of ideas".into(),
+            });
         }
         assert_ne!(Some(self.steps), self.panic_at, "a bug in the method");
         // Like a real method: the loss is measured on the weights going in, then they change.
@@ -145,7 +153,10 @@ fn a_failing_method_keeps_the_last_good_model() {
         fail_at: Some(2),
         ..Counter::new(10)
     });
-    assert_eq!(outcome.ending, Ending::Failed("out of ideas".into()));
+    assert_eq!(
+        outcome.ending,
+        Ending::Failed("method 'counter' failed: out of ideas".into())
+    );
     assert_eq!(scale(&outcome.model), start + 1.0);
 }
 

@@ -6,13 +6,26 @@ use lethe::clip::Clip;
 use lethe::clip::checkpoint::{Checkpoint, named_tensors};
 use lethe::clip::tokenizer::Tokenizer;
 use lethe::clip::weights::Format;
+use lethe::curation::{HeldOut, Scenario};
 use lethe::demo::resolve_model;
 use lethe::unlearn::job::{Method, StepReport};
-use lethe::unlearn::lip::{ForgetTask, HeldOut, Lip, LipOptions, RetainImages, Variant};
+use lethe::unlearn::methods::emb::EmbLoss;
+use lethe::unlearn::methods::lip::{LipFamily, LipLoss, LipOptions, PerturbationLoss};
+use lethe::unlearn::methods::ulip::ULipLoss;
+use lethe::unlearn::toolkit::RetainImages;
 
-/// One step of `variant` on `model_spec` with 4 random "images" of the first of three colour
+/// The loss of the Lip-family member named `name`.
+fn loss(name: &str) -> Box<dyn PerturbationLoss> {
+    match name {
+        "lip" => Box::new(LipLoss),
+        "ulip" => Box::new(ULipLoss),
+        _ => Box::new(EmbLoss { alpha: 1.0 }),
+    }
+}
+
+/// One step of the Lip-family member `method` on `model_spec` with 4 random "images" of the first of three colour
 /// classes: the model's report and the open_clip keys of the tensors that changed.
-fn one_step(model_spec: &str, variant: Variant, options: &LipOptions) -> (StepReport, Vec<String>) {
+fn one_step(model_spec: &str, method: &str, options: &LipOptions) -> (StepReport, Vec<String>) {
     let device = Device::flex().autodiff();
     let model = Checkpoint::open(&resolve_model(model_spec).unwrap())
         .unwrap()
@@ -27,7 +40,7 @@ fn one_step(model_spec: &str, variant: Variant, options: &LipOptions) -> (StepRe
         32,
         0,
     );
-    let task = ForgetTask {
+    let task = Scenario {
         images: Tensor::<4>::random([4, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device),
         labels: vec![0; 4],
         prompts,
@@ -35,7 +48,7 @@ fn one_step(model_spec: &str, variant: Variant, options: &LipOptions) -> (StepRe
         retain: None,
         held_out: None,
     };
-    let mut method = Lip::new(variant, options.clone(), task, 0);
+    let mut method = LipFamily::new(loss(method), options.clone(), task, 0);
     let before = named_tensors(&model, Format::OpenClip, None);
     let (updated, report) = method.step(model.clone(), &model).unwrap();
     let after = named_tensors(&updated, Format::OpenClip, None);
@@ -59,7 +72,7 @@ fn small_step() -> LipOptions {
 #[test]
 fn a_lip_step_updates_only_the_top_layers_of_each_tower() {
     let options = small_step();
-    let (report, changed) = one_step("demo:rn", Variant::Lip, &options);
+    let (report, changed) = one_step("demo:rn", "lip", &options);
     let vision: Vec<_> = changed
         .iter()
         .filter(|k| k.starts_with("visual."))
@@ -83,7 +96,7 @@ fn a_lip_step_updates_only_the_top_layers_of_each_tower() {
 
 #[test]
 fn a_ulip_step_leaves_the_text_tower_alone() {
-    let (report, changed) = one_step("demo:vit", Variant::ULip, &small_step());
+    let (report, changed) = one_step("demo:vit", "ulip", &small_step());
     assert_eq!(report.losses[0].0, "ulip");
     assert!(!changed.is_empty());
     assert!(
@@ -98,7 +111,7 @@ fn with_blocks_only_the_shared_layers_stay_put() {
         blocks_only: true,
         ..small_step()
     };
-    let (_, changed) = one_step("demo:vit", Variant::Lip, &options);
+    let (_, changed) = one_step("demo:vit", "lip", &options);
     assert!(!changed.is_empty());
     assert!(
         changed.iter().all(|k| k.contains("resblocks.")),
@@ -127,7 +140,7 @@ fn demo_vit_red_or_blue() -> (Device, Clip, Vec<Vec<u32>>, Tensor<2>) {
 fn the_retain_term_starts_at_zero_and_grows_as_the_model_drifts() {
     let (device, model, prompts, heads) = demo_vit_red_or_blue();
     let kept = Tensor::<4>::random([3, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
-    let task = ForgetTask {
+    let task = Scenario {
         images: Tensor::<4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device),
         labels: vec![0; 2],
         prompts,
@@ -140,7 +153,7 @@ fn the_retain_term_starts_at_zero_and_grows_as_the_model_drifts() {
         retain_weight: 1.0,
         ..small_step()
     };
-    let mut method = Lip::new(Variant::Emb, options, task, 0);
+    let mut method = LipFamily::new(loss("emb"), options, task, 0);
     let (model, first) = method.step(model.clone(), &model).unwrap();
     let retain_loss = |report: &StepReport| {
         report
@@ -172,7 +185,7 @@ fn with_held_out_pictures_the_stop_is_judged_on_them_not_on_the_training_picture
         (answers.clone(), 1.0),
         (answers.iter().map(|a| 1 - a).collect(), 0.0),
     ] {
-        let task = ForgetTask {
+        let task = Scenario {
             images: Tensor::<4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device),
             labels: vec![0, 1],
             prompts: prompts.clone(),
@@ -183,7 +196,7 @@ fn with_held_out_pictures_the_stop_is_judged_on_them_not_on_the_training_picture
                 labels,
             }),
         };
-        let method = Lip::new(Variant::Lip, small_step(), task, 0);
+        let method = LipFamily::new(loss("lip"), small_step(), task, 0);
         assert_eq!(method.forget_accuracy(&model), expected);
     }
 }

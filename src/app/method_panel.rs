@@ -4,26 +4,20 @@
 use eframe::egui;
 
 use super::LetheApp;
-use crate::unlearn::lip::Variant;
-use crate::unlearn::methods::{
-    METHODS, Preset, default_settings, parse_settings, preset_settings, setting_help,
-};
+use crate::unlearn::methods::{Preset, REGISTRY, UnlearningMethod, find, known_settings};
 
 /// Draws the Method panel.
 pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
     egui::ScrollArea::vertical().show(ui, |ui| {
         ui.heading("Method");
         recipe_buttons(app, ui);
-        let method = &mut app.workspace.recipe.method;
-        for info in METHODS {
-            ui.radio_value(&mut method.name, info.name.to_string(), info.title)
-                .on_hover_text(info.summary);
-        }
-        if let Some(info) = crate::unlearn::methods::method_info(&method.name) {
-            ui.add_space(6.0);
-            ui.label(egui::RichText::new(info.summary));
-            ui.label(egui::RichText::new(format!("Needs: {}", info.needs)).italics());
-        }
+        method_choice(app, ui);
+        let Ok(method) = find(&app.workspace.recipe.method.name) else {
+            return;
+        };
+        ui.add_space(6.0);
+        ui.label(egui::RichText::new(method.summary()));
+        ui.label(egui::RichText::new(format!("Needs: {}", method.needs())).italics());
         ui.separator();
         ui.horizontal(|ui| {
             ui.label("Preset")
@@ -31,15 +25,15 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
             for preset in Preset::ALL {
                 if ui
                     .selectable_label(app.workspace.preset == preset, preset.name())
-                    .on_hover_text(preset_help(preset))
+                    .on_hover_text(preset.help())
                     .clicked()
                 {
                     app.workspace.preset = preset;
-                    app.workspace.recipe.method.settings = preset_settings(preset);
+                    app.workspace.recipe.method.settings = method.preset(preset);
                 }
             }
         });
-        if let Some(warning) = lip_retain_warning(&app.workspace.recipe.method) {
+        if let Some(warning) = method.warning(&app.workspace.recipe.method.settings) {
             ui.colored_label(ui.visuals().warn_fg_color, warning);
         }
         ui.horizontal(|ui| {
@@ -55,7 +49,8 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
                 settings_editor(
                     ui,
                     "settings",
-                    &default_settings(),
+                    method,
+                    &method.defaults(),
                     &mut app.workspace.recipe.method.settings,
                 );
             });
@@ -70,6 +65,23 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
             );
         });
     });
+}
+
+/// One radio button per registered method. Switching keeps the settings the new method also
+/// has and drops the others, so the recipe stays valid.
+fn method_choice(app: &mut LetheApp, ui: &mut egui::Ui) {
+    let method = &mut app.workspace.recipe.method;
+    for info in REGISTRY {
+        if ui
+            .radio(method.name == info.name(), info.title())
+            .on_hover_text(info.summary())
+            .clicked()
+            && method.name != info.name()
+        {
+            method.name = info.name().to_string();
+            method.settings = known_settings(*info, &method.settings);
+        }
+    }
 }
 
 /// Open a recipe file into the workspace, or save the scenario as one.
@@ -105,38 +117,12 @@ fn recipe_buttons(app: &mut LetheApp, ui: &mut egui::Ui) {
     });
 }
 
-/// A warning when the retain term is combined with a Lipschitz loss, which it stops from
-/// forgetting (measured on the demo models: red stays above 0.57 even at weight 0.01).
-fn lip_retain_warning(method: &crate::recipe::MethodSection) -> Option<&'static str> {
-    let lipschitz_with_retain = parse_settings(&method.name, &method.settings)
-        .is_ok_and(|(variant, options)| variant != Variant::Emb && options.retain_weight > 0.0);
-    lipschitz_with_retain.then_some(
-        "With Lip's loss the retain term holds the class to forget in place as well: choose Emb to forget while keeping the rest.",
-    )
-}
-
-fn preset_help(preset: Preset) -> &'static str {
-    match preset {
-        Preset::Gentle => {
-            "The paper's settings: small steps; slow, and a small model may not forget fully."
-        }
-        Preset::Default => {
-            "Sized for small models like the demo ones: forgets in well under a minute."
-        }
-        Preset::Careful => {
-            "Holds the other classes' answers while forgetting (retain term), and leaves the layers every class shares alone. Made for Emb: with Lip the retain term holds the class to forget too."
-        }
-        Preset::Aggressive => {
-            "Bigger and more steps: forgets harder, with more risk to other classes."
-        }
-    }
-}
-
 /// Edits `settings` (only keys that differ from `defaults` are kept) with one row per key of
 /// `defaults`, nested tables indented.
 fn settings_editor(
     ui: &mut egui::Ui,
     id: &str,
+    method: &dyn UnlearningMethod,
     defaults: &toml::Table,
     settings: &mut toml::Table,
 ) {
@@ -146,7 +132,7 @@ fn settings_editor(
         .show(ui, |ui| {
             for (key, default) in defaults {
                 if let toml::Value::Table(nested_defaults) = default {
-                    ui.label(key).on_hover_text(setting_help(key));
+                    ui.label(key).on_hover_text(method.help(key));
                     ui.end_row();
                     let mut nested = match settings.get(key) {
                         Some(toml::Value::Table(t)) => t.clone(),
@@ -154,7 +140,13 @@ fn settings_editor(
                     };
                     ui.label("");
                     ui.vertical(|ui| {
-                        settings_editor(ui, &format!("{id}.{key}"), nested_defaults, &mut nested)
+                        settings_editor(
+                            ui,
+                            &format!("{id}.{key}"),
+                            method,
+                            nested_defaults,
+                            &mut nested,
+                        )
                     });
                     ui.end_row();
                     if nested.is_empty() {
@@ -174,7 +166,7 @@ fn settings_editor(
                 } else {
                     egui::RichText::new(key)
                 };
-                let label = ui.label(name).on_hover_text(setting_help(key));
+                let label = ui.label(name).on_hover_text(method.help(key));
                 value_editor(ui, &mut value, label.id);
                 ui.horizontal(|ui| {
                     ui.weak(format!("default {}", default_text(default)));
@@ -243,23 +235,17 @@ fn value_editor(ui: &mut egui::Ui, value: &mut toml::Value, label: egui::Id) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::recipe::MethodSection;
+    use crate::unlearn::methods::{Preset, find};
 
     #[test]
     fn the_retain_term_with_a_lipschitz_loss_is_warned_about() {
-        let method = |name: &str, settings: &str| MethodSection {
-            name: name.into(),
-            settings: settings.parse().unwrap(),
-        };
-        assert!(lip_retain_warning(&method("lip", "retain_weight = 1.0")).is_some());
-        assert!(lip_retain_warning(&method("ulip", "retain_weight = 1")).is_some());
-        assert!(lip_retain_warning(&method("emb", "retain_weight = 1.0")).is_none());
-        assert!(lip_retain_warning(&method("lip", "learning_rate = 1e-3")).is_none());
-        let careful = MethodSection {
-            name: "emb".into(),
-            settings: preset_settings(Preset::Careful),
-        };
-        assert!(lip_retain_warning(&careful).is_none());
+        let warning =
+            |name: &str, settings: &str| find(name).unwrap().warning(&settings.parse().unwrap());
+        assert!(warning("lip", "retain_weight = 1.0").is_some());
+        assert!(warning("ulip", "retain_weight = 1").is_some());
+        assert!(warning("emb", "retain_weight = 1.0").is_none());
+        assert!(warning("lip", "learning_rate = 1e-3").is_none());
+        let emb = find("emb").unwrap();
+        assert!(emb.warning(&emb.preset(Preset::Careful)).is_none());
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sets::Sets;
 use crate::recipe::{EvalSection, ForgetSection, MethodSection, ModelSection, Recipe};
-use crate::unlearn::methods::{Preset, preset_settings};
+use crate::unlearn::methods::{Preset, UnlearningMethod, emb::Emb};
 
 /// The file name of a saved workspace.
 pub const WORKSPACE_FILE: &str = "workspace.toml";
@@ -65,7 +65,7 @@ impl Default for Workspace {
                 },
                 method: MethodSection {
                     name: "emb".into(),
-                    settings: preset_settings(Preset::Careful),
+                    settings: Emb.preset(Preset::Careful),
                 },
                 eval: EvalSection {
                     datasets: vec![
@@ -112,8 +112,7 @@ impl Workspace {
     /// (structure, then the method's settings); on any error the workspace is unchanged.
     pub fn open_recipe(&mut self, path: &Path) -> Result<()> {
         let (recipe, _) = Recipe::load(path)?;
-        crate::unlearn::methods::parse_settings(&recipe.method.name, &recipe.method.settings)
-            .map_err(anyhow::Error::msg)
+        crate::unlearn::methods::check(&recipe.method.name, &recipe.method.settings)
             .with_context(|| format!("recipe {} is not valid", path.display()))?;
         self.recipe = recipe;
         Ok(())

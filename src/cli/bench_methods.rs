@@ -1,4 +1,4 @@
-//! `lethe bench methods`: one recipe run with every Lip-family method, printed as the Lip
+//! `lethe bench methods`: one recipe run with each registered method (or those named), printed as the Lip
 //! paper's Table 1 (target, other classes and other datasets before and after, Avg Score) with
 //! the time each run took and where it went.
 
@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::eval::metrics::Metrics;
 use crate::recipe::Recipe;
-use crate::unlearn::methods::parse_settings;
+use crate::unlearn::methods::{REGISTRY, UnlearningMethod, check, find, known_settings};
 use crate::workflow::{Opened, execute_from, measure_before};
 
 /// `lethe bench methods`.
@@ -23,8 +23,9 @@ pub struct BenchMethodsArgs {
         default_value = "recipes/forget-red-vit.toml"
     )]
     recipe: PathBuf,
-    /// Methods to compare (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "lip,emb,ulip")]
+    /// Methods to compare (comma-separated names, or `all` for every registered method). Each
+    /// keeps the recipe's settings it has and the defaults for the rest.
+    #[arg(long, value_delimiter = ',', default_value = "all")]
     methods: Vec<String>,
     /// Print the metrics of every run as a JSON array instead of the table.
     #[arg(long)]
@@ -35,21 +36,38 @@ fn pct(value: Option<f64>) -> String {
     value.map_or("–".into(), |v| format!("{:.3}", v))
 }
 
+/// The registered methods `names` asks for, in the order given; `all` means every one.
+fn chosen_methods(names: &[String]) -> Result<Vec<&'static dyn UnlearningMethod>> {
+    if names.iter().any(|n| n == "all") {
+        return Ok(REGISTRY.to_vec());
+    }
+    names
+        .iter()
+        .map(|name| find(name).with_context(|| "--methods".to_string()))
+        .collect()
+}
+
 /// Runs `lethe bench methods`.
 pub fn bench_methods(args: &BenchMethodsArgs) -> Result<()> {
     let (recipe, text) = Recipe::load(&args.recipe)?;
-    for method in &args.methods {
-        parse_settings(method, &recipe.method.settings)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("recipe {} with method {method}", args.recipe.display()))?;
-    }
+    let methods = chosen_methods(&args.methods)?;
+    let settings = recipe.method.settings.clone();
     let mut opened =
         Opened::open(recipe, text).with_context(|| format!("recipe {}", args.recipe.display()))?;
     // Every method starts from the same model, so it is measured once.
     let before = measure_before(&opened);
     let mut results: Vec<Metrics> = Vec::new();
-    for method in &args.methods {
-        opened.recipe.method.name = method.clone();
+    for method in methods {
+        opened.recipe.method.name = method.name().to_string();
+        opened.recipe.method.settings = known_settings(method, &settings);
+        check(method.name(), &opened.recipe.method.settings).with_context(|| {
+            format!(
+                "recipe {} with method {}",
+                args.recipe.display(),
+                method.name()
+            )
+        })?;
+        let method = method.name();
         eprintln!("running {method}…");
         let finished = execute_from(&opened, &before, &AtomicBool::new(false), |_| {})
             .with_context(|| format!("recipe {} with method {method}", args.recipe.display()))?;

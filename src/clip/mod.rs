@@ -15,7 +15,7 @@ pub mod vit;
 pub mod weights;
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use config::{ClipSpec, VisionSpec};
 use resnet::ModifiedResNet;
@@ -125,6 +125,14 @@ pub fn host_values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
         .into_data()
         .try_into_vec_as::<f32>()
         .expect("float tensors convert to f32")
+}
+
+/// Labels or row indices as an integer tensor on `device`, for `select`, `gather` and losses.
+pub fn index_tensor(indices: &[usize], device: &Device) -> Tensor<1, Int> {
+    Tensor::from_data(
+        TensorData::new(indices.iter().map(|&i| i as i64).collect(), [indices.len()]),
+        device,
+    )
 }
 
 /// Copies a matrix to the host as one `Vec` per row.

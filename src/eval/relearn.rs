@@ -4,16 +4,17 @@
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use serde::Serialize;
 
 use super::snapshot::EvalPlan;
 use super::{classify, embed_dataset, ensemble};
-use crate::clip::{Clip, host_values, normalize};
+use crate::clip::{Clip, host_values, index_tensor};
 use crate::data::dataset::Dataset;
 use crate::engine::LoadedModel;
 use crate::train::clip_adam;
 use crate::train::loss::cross_entropy;
+use crate::unlearn::toolkit::{Temperature, zero_shot_logits};
 
 /// Learning rate of the relearning fine-tune (Adam, all weights).
 pub const RELEARN_LEARNING_RATE: f64 = 1e-4;
@@ -103,13 +104,10 @@ pub fn relearn(
         let values: Vec<f32> = batch.iter().flat_map(|(p, _)| p.iter().copied()).collect();
         let images =
             Tensor::<4>::from_data(TensorData::new(values, [count, 3, side, side]), &device);
-        let labels = Tensor::<1, Int>::from_data(
-            TensorData::new(batch.iter().map(|(_, l)| *l as i64).collect(), [count]),
-            &device,
-        );
+        let labels: Vec<usize> = batch.iter().map(|(_, l)| *l).collect();
+        let labels = index_tensor(&labels, &device);
         let heads = ensemble(model.encode_text(&prompts), templates);
-        let scale = model.logit_scale.val().exp().unsqueeze::<2>();
-        let logits = normalize(model.encode_image(images)).matmul(heads.transpose()) * scale;
+        let logits = zero_shot_logits(&model, images, heads, Temperature::Trained);
         let loss = cross_entropy(logits, labels);
         if !host_values(loss.clone().detach())[0].is_finite() {
             break;

@@ -2,11 +2,11 @@
 //! pull up pictures of the class (image-from-text), while a picture may still find similar
 //! pictures (image-from-image), since that needs no knowledge of the name.
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::Tensor;
 use serde::Serialize;
 
 use super::EmbeddedImages;
-use crate::clip::host_values;
+use crate::clip::{host_values, index_tensor};
 
 /// The ranks at which precision is reported.
 pub const RANKS: [usize; 3] = [1, 5, 10];
@@ -63,10 +63,7 @@ pub fn image_from_text(images: &EmbeddedImages, heads: &Tensor<2>, classes: &[us
     if classes.is_empty() || images.labels.is_empty() {
         return Precision::default();
     }
-    let rows = Tensor::<1, Int>::from_data(
-        TensorData::new(classes.iter().map(|&c| c as i64).collect(), [classes.len()]),
-        &heads.device(),
-    );
+    let rows = index_tensor(classes, &heads.device());
     let queries = heads.clone().select(0, rows);
     let scores = host_values(queries.matmul(images.embeds.clone().transpose()));
     Precision::over_queries(
@@ -95,10 +92,7 @@ pub fn image_from_image(images: &EmbeddedImages, classes: &[usize], per_class: u
     if queries.is_empty() {
         return Precision::default();
     }
-    let rows = Tensor::<1, Int>::from_data(
-        TensorData::new(queries.iter().map(|&i| i as i64).collect(), [queries.len()]),
-        &images.embeds.device(),
-    );
+    let rows = index_tensor(&queries, &images.embeds.device());
     let query_embeds = images.embeds.clone().select(0, rows);
     let scores = host_values(query_embeds.matmul(images.embeds.clone().transpose()));
     Precision::over_queries(
@@ -112,7 +106,7 @@ pub fn image_from_image(images: &EmbeddedImages, classes: &[usize], per_class: u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Device;
+    use burn::tensor::{Device, TensorData};
 
     fn embedded(rows: &[[f32; 2]], labels: &[usize]) -> EmbeddedImages {
         let device = Device::flex();

@@ -15,7 +15,7 @@
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
 use super::loss::cross_entropy;
 use super::stream::SceneStream;
@@ -23,7 +23,7 @@ use super::{StageOptions, StageStart, StageTrainer, StepReport, clip_adam};
 use crate::clip::attention::zero_linear;
 use crate::clip::resnet::BatchStatistics;
 use crate::clip::text::TextTransformer;
-use crate::clip::{Clip, VisionTower, host_values, normalize};
+use crate::clip::{Clip, VisionTower, host_values, index_tensor, normalize};
 use crate::data::shapes::{Background, Color, Fruit, Object, Scene, Shape, Size};
 use crate::eval::argmax;
 
@@ -146,10 +146,7 @@ impl AttributeTrainer {
                 .filter(|(row, t)| argmax(row) == **t)
                 .count();
             readings.push((name, correct as f32 / batch as f32));
-            let targets = Tensor::<1, Int>::from_data(
-                TensorData::new(truth.iter().map(|&t| t as i64).collect(), [batch]),
-                &self.device,
-            );
+            let targets = index_tensor(&truth, &self.device);
             let loss = cross_entropy(logits, targets);
             total = Some(match total {
                 Some(sum) => sum + loss,

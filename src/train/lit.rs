@@ -10,13 +10,13 @@
 use std::collections::BTreeSet;
 
 use burn::module::Module;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::Tensor;
 
 use super::captions::{CaptionTokenizer, training_caption};
 use super::loss::contrastive_loss;
 use super::stream::SceneStream;
 use super::{ClipUpdate, StageStart, StageTrainer, StepReport};
-use crate::clip::{Clip, host_values, normalize};
+use crate::clip::{Clip, host_values, index_tensor, normalize};
 use crate::data::shapes::{Rng, Scene};
 
 /// Separates the pool's scenes from the other stages' streams.
@@ -92,10 +92,7 @@ impl LitTrainer {
             })
             .collect();
         let ids = self.captions.tokenize(&texts);
-        let rows = Tensor::<1, Int>::from_data(
-            TensorData::new(picks.iter().map(|&i| i as i64).collect(), [picks.len()]),
-            &self.pool.device(),
-        );
+        let rows = index_tensor(&picks, &self.pool.device());
         let images = self.pool.clone().select(0, rows).autodiff();
         let model = &self.training.model;
         contrastive_loss(model.logits(images, model.encode_text(&ids)))

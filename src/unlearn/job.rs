@@ -10,6 +10,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::methods::MethodError;
 use crate::clip::Clip;
 use crate::clip::checkpoint::named_tensors;
 use crate::clip::weights::Format;
@@ -37,7 +38,7 @@ pub trait Method: Send {
 
     /// One iteration: takes the current model and returns the updated one. `original` is the
     /// frozen model the run started from.
-    fn step(&mut self, model: Clip, original: &Clip) -> Result<(Clip, StepReport), String>;
+    fn step(&mut self, model: Clip, original: &Clip) -> Result<(Clip, StepReport), MethodError>;
 }
 
 /// Progress of a job, in the order it happens.
@@ -165,7 +166,7 @@ pub fn run(
         }));
         let (next, report) = match step {
             Ok(Ok(result)) => result,
-            Ok(Err(message)) => break Ending::Failed(message),
+            Ok(Err(error)) => break Ending::Failed(error.to_string()),
             Err(panic) => break Ending::Failed(panic_message(panic.as_ref())),
         };
         if report.losses.iter().any(|(_, loss)| !loss.is_finite()) {

@@ -1,7 +1,8 @@
-//! Unlearning: the parts every method shares.
+//! Unlearning: the job runner, the registered methods (one file each under `methods/`), and
+//! what they share (parameter selection, synthetic pictures, the toolkit).
 
 pub mod job;
-pub mod lip;
 pub mod methods;
 pub mod params;
 pub mod synthetic;
+pub mod toolkit;

@@ -6,14 +6,14 @@
 //! the papers' figures. Optimisers key their state by [`ParamId`]; restricting the gradients
 //! handed to a step to the chosen ids is what keeps every other parameter bit-identical.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use burn::module::{Param, ParamId};
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Gradients, Tensor};
 
-use crate::clip::Clip;
 use crate::clip::weights::{Bind, Format, Layout, ParamVisitor};
+use crate::clip::{Clip, host_values};
 
 /// Which part of CLIP a parameter belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -101,4 +101,103 @@ pub fn selected_gradients(
 ) -> GradientsParams {
     let ids: Vec<ParamId> = selected.iter().copied().collect();
     GradientsParams::from_params(&mut gradients, model, &ids)
+}
+
+/// Mean |gradient| of every parameter tensor the loss reached, by checkpoint key (a fused
+/// attention projection counts as one tensor, as in PyTorch). Each mean is reduced on the
+/// device and all of them come to the host in one copy, instead of every gradient.
+pub fn gradient_magnitudes(model: &Clip, gradients: &Gradients) -> HashMap<String, f32> {
+    let mut sums = MagnitudeSums {
+        gradients,
+        keys: Vec::new(),
+        sums: Vec::new(),
+    };
+    model.clone().bind(&mut sums, "", Format::OpenClip);
+    if sums.sums.is_empty() {
+        return HashMap::new();
+    }
+    let values = host_values(Tensor::cat(sums.sums, 0));
+    sums.keys
+        .into_iter()
+        .zip(values)
+        .map(|((key, count), sum)| (key, sum / count.max(1) as f32))
+        .collect()
+}
+
+/// Collects, per checkpoint key, the sum of |gradient| as a one-value tensor and the number
+/// of values it covers.
+struct MagnitudeSums<'g> {
+    gradients: &'g Gradients,
+    keys: Vec<(String, usize)>,
+    sums: Vec<Tensor<1>>,
+}
+
+impl MagnitudeSums<'_> {
+    fn absolute_sum<const D: usize>(&self, param: &Param<Tensor<D>>) -> Option<(Tensor<1>, usize)> {
+        let gradient = param.val().grad(self.gradients)?;
+        let count = gradient.shape().num_elements();
+        Some((gradient.abs().sum(), count))
+    }
+}
+
+impl ParamVisitor for MagnitudeSums<'_> {
+    fn param<const D: usize>(&mut self, key: &str, param: &mut Param<Tensor<D>>, _: Layout) {
+        if let Some((sum, count)) = self.absolute_sum(param) {
+            self.keys.push((key.to_string(), count));
+            self.sums.push(sum);
+        }
+    }
+
+    fn fused<const D: usize>(&mut self, key: &str, parts: [&mut Param<Tensor<D>>; 3], _: Layout) {
+        let parts: Option<Vec<(Tensor<1>, usize)>> =
+            parts.iter().map(|p| self.absolute_sum(p)).collect();
+        if let Some(parts) = parts {
+            let count = parts.iter().map(|(_, c)| c).sum();
+            let sum = parts
+                .into_iter()
+                .map(|(s, _)| s)
+                .reduce(|a, b| a + b)
+                .expect("three parts");
+            self.keys.push((key.to_string(), count));
+            self.sums.push(sum);
+        }
+    }
+}
+
+/// The ids of the `k` layers among those for which `eligible` holds with the largest
+/// `magnitude` (ties broken by key, so a run is reproducible); layers without a magnitude
+/// (the loss did not reach them) are never chosen. The parts of a fused projection are
+/// chosen together.
+pub fn top_layers(
+    all: &[LayerInfo],
+    magnitude: &HashMap<String, f32>,
+    eligible: impl Fn(&LayerInfo) -> bool,
+    k: usize,
+) -> HashSet<ParamId> {
+    let mut candidates: Vec<(&str, f32)> = all
+        .iter()
+        .filter(|l| eligible(l))
+        .filter_map(|l| Some((l.checkpoint_key(), *magnitude.get(l.checkpoint_key())?)))
+        .collect();
+    candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    candidates.dedup_by_key(|c| c.0);
+    let chosen: HashSet<&str> = candidates.into_iter().take(k).map(|c| c.0).collect();
+    tracing::debug!(layers = ?chosen, "updating");
+    all.iter()
+        .filter(|l| chosen.contains(l.checkpoint_key()))
+        .map(|l| l.id)
+        .collect()
+}
+
+/// One optimiser step that changes the `selected` parameters only; every other parameter
+/// stays bit-identical (its gradient is never handed to the optimiser).
+pub fn masked_step(
+    optimizer: &mut ModuleOptimizer,
+    learning_rate: f64,
+    model: Clip,
+    gradients: Gradients,
+    selected: &HashSet<ParamId>,
+) -> Clip {
+    let update = selected_gradients(gradients, &model, selected);
+    optimizer.step(learning_rate, model, update)
 }

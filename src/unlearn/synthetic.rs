@@ -3,11 +3,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use image::{Rgb, RgbImage};
 
-use crate::clip::{Clip, host_values, normalize};
+use super::toolkit::{Temperature, zero_shot_log_probabilities};
+use crate::clip::{Clip, host_values, index_tensor};
 use crate::data::shapes::Rng;
 
 /// How to make synthetic images.
@@ -105,12 +105,8 @@ pub fn synthesize(
     let plane = 3 * side * side;
     let mut rng = Rng::new(options.seed);
     let mut pixels: Vec<f32> = (0..count * plane).map(|_| rng.normal() * 0.5).collect();
-    let scale = host_values(model.logit_scale.val())[0].exp();
-    let heads = class_embeds.detach().transpose();
-    let targets = Tensor::<1, Int>::from_data(
-        TensorData::new(targets.iter().map(|&t| t as i64).collect(), [count]),
-        &device,
-    );
+    let heads = class_embeds.detach();
+    let targets = index_tensor(targets, &device);
     let mut probabilities = vec![0.0f32; count];
     let mut steps = 0;
     loop {
@@ -119,8 +115,9 @@ pub fn synthesize(
             &device,
         )
         .require_grad();
-        let logits = normalize(model.encode_image(input.clone())).matmul(heads.clone()) * scale;
-        let log_p = log_softmax(logits, 1).gather(1, targets.clone().unsqueeze_dim(1));
+        let log_p =
+            zero_shot_log_probabilities(model, input.clone(), heads.clone(), Temperature::Held)
+                .gather(1, targets.clone().unsqueeze_dim(1));
         probabilities = host_values(log_p.clone().detach())
             .iter()
             .map(|l| l.exp())

@@ -1,0 +1,263 @@
+//! Turning a scenario into data: what the user named (a zero-shot head, the classes to forget,
+//! real forget, retain and verification images, or none) becomes the tensors a method trains
+//! on. Methods receive the result and never reach back into datasets or evaluation.
+
+use std::sync::atomic::AtomicBool;
+
+use burn::tensor::{Tensor, TensorData};
+
+use crate::clip::Clip;
+use crate::data::dataset::Dataset;
+use crate::engine::LoadedModel;
+use crate::eval::{class_embeddings, class_prompts};
+use crate::unlearn::synthetic::{SyntheticImages, SyntheticOptions, synthesize};
+use crate::unlearn::toolkit::RetainImages;
+
+/// What the user named for a run, before any image is read.
+pub struct Setup<'a> {
+    /// Seed of everything random in the run.
+    pub seed: u64,
+    /// The model to edit, on an autodiff device.
+    pub model: &'a Clip,
+    /// Tokenizer, preprocessing and device of the model.
+    pub loaded: &'a LoadedModel,
+    /// The zero-shot head: class names and templates.
+    pub head: &'a Dataset,
+    /// Indices of the classes to forget in `head.classes`.
+    pub targets: &'a [usize],
+    /// Real forget images, if the user gave any; labels are matched to the head by name.
+    pub real_images: Option<&'a Dataset>,
+    /// Real images of what to keep, if the user gave any; images labelled with a forgotten
+    /// class are left out.
+    pub retain_images: Option<&'a Dataset>,
+    /// Real pictures of the forgotten classes that are never trained on, if the user gave any:
+    /// the stop is judged on them. Images of other classes are left out.
+    pub verify_images: Option<&'a Dataset>,
+    /// Set when the run is cancelled: slow preparation (synthesis) stops early.
+    pub cancel: &'a AtomicBool,
+}
+
+/// What a method asks of the scenario, read from its settings.
+#[derive(Clone, Debug)]
+pub struct DataNeeds {
+    /// How forget pictures are synthesised when the user gave no real ones (its seed is set
+    /// from the run's).
+    pub synthetic: SyntheticOptions,
+    /// Whether the method uses retain images: the user's, or else `synthetic.retain_per_class`
+    /// synthetic pictures of every other class of the head.
+    pub retain: bool,
+}
+
+/// Real pictures of the forgotten classes kept out of training. Synthetic pictures are often
+/// forgotten long before real ones (the Lip paper's verification caveat), so a stop judged on
+/// them can come early; real, unseen ones judge the class itself.
+pub struct HeldOut {
+    /// Normalised images `[n, 3, s, s]`.
+    pub images: Tensor<4>,
+    /// The class (index into the head) each image shows.
+    pub labels: Vec<usize>,
+}
+
+/// A prepared scenario: the forget images and the zero-shot head they are judged against.
+pub struct Scenario {
+    /// Normalised forget images `[n, 3, s, s]` (synthetic or real), on an autodiff device.
+    pub images: Tensor<4>,
+    /// The class (index into the head) each image shows; every one is a class to forget.
+    pub labels: Vec<usize>,
+    /// Tokenised prompts of every class of the head, `templates` per class, class-major.
+    pub prompts: Vec<Vec<u32>>,
+    /// Prompts per class.
+    pub templates: usize,
+    /// Images the edit must leave alone, with the original model's answers for them, when
+    /// the method asked for them.
+    pub retain: Option<RetainImages>,
+    /// Forget images never trained on, on which the stop is judged instead of the training
+    /// images (`None`: judged on the training images, as in the Lip paper).
+    pub held_out: Option<HeldOut>,
+}
+
+/// A scenario with the synthetic pictures it was made from, for previews and reports.
+pub struct Curated {
+    /// The data the method trains on.
+    pub scenario: Scenario,
+    /// Synthetic forget images, one set per forgotten class; empty when real images were given.
+    pub synthetic: Vec<SyntheticImages>,
+}
+
+/// A set of images the scenario could not be built from, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{role} images {dataset}: {problem}")]
+pub struct DataError {
+    /// Which set: `forget`, `retain` or `verification`.
+    pub role: &'static str,
+    /// The dataset spec.
+    pub dataset: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// Builds the scenario a method asked for with `needs`.
+pub fn curate(setup: &Setup, needs: &DataNeeds) -> Result<Curated, DataError> {
+    let device = setup.model.device();
+    // Computed by the evaluation model; joined to the autodiff graph of the pixels.
+    let heads =
+        class_embeddings(setup.loaded, &setup.head.classes, &setup.head.templates).autodiff();
+    let (images, labels, synthetic) = match setup.real_images {
+        Some(real) => {
+            let (images, labels) = real_images_of_targets(setup, real, "forget")?;
+            (images, labels, Vec::new())
+        }
+        None => {
+            let per_class = needs.synthetic.count.div_ceil(setup.targets.len()).max(1);
+            let mut sets = Vec::new();
+            let mut labels = Vec::new();
+            for (i, &target) in setup.targets.iter().enumerate() {
+                let mut synthetic = needs.synthetic.clone();
+                synthetic.seed = setup.seed.wrapping_add(i as u64);
+                sets.push(synthesize(
+                    setup.model,
+                    heads.clone(),
+                    &vec![target; per_class],
+                    setup.loaded.preprocessor.size,
+                    &synthetic,
+                    setup.cancel,
+                ));
+                labels.extend(std::iter::repeat_n(target, per_class));
+            }
+            let images = Tensor::cat(sets.iter().map(|s| s.tensor(&device)).collect(), 0);
+            (images, labels, sets)
+        }
+    };
+    let held_out = match setup.verify_images {
+        Some(real) => {
+            let (images, labels) = real_images_of_targets(setup, real, "verification")?;
+            Some(HeldOut { images, labels })
+        }
+        None => None,
+    };
+    let retain = if needs.retain {
+        let images = match setup.retain_images {
+            Some(real) => real_retain_images(setup, real)?,
+            None => synthetic_retain_images(setup, &needs.synthetic, heads.clone()),
+        };
+        Some(RetainImages::new(setup.model, heads, images))
+    } else {
+        None
+    };
+    let prompts = setup
+        .loaded
+        .tokenize(&class_prompts(&setup.head.classes, &setup.head.templates));
+    Ok(Curated {
+        scenario: Scenario {
+            images,
+            labels,
+            prompts,
+            templates: setup.head.templates.len(),
+            retain,
+            held_out,
+        },
+        synthetic,
+    })
+}
+
+/// Pictures of every class of the head but the forgotten ones, synthesised from the model for
+/// the retain term when the user gave no retain images.
+fn synthetic_retain_images(
+    setup: &Setup,
+    options: &SyntheticOptions,
+    heads: Tensor<2>,
+) -> Tensor<4> {
+    let kept: Vec<usize> = (0..setup.head.classes.len())
+        .filter(|c| !setup.targets.contains(c))
+        .flat_map(|c| std::iter::repeat_n(c, options.retain_per_class.max(1)))
+        .collect();
+    let mut synthetic = options.clone();
+    // A seed of its own, so adding the retain term leaves the forget images as they were.
+    synthetic.seed = setup.seed.wrapping_add(0x7e7a_1000);
+    synthesize(
+        setup.model,
+        heads,
+        &kept,
+        setup.loaded.preprocessor.size,
+        &synthetic,
+        setup.cancel,
+    )
+    .tensor(&setup.model.device())
+}
+
+/// The user's retain images (those not labelled with a forgotten class), preprocessed.
+fn real_retain_images(setup: &Setup, real: &Dataset) -> Result<Tensor<4>, DataError> {
+    let forgotten = |name: &str| setup.targets.iter().any(|&t| setup.head.classes[t] == name);
+    let (images, _) = preprocess_where(setup, real, "retain", |name| {
+        (!forgotten(name)).then_some(0)
+    });
+    images.ok_or_else(|| DataError {
+        role: "retain",
+        dataset: real.name.clone(),
+        problem: "no readable image of a class to keep".into(),
+    })
+}
+
+/// The images of `dataset` for which `label` gives a label (others are skipped),
+/// preprocessed into one tensor on the model's device, with those labels; `None` when no
+/// image was kept. Unreadable images are skipped with a warning naming `role`.
+fn preprocess_where(
+    setup: &Setup,
+    dataset: &Dataset,
+    role: &str,
+    label: impl Fn(&str) -> Option<usize>,
+) -> (Option<Tensor<4>>, Vec<usize>) {
+    let preprocessor = &setup.loaded.preprocessor;
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for item in &dataset.items {
+        let Some(kept) = label(&dataset.classes[item.label]) else {
+            continue;
+        };
+        match item.source.image() {
+            Ok(image) => {
+                pixels.extend(preprocessor.apply(&image));
+                labels.push(kept);
+            }
+            Err(error) => tracing::warn!("skipping unreadable {role} image: {error}"),
+        }
+    }
+    if labels.is_empty() {
+        return (None, labels);
+    }
+    let side = preprocessor.size;
+    let images = Tensor::from_data(
+        TensorData::new(pixels, [labels.len(), 3, side, side]),
+        &setup.model.device(),
+    );
+    (Some(images), labels)
+}
+
+/// The user's images of the target classes in `real` (its other images are skipped),
+/// preprocessed, with their head labels; `role` names the set in messages.
+fn real_images_of_targets(
+    setup: &Setup,
+    real: &Dataset,
+    role: &'static str,
+) -> Result<(Tensor<4>, Vec<usize>), DataError> {
+    let (images, labels) = preprocess_where(setup, real, role, |name| {
+        setup
+            .targets
+            .iter()
+            .copied()
+            .find(|&t| setup.head.classes[t] == name)
+    });
+    let Some(images) = images else {
+        let wanted: Vec<&str> = setup
+            .targets
+            .iter()
+            .map(|&t| setup.head.classes[t].as_str())
+            .collect();
+        return Err(DataError {
+            role,
+            dataset: real.name.clone(),
+            problem: format!("no readable image is labelled {}", wanted.join(" or ")),
+        });
+    };
+    Ok((images, labels))
+}
