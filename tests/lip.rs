@@ -47,6 +47,8 @@ fn one_step(model_spec: &str, method: &str, options: &LipOptions) -> (StepReport
         templates: 1,
         retain: None,
         held_out: None,
+        forget_pairs: None,
+        retain_pairs: None,
     };
     let mut method = LipFamily::new(loss(method), options.clone(), task, 0);
     let before = named_tensors(&model, Format::OpenClip, None);
@@ -147,6 +149,8 @@ fn the_retain_term_starts_at_zero_and_grows_as_the_model_drifts() {
         templates: 1,
         retain: Some(RetainImages::new(&model, heads, kept)),
         held_out: None,
+        forget_pairs: None,
+        retain_pairs: None,
     };
     let options = LipOptions {
         learning_rate: 1e-2,
@@ -195,6 +199,8 @@ fn with_held_out_pictures_the_stop_is_judged_on_them_not_on_the_training_picture
                 images: unseen.clone(),
                 labels,
             }),
+            forget_pairs: None,
+            retain_pairs: None,
         };
         let method = LipFamily::new(loss("lip"), small_step(), task, 0);
         assert_eq!(method.forget_accuracy(&model), expected);

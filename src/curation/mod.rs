@@ -46,6 +46,17 @@ pub struct DataNeeds {
     /// Whether the method uses retain images: the user's, or else `synthetic.retain_per_class`
     /// synthetic pictures of every other class of the head.
     pub retain: bool,
+    /// Whether the method trains on image–caption pairs: the user's forget images of the
+    /// classes to forget and retain images of the rest, each with its caption.
+    pub pairs: bool,
+}
+
+/// Images with the caption of each, as a method trains on associations.
+pub struct Pairs {
+    /// Normalised images `[n, 3, s, s]`, on the autodiff device.
+    pub images: Tensor<4>,
+    /// Tokenised captions, one per image.
+    pub captions: Vec<Vec<u32>>,
 }
 
 /// Real pictures of the forgotten classes kept out of training. Synthetic pictures are often
@@ -74,6 +85,10 @@ pub struct Scenario {
     /// Forget images never trained on, on which the stop is judged instead of the training
     /// images (`None`: judged on the training images, as in the Lip paper).
     pub held_out: Option<HeldOut>,
+    /// The forget images with their captions, when the method asked for pairs.
+    pub forget_pairs: Option<Pairs>,
+    /// Retain images with their captions, when the method asked for pairs.
+    pub retain_pairs: Option<Pairs>,
 }
 
 /// A scenario with the synthetic pictures it was made from, for previews and reports.
@@ -102,10 +117,21 @@ pub fn curate(setup: &Setup, needs: &DataNeeds) -> Result<Curated, DataError> {
     // Computed by the evaluation model; joined to the autodiff graph of the pixels.
     let heads =
         class_embeddings(setup.loaded, &setup.head.classes, &setup.head.templates).autodiff();
+    let mut forget_captions = None;
     let (images, labels, synthetic) = match setup.real_images {
         Some(real) => {
-            let (images, labels) = real_images_of_targets(setup, real, "forget")?;
+            let (images, labels, captions) = real_images_of_targets(setup, real, "forget")?;
+            forget_captions = Some((real, captions));
             (images, labels, Vec::new())
+        }
+        None if needs.pairs => {
+            return Err(DataError {
+                role: "forget",
+                dataset: setup.head.name.clone(),
+                problem: "this method learns from image–caption pairs: name real pictures of \
+                          the classes to forget, with captions ([forget] images)"
+                    .into(),
+            });
         }
         None => {
             let per_class = needs.synthetic.count.div_ceil(setup.targets.len()).max(1);
@@ -130,10 +156,20 @@ pub fn curate(setup: &Setup, needs: &DataNeeds) -> Result<Curated, DataError> {
     };
     let held_out = match setup.verify_images {
         Some(real) => {
-            let (images, labels) = real_images_of_targets(setup, real, "verification")?;
+            let (images, labels, _) = real_images_of_targets(setup, real, "verification")?;
             Some(HeldOut { images, labels })
         }
         None => None,
+    };
+    let (forget_pairs, retain_pairs) = match forget_captions.filter(|_| needs.pairs) {
+        Some((real, captions)) => (
+            Some(Pairs {
+                images: images.clone(),
+                captions: tokenized_captions(setup, real, "forget", captions)?,
+            }),
+            Some(retain_pairs(setup)?),
+        ),
+        None => (None, None),
     };
     let retain = if needs.retain {
         let images = match setup.retain_images {
@@ -155,9 +191,59 @@ pub fn curate(setup: &Setup, needs: &DataNeeds) -> Result<Curated, DataError> {
             templates: setup.head.templates.len(),
             retain,
             held_out,
+            forget_pairs,
+            retain_pairs,
         },
         synthetic,
     })
+}
+
+/// Every caption tokenised, or an error naming `dataset` when an image has none.
+fn tokenized_captions(
+    setup: &Setup,
+    dataset: &Dataset,
+    role: &'static str,
+    captions: Vec<Option<String>>,
+) -> Result<Vec<Vec<u32>>, DataError> {
+    let captions: Option<Vec<String>> = captions.into_iter().collect();
+    let captions = captions.ok_or_else(|| DataError {
+        role,
+        dataset: dataset.name.clone(),
+        problem: "an image has no caption (pairs need one per image: a manifest's `caption` \
+                  column, or a Shapes subset)"
+            .into(),
+    })?;
+    Ok(setup.loaded.tokenize(&captions))
+}
+
+/// The user's retain images of classes to keep with their captions.
+fn retain_pairs(setup: &Setup) -> Result<Pairs, DataError> {
+    let Some(real) = setup.retain_images else {
+        return Err(DataError {
+            role: "retain",
+            dataset: setup.head.name.clone(),
+            problem: "this method learns from image–caption pairs: name pictures to keep, with \
+                      captions ([forget] retain)"
+                .into(),
+        });
+    };
+    let forgotten = |name: &str| setup.targets.iter().any(|&t| setup.head.classes[t] == name);
+    let (images, _, captions) = preprocess_where(setup, real, "retain", |name| {
+        (!forgotten(name)).then_some(0)
+    });
+    let images = images.ok_or_else(|| no_image_to_keep(real))?;
+    Ok(Pairs {
+        images,
+        captions: tokenized_captions(setup, real, "retain", captions)?,
+    })
+}
+
+fn no_image_to_keep(real: &Dataset) -> DataError {
+    DataError {
+        role: "retain",
+        dataset: real.name.clone(),
+        problem: "no readable image of a class to keep".into(),
+    }
 }
 
 /// Pictures of every class of the head but the forgotten ones, synthesised from the model for
@@ -188,28 +274,25 @@ fn synthetic_retain_images(
 /// The user's retain images (those not labelled with a forgotten class), preprocessed.
 fn real_retain_images(setup: &Setup, real: &Dataset) -> Result<Tensor<4>, DataError> {
     let forgotten = |name: &str| setup.targets.iter().any(|&t| setup.head.classes[t] == name);
-    let (images, _) = preprocess_where(setup, real, "retain", |name| {
+    let (images, _, _) = preprocess_where(setup, real, "retain", |name| {
         (!forgotten(name)).then_some(0)
     });
-    images.ok_or_else(|| DataError {
-        role: "retain",
-        dataset: real.name.clone(),
-        problem: "no readable image of a class to keep".into(),
-    })
+    images.ok_or_else(|| no_image_to_keep(real))
 }
 
 /// The images of `dataset` for which `label` gives a label (others are skipped),
-/// preprocessed into one tensor on the model's device, with those labels; `None` when no
-/// image was kept. Unreadable images are skipped with a warning naming `role`.
+/// preprocessed into one tensor on the model's device, with those labels and their captions;
+/// `None` when no image was kept. Unreadable images are skipped with a warning naming `role`.
 fn preprocess_where(
     setup: &Setup,
     dataset: &Dataset,
     role: &str,
     label: impl Fn(&str) -> Option<usize>,
-) -> (Option<Tensor<4>>, Vec<usize>) {
+) -> (Option<Tensor<4>>, Vec<usize>, Vec<Option<String>>) {
     let preprocessor = &setup.loaded.preprocessor;
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
+    let mut captions = Vec::new();
     for item in &dataset.items {
         let Some(kept) = label(&dataset.classes[item.label]) else {
             continue;
@@ -218,29 +301,33 @@ fn preprocess_where(
             Ok(image) => {
                 pixels.extend(preprocessor.apply(&image));
                 labels.push(kept);
+                captions.push(item.caption.clone());
             }
             Err(error) => tracing::warn!("skipping unreadable {role} image: {error}"),
         }
     }
     if labels.is_empty() {
-        return (None, labels);
+        return (None, labels, captions);
     }
     let side = preprocessor.size;
     let images = Tensor::from_data(
         TensorData::new(pixels, [labels.len(), 3, side, side]),
         &setup.model.device(),
     );
-    (Some(images), labels)
+    (Some(images), labels, captions)
 }
 
+/// Preprocessed images with the head label and the caption (if any) of each.
+type LabelledImages = (Tensor<4>, Vec<usize>, Vec<Option<String>>);
+
 /// The user's images of the target classes in `real` (its other images are skipped),
-/// preprocessed, with their head labels; `role` names the set in messages.
+/// preprocessed, with their head labels and captions; `role` names the set in messages.
 fn real_images_of_targets(
     setup: &Setup,
     real: &Dataset,
     role: &'static str,
-) -> Result<(Tensor<4>, Vec<usize>), DataError> {
-    let (images, labels) = preprocess_where(setup, real, role, |name| {
+) -> Result<LabelledImages, DataError> {
+    let (images, labels, captions) = preprocess_where(setup, real, role, |name| {
         setup
             .targets
             .iter()
@@ -259,5 +346,5 @@ fn real_images_of_targets(
             problem: format!("no readable image is labelled {}", wanted.join(" or ")),
         });
     };
-    Ok((images, labels))
+    Ok((images, labels, captions))
 }

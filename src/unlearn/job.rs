@@ -39,6 +39,12 @@ pub trait Method: Send {
     /// One iteration: takes the current model and returns the updated one. `original` is the
     /// frozen model the run started from.
     fn step(&mut self, model: Clip, original: &Clip) -> Result<(Clip, StepReport), MethodError>;
+
+    /// The model to keep when the run finishes, for a method that tracks a better one than
+    /// the last (the best validation trade-off); `None` keeps the last.
+    fn best(&mut self) -> Option<Clip> {
+        None
+    }
 }
 
 /// Progress of a job, in the order it happens.
@@ -192,6 +198,11 @@ pub fn run(
             break Ending::Finished;
         }
     };
+    if ending == Ending::Finished
+        && let Some(best) = method.best()
+    {
+        model = best;
+    }
     let _ = events.send(Event::Ended(ending.clone()));
     Outcome {
         ending,

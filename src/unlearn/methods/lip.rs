@@ -112,6 +112,7 @@ impl LipOptions {
         DataNeeds {
             synthetic: self.synthetic.clone(),
             retain: self.retain_weight > 0.0,
+            pairs: false,
         }
     }
 }

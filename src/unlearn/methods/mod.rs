@@ -4,6 +4,7 @@
 //! (`lethe methods`, recipes, `lethe bench methods`) and the Method panel read only this
 //! module, so a new method appears everywhere once it has a file and a line in the registry.
 
+pub mod cliperase;
 pub mod emb;
 pub mod lip;
 pub mod ulip;
@@ -61,7 +62,8 @@ pub trait UnlearningMethod: Sync {
 }
 
 /// Every registered method, in the order the command line and the app list them.
-pub static REGISTRY: &[&dyn UnlearningMethod] = &[&lip::Lip, &emb::Emb, &ulip::ULip];
+pub static REGISTRY: &[&dyn UnlearningMethod] =
+    &[&lip::Lip, &emb::Emb, &ulip::ULip, &cliperase::ClipErase];
 
 /// Why a method cannot be set up or cannot go on.
 #[derive(Debug, thiserror::Error)]
@@ -335,7 +337,7 @@ mod tests {
         }
         let error = find("forget-everything").err().unwrap().to_string();
         assert!(
-            error.contains("forget-everything") && error.contains("lip, emb, ulip"),
+            error.contains("forget-everything") && error.contains("lip, emb, ulip, cliperase"),
             "{error}"
         );
     }
