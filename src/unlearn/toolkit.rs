@@ -5,8 +5,11 @@
 use burn::tensor::Tensor;
 use burn::tensor::activation::log_softmax;
 
+use burn::module::Module;
+
 use crate::clip::{Clip, host_values, normalize};
-use crate::eval::argmax;
+use crate::curation::Scenario;
+use crate::eval::{argmax, ensemble};
 
 /// How the model's learned temperature enters zero-shot logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +76,25 @@ pub fn recognised_share(
         .filter(|(row, label)| argmax(row) == **label)
         .count();
     hits as f64 / count.max(1) as f64
+}
+
+/// Normalised class embeddings `[classes, embed]` of the scenario's head from `model`'s text
+/// tower (prompt ensembling over its templates).
+pub fn class_heads(model: &Clip, scenario: &Scenario) -> Tensor<2> {
+    ensemble(model.encode_text(&scenario.prompts), scenario.templates)
+}
+
+/// Share of the scenario's forget pictures `model` still assigns to their class: the held-out
+/// (verification) pictures when there are any, otherwise those trained on. This is what every
+/// method's stop rule reads.
+pub fn forget_accuracy(model: &Clip, scenario: &Scenario) -> f64 {
+    let (images, labels) = match &scenario.held_out {
+        Some(held_out) => (&held_out.images, &held_out.labels),
+        None => (&scenario.images, &scenario.labels),
+    };
+    let model = model.valid();
+    let heads = class_heads(&model, scenario);
+    recognised_share(&model, images.clone().inner(), labels, heads)
 }
 
 /// Images of what to keep and the original model's zero-shot answers for them: the reference

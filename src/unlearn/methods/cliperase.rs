@@ -29,12 +29,12 @@ use serde::{Deserialize, Serialize};
 use super::{MethodError, Preset, UnlearningMethod, parse_options};
 use crate::clip::{Clip, host_values, normalize};
 use crate::curation::{DataNeeds, Pairs, Scenario};
-use crate::eval::{argmax, ensemble};
+use crate::eval::argmax;
 use crate::train::clip_adam;
 use crate::train::loss::contrastive_loss;
 use crate::unlearn::job::{Method, StepReport};
 use crate::unlearn::synthetic::SyntheticOptions;
-use crate::unlearn::toolkit::{recognised_share, window};
+use crate::unlearn::toolkit::{class_heads, forget_accuracy, window};
 
 /// The CLIPErase method.
 pub struct ClipErase;
@@ -165,13 +165,16 @@ impl UnlearningMethod for ClipErase {
             method: "cliperase".into(),
             problem: format!("the scenario has no {what} pairs"),
         };
-        let forget = scenario.forget_pairs.ok_or_else(|| missing("forget"))?;
-        let retain = scenario.retain_pairs.ok_or_else(|| missing("retain"))?;
+        let mut scenario = scenario;
+        let forget = scenario
+            .forget_pairs
+            .take()
+            .ok_or_else(|| missing("forget"))?;
+        let retain = scenario
+            .retain_pairs
+            .take()
+            .ok_or_else(|| missing("retain"))?;
         let steps_per_epoch = forget.captions.len().div_ceil(options.batch).max(1);
-        let judge = match scenario.held_out {
-            Some(held_out) => (held_out.images, held_out.labels),
-            None => (scenario.images, scenario.labels),
-        };
         Ok(Box::new(ClipEraseRun {
             optimizer: clip_adam(options.weight_decay),
             max_steps: options.epochs * steps_per_epoch,
@@ -179,9 +182,7 @@ impl UnlearningMethod for ClipErase {
             options,
             forget,
             retain,
-            prompts: scenario.prompts,
-            templates: scenario.templates,
-            judge,
+            scenario,
             original_answers: None,
             step: 0,
             best: None,
@@ -194,10 +195,8 @@ struct ClipEraseRun {
     options: ClipEraseOptions,
     forget: Pairs,
     retain: Pairs,
-    prompts: Vec<Vec<u32>>,
-    templates: usize,
-    /// Pictures of the forgotten classes the forget accuracy is judged on, with their labels.
-    judge: (Tensor<4>, Vec<usize>),
+    /// The rest of the scenario: the head, and the pictures forgetting is judged on.
+    scenario: Scenario,
     /// The original model's zero-shot answers on the retain pictures, for validation.
     original_answers: Option<Vec<usize>>,
     optimizer: ModuleOptimizer,
@@ -227,7 +226,7 @@ impl ClipEraseRun {
     /// The zero-shot answers of `model` (without autodiff) on the retain pictures.
     fn retain_answers(&self, model: &Clip) -> Vec<usize> {
         let model = model.valid();
-        let heads = ensemble(model.encode_text(&self.prompts), self.templates);
+        let heads = class_heads(&model, &self.scenario);
         let embeds = normalize(model.encode_image(self.retain.images.clone().inner()));
         let classes = heads.dims()[0];
         host_values(embeds.matmul(heads.transpose()))
@@ -241,9 +240,7 @@ impl ClipEraseRun {
         if self.original_answers.is_none() {
             self.original_answers = Some(self.retain_answers(original));
         }
-        let valid = model.valid();
-        let heads = ensemble(valid.encode_text(&self.prompts), self.templates);
-        let forget = recognised_share(&valid, self.judge.0.clone().inner(), &self.judge.1, heads);
+        let forget = forget_accuracy(model, &self.scenario);
         let now = self.retain_answers(model);
         let then = self.original_answers.as_ref().expect("set above");
         let same = now.iter().zip(then).filter(|(a, b)| a == b).count();

@@ -22,7 +22,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use burn::module::{Module, ParamId};
+use burn::module::ParamId;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -31,14 +31,13 @@ use super::{MethodError, Preset, UnlearningMethod, parse_options};
 use crate::clip::{Clip, VisionTower, host_values, index_tensor, normalize};
 use crate::curation::{DataNeeds, Scenario};
 use crate::data::shapes::Rng;
-use crate::eval::ensemble;
 use crate::train::clip_adam;
 use crate::unlearn::job::{Method, StepReport};
 use crate::unlearn::params::{
     LayerInfo, Tower, gradient_magnitudes, layers, masked_step, top_layers,
 };
 use crate::unlearn::synthetic::SyntheticOptions;
-use crate::unlearn::toolkit::{RetainTerm, recognised_share, window};
+use crate::unlearn::toolkit::{RetainTerm, class_heads, forget_accuracy, window};
 
 /// The Lip method.
 pub struct Lip;
@@ -330,24 +329,10 @@ impl LipFamily {
         (range.0 as f32 + (range.1 as f32 - range.0 as f32) * t).round() as usize
     }
 
-    /// Normalised class embeddings `[classes, embed]` from the current text tower.
-    fn class_heads(&self, model: &Clip) -> Tensor<2> {
-        ensemble(
-            model.encode_text(&self.scenario.prompts),
-            self.scenario.templates,
-        )
-    }
-
     /// Share of the forget images the model still assigns to their class: the held-out ones
     /// when there are any, otherwise those trained on.
     pub fn forget_accuracy(&self, model: &Clip) -> f64 {
-        let (images, labels) = match &self.scenario.held_out {
-            Some(held_out) => (&held_out.images, &held_out.labels),
-            None => (&self.scenario.images, &self.scenario.labels),
-        };
-        let model = model.valid();
-        let heads = self.class_heads(&model);
-        recognised_share(&model, images.clone().inner(), labels, heads)
+        forget_accuracy(model, &self.scenario)
     }
 
     /// The distances of one step on forget images `batch` (showing classes `labels`) with
@@ -454,7 +439,7 @@ impl Method for LipFamily {
         let batch = self.scenario.images.clone().narrow(0, start, size).detach();
         let labels = self.scenario.labels[start..start + size].to_vec();
         let clock = Instant::now();
-        let heads = self.class_heads(&model);
+        let heads = class_heads(&model, &self.scenario);
         let terms = self.terms(&model, heads.clone(), batch, &labels, sigma);
         let forget = self.loss.loss(terms);
         let mut losses = vec![(

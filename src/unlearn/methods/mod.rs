@@ -6,6 +6,8 @@
 
 pub mod cliperase;
 pub mod emb;
+pub mod ga;
+pub mod graddiff;
 pub mod lip;
 pub mod ulip;
 
@@ -62,8 +64,14 @@ pub trait UnlearningMethod: Sync {
 }
 
 /// Every registered method, in the order the command line and the app list them.
-pub static REGISTRY: &[&dyn UnlearningMethod] =
-    &[&lip::Lip, &emb::Emb, &ulip::ULip, &cliperase::ClipErase];
+pub static REGISTRY: &[&dyn UnlearningMethod] = &[
+    &lip::Lip,
+    &emb::Emb,
+    &ulip::ULip,
+    &cliperase::ClipErase,
+    &ga::GradientAscent,
+    &graddiff::GradDiff,
+];
 
 /// Why a method cannot be set up or cannot go on.
 #[derive(Debug, thiserror::Error)]
@@ -337,7 +345,8 @@ mod tests {
         }
         let error = find("forget-everything").err().unwrap().to_string();
         assert!(
-            error.contains("forget-everything") && error.contains("lip, emb, ulip, cliperase"),
+            error.contains("forget-everything")
+                && error.contains("lip, emb, ulip, cliperase, ga, graddiff"),
             "{error}"
         );
     }
