@@ -1,7 +1,7 @@
 //! **GradDiff**: gradient ascent on the forget pictures, descent on what to keep.
 //!
 //! ```text
-//! L_GradDiff = − mean_forget log p(yᵢ | xᵢ) + λ · mean_retain KL(p_orig(·|x) ‖ p(·|x))
+//! L_GradDiff = mean_forget log p(yᵢ | xᵢ) + λ · mean_retain KL(p_orig(·|x) ‖ p(·|x))
 //! ```
 //!
 //! The ascent is [`super::ga`]'s; the descent holds the zero-shot answers on retain pictures
@@ -9,38 +9,13 @@
 //! model's, which is cross-entropy against the original answers up to a constant. The
 //! CLIPErase paper finds it keeps more than GA but forgets less completely.
 
-use serde::{Deserialize, Serialize};
-
-use super::ga::{AscentOptions, AscentRun, ascent_help, ascent_preset};
+use super::baseline::{BaselineRun, Objective, RetainedOptions, baseline_preset, retained_help};
 use super::{MethodError, Preset, UnlearningMethod, parse_options};
 use crate::curation::{DataNeeds, Scenario};
 use crate::unlearn::job::Method;
 
 /// The GradDiff baseline.
 pub struct GradDiff;
-
-/// GradDiff's knobs: gradient ascent's and the retain term's.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(default)]
-pub struct GradDiffOptions {
-    /// λ, weight of the descent on retain pictures.
-    pub retain_weight: f32,
-    /// Retain pictures per step.
-    pub retain_batch: usize,
-    /// Everything GradDiff shares with gradient ascent.
-    #[serde(flatten)]
-    pub ascent: AscentOptions,
-}
-
-impl Default for GradDiffOptions {
-    fn default() -> Self {
-        Self {
-            retain_weight: 1.0,
-            retain_batch: 16,
-            ascent: AscentOptions::default(),
-        }
-    }
-}
 
 impl UnlearningMethod for GradDiff {
     fn name(&self) -> &'static str {
@@ -62,28 +37,20 @@ impl UnlearningMethod for GradDiff {
     }
 
     fn defaults(&self) -> toml::Table {
-        toml::Table::try_from(GradDiffOptions::default()).expect("the settings always serialise")
+        toml::Table::try_from(RetainedOptions::default()).expect("the settings always serialise")
     }
 
     fn help(&self, key: &str) -> &'static str {
-        match key {
-            "retain_weight" => "How strongly the answers on pictures to keep are held (λ).",
-            "retain_batch" => "Pictures to keep per step.",
-            other => ascent_help(other),
-        }
+        retained_help(key)
     }
 
     fn preset(&self, preset: Preset) -> toml::Table {
-        ascent_preset(preset)
+        baseline_preset(preset)
     }
 
     fn data_needs(&self, settings: &toml::Table) -> Result<DataNeeds, MethodError> {
-        let options: GradDiffOptions = parse_options(self.name(), settings)?;
-        Ok(DataNeeds {
-            synthetic: options.ascent.synthetic,
-            retain: options.retain_weight > 0.0,
-            pairs: false,
-        })
+        let options: RetainedOptions = parse_options(self.name(), settings)?;
+        Ok(options.base.data_needs(options.retain_weight > 0.0))
     }
 
     fn start(
@@ -92,12 +59,12 @@ impl UnlearningMethod for GradDiff {
         scenario: Scenario,
         _seed: u64,
     ) -> Result<Box<dyn Method>, MethodError> {
-        let options: GradDiffOptions = parse_options(self.name(), settings)?;
-        Ok(Box::new(AscentRun::new(
+        let options: RetainedOptions = parse_options(self.name(), settings)?;
+        Ok(Box::new(BaselineRun::new(
             "graddiff",
-            options.ascent,
-            options.retain_weight,
-            options.retain_batch,
+            Objective::Ascent,
+            options.base,
+            Some((options.retain_weight, options.retain_batch)),
             scenario,
         )))
     }

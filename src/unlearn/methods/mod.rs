@@ -4,6 +4,9 @@
 //! (`lethe methods`, recipes, `lethe bench methods`) and the Method panel read only this
 //! module, so a new method appears everywhere once it has a file and a line in the registry.
 
+pub mod amnesiac;
+pub mod amns_retain;
+mod baseline;
 pub mod cliperase;
 pub mod emb;
 pub mod ga;
@@ -71,6 +74,8 @@ pub static REGISTRY: &[&dyn UnlearningMethod] = &[
     &cliperase::ClipErase,
     &ga::GradientAscent,
     &graddiff::GradDiff,
+    &amnesiac::Amnesiac,
+    &amns_retain::AmnsRetain,
 ];
 
 /// Why a method cannot be set up or cannot go on.
@@ -346,7 +351,7 @@ mod tests {
         let error = find("forget-everything").err().unwrap().to_string();
         assert!(
             error.contains("forget-everything")
-                && error.contains("lip, emb, ulip, cliperase, ga, graddiff"),
+                && error.contains("lip, emb, ulip, cliperase, ga, graddiff, amnesiac"),
             "{error}"
         );
     }

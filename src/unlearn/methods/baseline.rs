@@ -1,0 +1,249 @@
+//! What the classification baselines share (gradient ascent, GradDiff, Amnesiac,
+//! AmnsRetain): their knobs, presets, and one loop that changes every layer of both towers with
+//! a zero-shot classification objective on the forget pictures, optionally holding the answers
+//! on retain pictures, and stops once the forget (or verification) pictures are no longer
+//! recognised.
+
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::Preset;
+use crate::clip::{Clip, host_values, index_tensor};
+use crate::curation::{DataNeeds, Scenario};
+use crate::data::shapes::Rng;
+use crate::train::clip_adam;
+use crate::unlearn::job::{Method, StepReport};
+use crate::unlearn::methods::MethodError;
+use crate::unlearn::synthetic::SyntheticOptions;
+use crate::unlearn::toolkit::{
+    Temperature, class_heads, forget_accuracy, window, zero_shot_log_probabilities,
+};
+
+/// The knobs every classification baseline has.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct BaselineOptions {
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f32,
+    /// Forget pictures per step.
+    pub batch: usize,
+    /// Give up after this many steps.
+    pub max_steps: usize,
+    /// Stop once the model recognises fewer than this share of the forget pictures.
+    pub stop_accuracy: f64,
+    /// How forget pictures are synthesised when no real ones are given.
+    pub synthetic: SyntheticOptions,
+}
+
+impl Default for BaselineOptions {
+    fn default() -> Self {
+        Self {
+            learning_rate: 1e-5,
+            weight_decay: 0.0,
+            batch: 8,
+            max_steps: 100,
+            stop_accuracy: 0.1,
+            synthetic: SyntheticOptions::default(),
+        }
+    }
+}
+
+/// What the settings of the classification baselines mean.
+pub fn baseline_help(key: &str) -> &'static str {
+    match key {
+        "learning_rate" => "How big each update of the weights is (Adam's step size).",
+        "weight_decay" => "How strongly weights are pulled towards zero at each update.",
+        "batch" => "Forget pictures per step.",
+        "max_steps" => "Give up after this many steps.",
+        "stop_accuracy" => {
+            "Stop once the model recognises fewer than this fraction of the forget pictures."
+        }
+        "synthetic" => {
+            "How pictures of the class are synthesised from the model when no real ones are given."
+        }
+        "count" => "Number of synthetic pictures.",
+        "threshold" => "Probability of the class each synthetic picture must reach.",
+        "step_size" => "Size of each pixel update while synthesising.",
+        "retain_per_class" => {
+            "Synthetic pictures of each other class to hold in place, when no retain set is given."
+        }
+        _ => "",
+    }
+}
+
+/// The presets of the classification baselines.
+pub fn baseline_preset(preset: Preset) -> toml::Table {
+    let text = match preset {
+        Preset::Gentle => "",
+        Preset::Default => {
+            "learning_rate = 1e-4\nbatch = 4\nmax_steps = 40\n[synthetic]\ncount = 32\n"
+        }
+        Preset::Careful => {
+            "learning_rate = 3e-5\nbatch = 4\nmax_steps = 60\n[synthetic]\ncount = 32\n"
+        }
+        Preset::Aggressive => {
+            "learning_rate = 3e-4\nbatch = 4\nmax_steps = 60\nstop_accuracy = 0.05\n[synthetic]\ncount = 32\n"
+        }
+    };
+    text.parse().expect("presets are valid TOML")
+}
+
+impl BaselineOptions {
+    /// What a baseline with these knobs asks of the scenario.
+    pub fn data_needs(&self, retain: bool) -> DataNeeds {
+        DataNeeds {
+            synthetic: self.synthetic.clone(),
+            retain,
+            pairs: false,
+        }
+    }
+}
+
+/// The knobs of a baseline with a retain term (GradDiff, AmnsRetain).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RetainedOptions {
+    /// λ, weight of holding the answers on retain pictures.
+    pub retain_weight: f32,
+    /// Retain pictures per step.
+    pub retain_batch: usize,
+    /// Everything the baseline shares with the others.
+    #[serde(flatten)]
+    pub base: BaselineOptions,
+}
+
+impl Default for RetainedOptions {
+    fn default() -> Self {
+        Self {
+            retain_weight: 1.0,
+            retain_batch: 16,
+            base: BaselineOptions::default(),
+        }
+    }
+}
+
+/// What the settings of a baseline with a retain term mean.
+pub fn retained_help(key: &str) -> &'static str {
+    match key {
+        "retain_weight" => "How strongly the answers on pictures to keep are held (λ).",
+        "retain_batch" => "Pictures to keep per step.",
+        other => baseline_help(other),
+    }
+}
+
+/// What a baseline does with the forget pictures.
+pub enum Objective {
+    /// Lower the probability of their class (gradient ascent on the cross-entropy).
+    Ascent,
+    /// Teach a random other class for each picture, drawn afresh every step (Amnesiac).
+    RandomLabels(Rng),
+}
+
+/// A baseline run: its objective on the forget pictures and an optional retain term.
+pub struct BaselineRun {
+    name: &'static str,
+    objective: Objective,
+    options: BaselineOptions,
+    /// `(weight, batch)` of the retain term, when there is one.
+    retain: Option<(f32, usize)>,
+    scenario: Scenario,
+    optimizer: ModuleOptimizer,
+    step: usize,
+}
+
+impl BaselineRun {
+    /// A run named `name` pursuing `objective` on `scenario`; with `retain` (weight and batch)
+    /// the scenario's retain images are held to the original answers.
+    pub fn new(
+        name: &'static str,
+        objective: Objective,
+        options: BaselineOptions,
+        retain: Option<(f32, usize)>,
+        scenario: Scenario,
+    ) -> Self {
+        Self {
+            name,
+            objective,
+            optimizer: clip_adam(options.weight_decay),
+            options,
+            retain,
+            scenario,
+            step: 0,
+        }
+    }
+
+    /// The objective's loss on forget pictures with log-probabilities `log_p` and labels
+    /// `labels`.
+    fn forget_loss(&mut self, log_p: Tensor<2>, labels: &[usize]) -> Tensor<1> {
+        let device = log_p.device();
+        match &mut self.objective {
+            Objective::Ascent => log_p
+                .gather(1, index_tensor(labels, &device).unsqueeze_dim(1))
+                .mean(),
+            Objective::RandomLabels(rng) => {
+                let classes = log_p.dims()[1];
+                let wrong: Vec<usize> = labels
+                    .iter()
+                    .map(|&label| (label + 1 + rng.below(classes.max(2) - 1)) % classes)
+                    .collect();
+                -log_p
+                    .gather(1, index_tensor(&wrong, &device).unsqueeze_dim(1))
+                    .mean()
+            }
+        }
+    }
+}
+
+impl Method for BaselineRun {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn max_steps(&self) -> usize {
+        self.options.max_steps
+    }
+
+    fn step(&mut self, model: Clip, _original: &Clip) -> Result<(Clip, StepReport), MethodError> {
+        let (start, size) = window(
+            self.step,
+            self.options.batch,
+            self.scenario.images.dims()[0],
+        );
+        let images = self.scenario.images.clone().narrow(0, start, size).detach();
+        let labels = self.scenario.labels[start..start + size].to_vec();
+        let heads = class_heads(&model, &self.scenario);
+        let log_p = zero_shot_log_probabilities(&model, images, heads.clone(), Temperature::Held);
+        let forget = self.forget_loss(log_p, &labels);
+        let mut losses = vec![(
+            self.name.to_string(),
+            host_values(forget.clone().detach())[0],
+        )];
+        let mut loss = forget;
+        let mut retain_accuracy = None;
+        if let (Some((weight, batch)), Some(retain)) = (self.retain, self.scenario.retain.as_ref())
+        {
+            let term = retain.term(&model, heads, self.step, batch);
+            losses.push(("retain".into(), host_values(term.loss.clone().detach())[0]));
+            retain_accuracy = Some(term.agreement);
+            loss = loss + term.loss * weight;
+        }
+        let gradients = GradientsParams::from_grads(loss.backward(), &model);
+        let model = self
+            .optimizer
+            .step(self.options.learning_rate, model, gradients);
+        self.step += 1;
+        let accuracy = forget_accuracy(&model, &self.scenario);
+        Ok((
+            model,
+            StepReport {
+                losses,
+                forget_accuracy: Some(accuracy),
+                retain_accuracy,
+                finished: accuracy < self.options.stop_accuracy,
+            },
+        ))
+    }
+}
