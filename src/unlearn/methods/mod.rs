@@ -12,6 +12,7 @@ pub mod emb;
 pub mod ga;
 pub mod graddiff;
 pub mod lip;
+pub mod slug;
 pub mod ulip;
 
 use std::collections::BTreeMap;
@@ -76,6 +77,7 @@ pub static REGISTRY: &[&dyn UnlearningMethod] = &[
     &graddiff::GradDiff,
     &amnesiac::Amnesiac,
     &amns_retain::AmnsRetain,
+    &slug::Slug,
 ];
 
 /// Why a method cannot be set up or cannot go on.
