@@ -1,5 +1,5 @@
 //! What the classification baselines share (gradient ascent, GradDiff, Amnesiac,
-//! AmnsRetain): their knobs, presets, and one loop that changes every layer of both towers with
+//! AmnsRetain): their knobs, presets, their registry entry, and one loop that changes every layer of both towers with
 //! a zero-shot classification objective on the forget pictures, optionally holding the answers
 //! on retain pictures, and stops once the forget (or verification) pictures are no longer
 //! recognised.
@@ -8,13 +8,12 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::Preset;
+use super::{MethodError, Preset, UnlearningMethod, defaults_of, parse_options};
 use crate::clip::{Clip, host_values, index_tensor};
 use crate::curation::{DataNeeds, Scenario};
 use crate::data::shapes::Rng;
 use crate::train::clip_adam;
 use crate::unlearn::job::{Method, StepReport};
-use crate::unlearn::methods::MethodError;
 use crate::unlearn::synthetic::SyntheticOptions;
 use crate::unlearn::toolkit::{
     Temperature, class_heads, forget_accuracy, window, zero_shot_log_probabilities,
@@ -134,7 +133,107 @@ pub fn retained_help(key: &str) -> &'static str {
     }
 }
 
-/// What a baseline does with the forget pictures.
+/// A classification baseline as the registry lists it: its words, its objective on the forget
+/// pictures, and whether it holds retain pictures (then its knobs are [`RetainedOptions`],
+/// otherwise [`BaselineOptions`]).
+pub struct ClassificationBaseline {
+    /// Name used in recipes.
+    pub name: &'static str,
+    /// Display name.
+    pub title: &'static str,
+    /// What it does, in plain words.
+    pub summary: &'static str,
+    /// What data it needs.
+    pub needs: &'static str,
+    /// What it does with the forget pictures.
+    pub objective: ObjectiveKind,
+    /// Whether it has a retain term.
+    pub retained: bool,
+}
+
+/// Which objective a baseline pursues on the forget pictures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectiveKind {
+    /// Gradient ascent on the cross-entropy.
+    Ascent,
+    /// A random wrong class per picture.
+    RandomLabels,
+}
+
+impl UnlearningMethod for ClassificationBaseline {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn title(&self) -> &'static str {
+        self.title
+    }
+
+    fn summary(&self) -> &'static str {
+        self.summary
+    }
+
+    fn needs(&self) -> &'static str {
+        self.needs
+    }
+
+    fn defaults(&self) -> toml::Table {
+        if self.retained {
+            defaults_of::<RetainedOptions>()
+        } else {
+            defaults_of::<BaselineOptions>()
+        }
+    }
+
+    fn help(&self, key: &str) -> &'static str {
+        retained_help(key)
+    }
+
+    fn preset(&self, preset: Preset) -> toml::Table {
+        baseline_preset(preset)
+    }
+
+    fn data_needs(&self, settings: &toml::Table) -> Result<DataNeeds, MethodError> {
+        let (options, retain) = self.options(settings)?;
+        Ok(options.data_needs(retain.is_some_and(|(weight, _)| weight > 0.0)))
+    }
+
+    fn start(
+        &self,
+        settings: &toml::Table,
+        scenario: Scenario,
+        seed: u64,
+    ) -> Result<Box<dyn Method>, MethodError> {
+        let (options, retain) = self.options(settings)?;
+        let objective = match self.objective {
+            ObjectiveKind::Ascent => Objective::Ascent,
+            ObjectiveKind::RandomLabels => Objective::RandomLabels(Rng::new(seed)),
+        };
+        Ok(Box::new(BaselineRun::new(
+            self.name, objective, options, retain, scenario,
+        )))
+    }
+}
+
+impl ClassificationBaseline {
+    /// The baseline's knobs and, with a retain term, its `(weight, batch)`.
+    fn options(
+        &self,
+        settings: &toml::Table,
+    ) -> Result<(BaselineOptions, Option<(f32, usize)>), MethodError> {
+        if self.retained {
+            let options: RetainedOptions = parse_options(self.name, settings)?;
+            Ok((
+                options.base,
+                Some((options.retain_weight, options.retain_batch)),
+            ))
+        } else {
+            Ok((parse_options(self.name, settings)?, None))
+        }
+    }
+}
+
+/// What a baseline does with the forget pictures, with its state.
 pub enum Objective {
     /// Lower the probability of their class (gradient ascent on the cross-entropy).
     Ascent,

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::lip::{
     LipFamily, LipOptions, PerturbationLoss, PerturbationTerms, family_help, family_preset,
 };
-use super::{MethodError, Preset, UnlearningMethod, parse_options};
+use super::{MethodError, Preset, UnlearningMethod, defaults_of, parse_options};
 use crate::curation::{DataNeeds, Scenario};
 use crate::unlearn::job::Method;
 
@@ -84,7 +84,7 @@ impl UnlearningMethod for Emb {
     }
 
     fn defaults(&self) -> toml::Table {
-        toml::Table::try_from(EmbOptions::default()).expect("the settings always serialise")
+        defaults_of::<EmbOptions>()
     }
 
     fn help(&self, key: &str) -> &'static str {

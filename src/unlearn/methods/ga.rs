@@ -13,61 +13,15 @@
 //! Stops once the forget pictures (or the verification pictures) are recognised below
 //! `stop_accuracy`.
 
-use super::baseline::{BaselineOptions, BaselineRun, Objective, baseline_help, baseline_preset};
-use super::{MethodError, Preset, UnlearningMethod, parse_options};
-use crate::curation::{DataNeeds, Scenario};
-use crate::unlearn::job::Method;
+use super::baseline::{ClassificationBaseline, ObjectiveKind};
 
-/// The gradient-ascent baseline.
-pub struct GradientAscent;
-
-impl UnlearningMethod for GradientAscent {
-    fn name(&self) -> &'static str {
-        "ga"
-    }
-
-    fn title(&self) -> &'static str {
-        "GA (gradient ascent baseline)"
-    }
-
-    fn summary(&self) -> &'static str {
-        "Makes the model as wrong as possible about pictures of the class, everywhere in the \
-         model. Fast and blunt: other classes usually suffer."
-    }
-
-    fn needs(&self) -> &'static str {
-        "Pictures of the class: real ones if given, otherwise synthetic."
-    }
-
-    fn defaults(&self) -> toml::Table {
-        toml::Table::try_from(BaselineOptions::default()).expect("the settings always serialise")
-    }
-
-    fn help(&self, key: &str) -> &'static str {
-        baseline_help(key)
-    }
-
-    fn preset(&self, preset: Preset) -> toml::Table {
-        baseline_preset(preset)
-    }
-
-    fn data_needs(&self, settings: &toml::Table) -> Result<DataNeeds, MethodError> {
-        Ok(parse_options::<BaselineOptions>(self.name(), settings)?.data_needs(false))
-    }
-
-    fn start(
-        &self,
-        settings: &toml::Table,
-        scenario: Scenario,
-        _seed: u64,
-    ) -> Result<Box<dyn Method>, MethodError> {
-        let options = parse_options(self.name(), settings)?;
-        Ok(Box::new(BaselineRun::new(
-            "ga",
-            Objective::Ascent,
-            options,
-            None,
-            scenario,
-        )))
-    }
-}
+/// The GA baseline.
+pub const GRADIENT_ASCENT: ClassificationBaseline = ClassificationBaseline {
+    name: "ga",
+    title: "GA (gradient ascent baseline)",
+    summary: "Makes the model as wrong as possible about pictures of the class, everywhere in the \
+              model. Fast and blunt: other classes usually suffer.",
+    needs: "Pictures of the class: real ones if given, otherwise synthetic.",
+    objective: ObjectiveKind::Ascent,
+    retained: false,
+};

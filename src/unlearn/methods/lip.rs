@@ -27,7 +27,7 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::{MethodError, Preset, UnlearningMethod, parse_options};
+use super::{MethodError, Preset, UnlearningMethod, defaults_of, parse_options};
 use crate::clip::{Clip, VisionTower, host_values, index_tensor, normalize};
 use crate::curation::{DataNeeds, Scenario};
 use crate::data::shapes::Rng;
@@ -38,9 +38,6 @@ use crate::unlearn::params::{
 };
 use crate::unlearn::synthetic::SyntheticOptions;
 use crate::unlearn::toolkit::{RetainTerm, class_heads, forget_accuracy, window};
-
-/// The Lip method.
-pub struct Lip;
 
 /// The knobs of the Lip family; the defaults are the paper's. Recipes give any subset of them.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -192,28 +189,52 @@ pub fn lipschitz_retain_warning(settings: &toml::Table) -> Option<&'static str> 
     )
 }
 
-impl UnlearningMethod for Lip {
+/// A member of the Lip family whose knobs are exactly [`LipOptions`] (Lip and ULip), told
+/// apart by its name, its words and its loss.
+pub struct LipschitzMethod {
+    /// Name used in recipes.
+    pub name: &'static str,
+    /// Display name.
+    pub title: &'static str,
+    /// What it does, in plain words.
+    pub summary: &'static str,
+    /// What data it needs.
+    pub needs: &'static str,
+    /// Its loss.
+    pub loss: fn() -> Box<dyn PerturbationLoss>,
+}
+
+/// The Lip method.
+pub const LIP: LipschitzMethod = LipschitzMethod {
+    name: "lip",
+    title: "Lip (Lipschitz, synthetic samples)",
+    summary: "Makes the model's answer for pictures of the class insensitive to noise, in both \
+              the image and the text tower, updating only the few layers that matter most for \
+              the class each step; stops once it no longer recognises the class.",
+    needs: "Only the class name: pictures of the class are synthesised from the model itself \
+            (real ones can be given instead).",
+    loss: || Box::new(LipLoss),
+};
+
+impl UnlearningMethod for LipschitzMethod {
     fn name(&self) -> &'static str {
-        "lip"
+        self.name
     }
 
     fn title(&self) -> &'static str {
-        "Lip (Lipschitz, synthetic samples)"
+        self.title
     }
 
     fn summary(&self) -> &'static str {
-        "Makes the model's answer for pictures of the class insensitive to noise, in both \
-         the image and the text tower, updating only the few layers that matter most for \
-         the class each step; stops once it no longer recognises the class."
+        self.summary
     }
 
     fn needs(&self) -> &'static str {
-        "Only the class name: pictures of the class are synthesised from the model itself \
-         (real ones can be given instead)."
+        self.needs
     }
 
     fn defaults(&self) -> toml::Table {
-        toml::Table::try_from(LipOptions::default()).expect("the settings always serialise")
+        defaults_of::<LipOptions>()
     }
 
     fn help(&self, key: &str) -> &'static str {
@@ -229,7 +250,7 @@ impl UnlearningMethod for Lip {
     }
 
     fn data_needs(&self, settings: &toml::Table) -> Result<DataNeeds, MethodError> {
-        Ok(parse_options::<LipOptions>(self.name(), settings)?.data_needs())
+        Ok(parse_options::<LipOptions>(self.name, settings)?.data_needs())
     }
 
     fn start(
@@ -238,9 +259,9 @@ impl UnlearningMethod for Lip {
         scenario: Scenario,
         seed: u64,
     ) -> Result<Box<dyn Method>, MethodError> {
-        let options = parse_options(self.name(), settings)?;
+        let options = parse_options(self.name, settings)?;
         Ok(Box::new(LipFamily::new(
-            Box::new(LipLoss),
+            (self.loss)(),
             options,
             scenario,
             seed,

@@ -69,14 +69,14 @@ pub trait UnlearningMethod: Sync {
 
 /// Every registered method, in the order the command line and the app list them.
 pub static REGISTRY: &[&dyn UnlearningMethod] = &[
-    &lip::Lip,
+    &lip::LIP,
     &emb::Emb,
-    &ulip::ULip,
+    &ulip::ULIP,
     &cliperase::ClipErase,
-    &ga::GradientAscent,
-    &graddiff::GradDiff,
-    &amnesiac::Amnesiac,
-    &amns_retain::AmnsRetain,
+    &ga::GRADIENT_ASCENT,
+    &graddiff::GRAD_DIFF,
+    &amnesiac::AMNESIAC,
+    &amns_retain::AMNS_RETAIN,
     &slug::Slug,
 ];
 
@@ -133,13 +133,18 @@ pub fn check(name: &str, settings: &toml::Table) -> Result<(), MethodError> {
     find(name)?.data_needs(settings).map(|_| ())
 }
 
+/// Every setting of an options type with its default, as `[method]` keys.
+pub fn defaults_of<O: Serialize + Default>() -> toml::Table {
+    toml::Table::try_from(O::default()).expect("options always serialise")
+}
+
 /// Reads a method's typed options from its `[method]` table: keys not given keep their
 /// defaults, and a key the method does not have is refused by name (nested tables too).
 pub fn parse_options<O: DeserializeOwned + Serialize + Default>(
     method: &'static str,
     settings: &toml::Table,
 ) -> Result<O, MethodError> {
-    let defaults = toml::Table::try_from(O::default()).expect("options always serialise");
+    let defaults = defaults_of::<O>();
     if let Some(key) = unknown_key(settings, &defaults, "") {
         let known: Vec<&str> = defaults.keys().map(String::as_str).collect();
         return Err(MethodError::Settings {
@@ -374,7 +379,7 @@ mod tests {
         let settings: toml::Table = "alpha = 2.0\nbatch = 3\n[synthetic]\ncount = 5\n"
             .parse()
             .unwrap();
-        let kept = known_settings(&lip::Lip, &settings);
+        let kept = known_settings(&lip::LIP, &settings);
         assert_eq!(kept, "batch = 3\n[synthetic]\ncount = 5\n".parse().unwrap());
         assert_eq!(known_settings(&emb::Emb, &settings), settings);
     }
