@@ -1,9 +1,12 @@
 //! CLIPErase from a recipe: it learns from captioned pictures (and says so when there are
-//! none), its forgetting loss falls, it ends on the kept model, and a diverging run keeps
-//! nothing.
+//! none), its forgetting loss falls, it ends on the kept model, a diverging run keeps
+//! nothing, and the shipped polysemy recipe forgets the fruit orange but not the colour.
 
 use std::sync::atomic::AtomicBool;
 
+use lethe::backend::DeviceChoice;
+use lethe::engine::LoadedModel;
+use lethe::eval::zero_shot;
 use lethe::recipe::Recipe;
 use lethe::unlearn::job::Event;
 use lethe::workflow::{Opened, execute};
@@ -117,4 +120,47 @@ fn switching_a_module_off_drops_its_loss() {
     };
     let names: Vec<&str> = report.losses.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["forget", "retain"]);
+}
+
+/// CLIPErase's polysemy case from the shipped recipe: the fruit orange goes, the colour orange
+/// and the other fruits stay.
+#[test]
+fn the_fruit_orange_is_forgotten_and_the_colour_orange_kept() {
+    let path = format!(
+        "{}/recipes/forget-orange-fruit-vit-cliperase.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut recipe = Recipe::parse(&text).unwrap();
+    recipe.model.device = "cpu".into();
+    recipe.eval.datasets.clear();
+    recipe.eval.relearn_steps = 0;
+    recipe.eval.retrieval_per_class = 0;
+    let (result, _) = run(recipe);
+    let finished = result.unwrap();
+    let m = &finished.metrics;
+    assert!(m.target.after <= 0.10, "the fruit orange: {:?}", m.target);
+    let fruits = &m.datasets[0];
+    let (before, after) = (
+        fruits.other_classes_before.unwrap(),
+        fruits.other_classes_after.unwrap(),
+    );
+    assert!(
+        before - after <= 0.03,
+        "other fruits {before:.3} -> {after:.3}"
+    );
+    let colours = lethe::data::dataset::open("shapes:colors?seed=102&n=400").unwrap();
+    let accuracy = |model: &lethe::clip::Clip| {
+        let loaded = LoadedModel::open_spec("demo:vit", DeviceChoice::Cpu)
+            .unwrap()
+            .with_model(model.clone());
+        zero_shot(&loaded, &colours, &colours.templates, 200).per_class["orange"]
+    };
+    let original = LoadedModel::open_spec("demo:vit", DeviceChoice::Cpu).unwrap();
+    let before = zero_shot(&original, &colours, &colours.templates, 200).per_class["orange"];
+    let after = accuracy(&finished.model);
+    assert!(
+        before - after <= 0.05,
+        "the colour orange fell from {before:.3} to {after:.3}"
+    );
 }
