@@ -8,7 +8,9 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::{MethodError, Preset, UnlearningMethod, defaults_of, parse_options};
+use super::{
+    MethodError, Preset, UnlearningMethod, defaults_of, parse_options, preset_table, shared_help,
+};
 use crate::clip::{Clip, host_values, index_tensor};
 use crate::curation::{DataNeeds, Scenario};
 use crate::data::shapes::Rng;
@@ -53,23 +55,15 @@ impl Default for BaselineOptions {
 /// What the settings of the classification baselines mean.
 pub fn baseline_help(key: &str) -> &'static str {
     match key {
-        "learning_rate" => "How big each update of the weights is (Adam's step size).",
-        "weight_decay" => "How strongly weights are pulled towards zero at each update.",
         "batch" => "Forget pictures per step.",
         "max_steps" => "Give up after this many steps.",
         "stop_accuracy" => {
             "Stop once the model recognises fewer than this fraction of the forget pictures."
         }
-        "synthetic" => {
-            "How pictures of the class are synthesised from the model when no real ones are given."
-        }
-        "count" => "Number of synthetic pictures.",
-        "threshold" => "Probability of the class each synthetic picture must reach.",
-        "step_size" => "Size of each pixel update while synthesising.",
         "retain_per_class" => {
             "Synthetic pictures of each other class to hold in place, when no retain set is given."
         }
-        _ => "",
+        other => shared_help(other),
     }
 }
 
@@ -87,7 +81,7 @@ pub fn baseline_preset(preset: Preset) -> toml::Table {
             "learning_rate = 3e-4\nbatch = 4\nmax_steps = 60\nstop_accuracy = 0.05\n[synthetic]\ncount = 32\n"
         }
     };
-    text.parse().expect("presets are valid TOML")
+    preset_table(text)
 }
 
 impl BaselineOptions {

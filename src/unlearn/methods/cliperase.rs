@@ -26,7 +26,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
-use super::{MethodError, Preset, UnlearningMethod, parse_options};
+use super::{MethodError, Preset, UnlearningMethod, parse_options, preset_table, shared_help};
 use crate::clip::{Clip, host_values, normalize};
 use crate::curation::{DataNeeds, Pairs, Scenario};
 use crate::eval::argmax;
@@ -108,8 +108,6 @@ impl UnlearningMethod for ClipErase {
 
     fn help(&self, key: &str) -> &'static str {
         match key {
-            "learning_rate" => "How big each update of the weights is (Adam's step size).",
-            "weight_decay" => "How strongly weights are pulled towards zero at each update.",
             "batch" => "Forget pairs and retain pairs per step (each).",
             "epochs" => "Passes over the forget pairs.",
             "retain_weight" => "λ₁: weight of keeping retain pictures matched to their captions.",
@@ -122,7 +120,7 @@ impl UnlearningMethod for ClipErase {
             "keep_best" => {
                 "Keep the model with the best trade-off between forgetting and keeping, checked after every epoch, instead of the last one."
             }
-            _ => "",
+            other => shared_help(other),
         }
     }
 
@@ -133,7 +131,7 @@ impl UnlearningMethod for ClipErase {
             Preset::Careful => "learning_rate = 5e-5\nepochs = 10\nconsistency_weight = 6.0\n",
             Preset::Aggressive => "learning_rate = 3e-4\nepochs = 10\n",
         };
-        text.parse().expect("presets are valid TOML")
+        preset_table(text)
     }
 
     fn data_needs(&self, settings: &toml::Table) -> Result<DataNeeds, MethodError> {

@@ -27,7 +27,9 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::{MethodError, Preset, UnlearningMethod, defaults_of, parse_options};
+use super::{
+    MethodError, Preset, UnlearningMethod, defaults_of, parse_options, preset_table, shared_help,
+};
 use crate::clip::{Clip, VisionTower, host_values, index_tensor, normalize};
 use crate::curation::{DataNeeds, Scenario};
 use crate::data::shapes::Rng;
@@ -116,8 +118,6 @@ impl LipOptions {
 /// What each setting of the Lip family means, in plain words.
 pub fn family_help(key: &str) -> &'static str {
     match key {
-        "learning_rate" => "How big each update of the weights is (Adam's step size).",
-        "weight_decay" => "How strongly weights are pulled towards zero at each update.",
         "perturbations" => {
             "Noisy copies of each forget image per step: more is steadier but slower."
         }
@@ -146,13 +146,7 @@ pub fn family_help(key: &str) -> &'static str {
         "retain_per_class" => {
             "Synthetic pictures of each other class for the retain term, when no retain set is given."
         }
-        "synthetic" => {
-            "How pictures of the class are synthesised from the model when no real ones are given."
-        }
-        "count" => "Number of synthetic pictures.",
-        "threshold" => "Probability of the class each synthetic picture must reach.",
-        "step_size" => "Size of each pixel update while synthesising.",
-        _ => "",
+        other => shared_help(other),
     }
 }
 
@@ -173,13 +167,13 @@ pub fn family_preset(preset: Preset) -> toml::Table {
              stop_accuracy = 0.05\n[synthetic]\ncount = 32\n"
         }
     };
-    text.parse().expect("presets are valid TOML")
+    preset_table(text)
 }
 
 /// The warning Lip and ULip give when the retain term is on: with a Lipschitz loss it holds
 /// the class to forget in place too (measured on the demo models: red stays above 0.57 even
 /// at weight 0.01).
-pub fn lipschitz_retain_warning(settings: &toml::Table) -> Option<&'static str> {
+fn lipschitz_retain_warning(settings: &toml::Table) -> Option<&'static str> {
     let retain_on = settings
         .get("retain_weight")
         .and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)))

@@ -194,6 +194,28 @@ pub fn known_settings(method: &dyn UnlearningMethod, settings: &toml::Table) -> 
     keep(settings, &method.defaults())
 }
 
+/// Help for the settings several methods share: the optimiser's (`learning_rate`,
+/// `weight_decay`) and how synthetic pictures are made (the `synthetic` table); `""` for
+/// any other key. Each method's own `help` falls back to it.
+pub fn shared_help(key: &str) -> &'static str {
+    match key {
+        "learning_rate" => "How big each update of the weights is (Adam's step size).",
+        "weight_decay" => "How strongly weights are pulled towards zero at each update.",
+        "synthetic" => {
+            "How pictures of the class are synthesised from the model when no real ones are given."
+        }
+        "count" => "Number of synthetic pictures.",
+        "threshold" => "Probability of the class each synthetic picture must reach.",
+        "step_size" => "Size of each pixel update while synthesising.",
+        _ => "",
+    }
+}
+
+/// A preset's settings from their TOML text.
+fn preset_table(text: &str) -> toml::Table {
+    text.parse().expect("presets are valid TOML")
+}
+
 /// A starting point for a method's settings, for users who do not want to tune knobs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

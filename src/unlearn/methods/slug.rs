@@ -25,7 +25,7 @@ use burn::module::ParamId;
 use burn::optim::SgdConfig;
 use serde::{Deserialize, Serialize};
 
-use super::{MethodError, Preset, UnlearningMethod, parse_options};
+use super::{MethodError, Preset, UnlearningMethod, parse_options, preset_table, shared_help};
 use crate::clip::checkpoint::named_tensors;
 use crate::clip::weights::Format;
 use crate::clip::{Clip, VisionTower, host_values, index_tensor};
@@ -110,17 +110,11 @@ impl UnlearningMethod for Slug {
             "blocks_only" => {
                 "Consider only layers inside the residual blocks, never the shared embeddings, norms and projections."
             }
-            "synthetic" => {
-                "How pictures of the class are synthesised from the model when no real ones are given."
-            }
-            "count" => "Number of synthetic pictures.",
-            "threshold" => "Probability of the class each synthetic picture must reach.",
-            "step_size" => "Size of each pixel update while synthesising.",
             "max_steps" => "Ascent steps per synthetic picture before giving up.",
             "retain_per_class" => {
                 "Synthetic pictures of each other class to rank layers against, when no retain set is given."
             }
-            _ => "",
+            other => shared_help(other),
         }
     }
 
@@ -130,7 +124,7 @@ impl UnlearningMethod for Slug {
             Preset::Default | Preset::Aggressive => "[synthetic]\ncount = 32\n",
             Preset::Careful => "blocks_only = true\n[synthetic]\ncount = 32\n",
         };
-        text.parse().expect("presets are valid TOML")
+        preset_table(text)
     }
 
     fn data_needs(&self, settings: &toml::Table) -> Result<DataNeeds, MethodError> {
