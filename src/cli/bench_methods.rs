@@ -1,14 +1,18 @@
-//! `lethe bench methods`: one recipe run with each registered method (or those named), printed as the Lip
-//! paper's Table 1 (target, other classes and other datasets before and after, Avg Score) with
-//! the time each run took and where it went.
+//! `lethe bench methods`: each scenario (a recipe) run with each registered method (or those
+//! named), printed as one table per scenario: the original model's row, then one row per
+//! method with the Lip paper's Table 1 columns (target = Df and other classes = Dr of the
+//! forget dataset, every other dataset, Avg Score), CLIPErase's image–caption retrieval on
+//! the forget and retain pairs, and the time each run took.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::eval::metrics::Metrics;
+use crate::eval::retrieval::AtRanks;
+use crate::eval::snapshot::{PairSets, Retrieval};
 use crate::recipe::Recipe;
 use crate::unlearn::methods::{REGISTRY, UnlearningMethod, check, find, known_settings};
 use crate::workflow::{Opened, execute_from, measure_before};
@@ -16,24 +20,36 @@ use crate::workflow::{Opened, execute_from, measure_before};
 /// `lethe bench methods`.
 #[derive(Debug, Args)]
 pub struct BenchMethodsArgs {
-    /// The scenario: a recipe whose method section is reused with each method's name.
+    /// The scenarios: recipes (comma-separated) whose method section is reused with each
+    /// method's name; one table per recipe.
     #[arg(
         long,
         value_name = "RECIPE",
+        value_delimiter = ',',
         default_value = "recipes/forget-red-vit.toml"
     )]
-    recipe: PathBuf,
+    recipe: Vec<PathBuf>,
+    /// Models to run every scenario on (comma-separated, e.g. `demo:vit,demo:rn`) instead
+    /// of the recipe's own; one table per recipe and model.
+    #[arg(long, value_delimiter = ',')]
+    model: Vec<String>,
     /// Methods to compare (comma-separated names, or `all` for every registered method). Each
     /// keeps the recipe's settings it has and the defaults for the rest.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     methods: Vec<String>,
-    /// Print the metrics of every run as a JSON array instead of the table.
+    /// Print the metrics of every run as a JSON array instead of the tables.
     #[arg(long)]
     json: bool,
 }
 
 fn pct(value: Option<f64>) -> String {
     value.map_or("–".into(), |v| format!("{:.3}", v))
+}
+
+fn ranks(value: Option<AtRanks>) -> String {
+    value.map_or("–".into(), |r| {
+        format!("{:.2}/{:.2}/{:.2}", r.at_1, r.at_5, r.at_10)
+    })
 }
 
 /// The registered methods `names` asks for, in the order given; `all` means every one.
@@ -49,73 +65,165 @@ fn chosen_methods(names: &[String]) -> Result<Vec<&'static dyn UnlearningMethod>
 
 /// Runs `lethe bench methods`.
 pub fn bench_methods(args: &BenchMethodsArgs) -> Result<()> {
-    let (recipe, text) = Recipe::load(&args.recipe)?;
     let methods = chosen_methods(&args.methods)?;
-    let settings = recipe.method.settings.clone();
-    let mut opened =
-        Opened::open(recipe, text).with_context(|| format!("recipe {}", args.recipe.display()))?;
-    // Every method starts from the same model, so it is measured once.
-    let before = measure_before(&opened);
-    let mut results: Vec<Metrics> = Vec::new();
-    for method in methods {
-        opened.recipe.method.name = method.name().to_string();
-        opened.recipe.method.settings = known_settings(method, &settings);
-        check(method.name(), &opened.recipe.method.settings).with_context(|| {
-            format!(
-                "recipe {} with method {}",
-                args.recipe.display(),
-                method.name()
-            )
-        })?;
-        let method = method.name();
-        eprintln!("running {method}…");
-        let finished = execute_from(&opened, &before, &AtomicBool::new(false), |_| {})
-            .with_context(|| format!("recipe {} with method {method}", args.recipe.display()))?;
-        results.push(finished.metrics);
+    let models: Vec<Option<&str>> = if args.model.is_empty() {
+        vec![None]
+    } else {
+        args.model.iter().map(|m| Some(m.as_str())).collect()
+    };
+    let mut all = Vec::new();
+    for recipe in &args.recipe {
+        for &model in &models {
+            let rows = run_scenario(recipe, model, &methods)?;
+            if !args.json {
+                print_table(recipe, &rows);
+            }
+            all.extend(rows.into_iter().filter_map(|row| row.result.ok()));
+        }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
-        return Ok(());
+        println!("{}", serde_json::to_string_pretty(&all)?);
     }
-    let Some(first) = results.first() else {
-        return Ok(());
+    Ok(())
+}
+
+/// One method's run on a scenario: its metrics, or why it could not run there (a method
+/// that needs captioned pictures on a scenario without them).
+struct Row {
+    method: &'static str,
+    result: Result<Metrics, String>,
+}
+
+/// Every method of `methods` on the scenario of `path` (on `model` instead of the recipe's
+/// when given), each from the same original model.
+fn run_scenario(
+    path: &Path,
+    model: Option<&str>,
+    methods: &[&'static dyn UnlearningMethod],
+) -> Result<Vec<Row>> {
+    let (mut recipe, text) = Recipe::load(path)?;
+    if let Some(model) = model {
+        recipe.model.path = model.to_string();
+    }
+    let settings = recipe.method.settings.clone();
+    let mut opened =
+        Opened::open(recipe, text).with_context(|| format!("recipe {}", path.display()))?;
+    // Every method starts from the same model, so it is measured once.
+    let before = measure_before(&opened);
+    let mut results = Vec::new();
+    for &method in methods {
+        opened.recipe.method.name = method.name().to_string();
+        opened.recipe.method.settings = known_settings(method, &settings);
+        let context = || format!("recipe {} with method {}", path.display(), method.name());
+        check(method.name(), &opened.recipe.method.settings).with_context(context)?;
+        eprintln!("{}: running {}…", path.display(), method.name());
+        let result = execute_from(&opened, &before, &AtomicBool::new(false), |_| {})
+            .map(|finished| finished.metrics)
+            .map_err(|error| {
+                eprintln!("{}: {error:#}", context());
+                format!("{error:#}")
+            });
+        results.push(Row {
+            method: method.name(),
+            result,
+        });
+    }
+    Ok(results)
+}
+
+/// One model state's cells: target (Df), other classes (Dr), each other dataset, and pair
+/// retrieval.
+fn state_cells(
+    target: f64,
+    datasets: impl Iterator<Item = (Option<f64>, f64)>,
+    retrieval: Option<&Retrieval>,
+) -> Vec<String> {
+    let mut cells = vec![pct(Some(target))];
+    for (i, (others, accuracy)) in datasets.enumerate() {
+        cells.push(if i == 0 {
+            pct(others)
+        } else {
+            pct(Some(accuracy))
+        });
+    }
+    let pairs: Option<PairSets> = retrieval.and_then(|r| r.pairs);
+    cells.extend([
+        ranks(pairs.map(|p| p.forget.image_to_text)),
+        ranks(pairs.map(|p| p.forget.text_to_image)),
+        ranks(pairs.map(|p| p.retain.image_to_text)),
+        ranks(pairs.map(|p| p.retain.text_to_image)),
+    ]);
+    cells
+}
+
+/// Prints one scenario's table; a method that could not run gets a row saying why.
+fn print_table(path: &Path, rows: &[Row]) {
+    let Some(first) = rows.iter().find_map(|row| row.result.as_ref().ok()) else {
+        for row in rows {
+            if let Err(error) = &row.result {
+                println!("{} could not run: {error}", row.method);
+            }
+        }
+        return;
     };
+    println!(
+        "\n### {}: {} forgets {}\n",
+        path.display(),
+        first.model,
+        first.classes.join(", ")
+    );
     let mut header = vec![
         "method".to_string(),
-        "target BF".into(),
-        "target AF".into(),
-        "others BF".into(),
-        "others AF".into(),
+        "target (Df)".into(),
+        "others (Dr)".into(),
     ];
-    for row in first.datasets.iter().skip(1) {
-        header.push(format!("{} BF", row.name));
-        header.push(format!("{} AF", row.name));
-    }
-    header.extend([
-        "Avg Score".into(),
-        "steps".into(),
-        "unlearn s".into(),
-        "of which images s".into(),
-    ]);
+    header.extend(first.datasets.iter().skip(1).map(|row| row.name.clone()));
+    header.extend(
+        [
+            "Df picture→caption R@1/5/10",
+            "Df caption→picture",
+            "Dr picture→caption",
+            "Dr caption→picture",
+            "Avg Score",
+            "steps",
+            "unlearn s",
+        ]
+        .map(String::from),
+    );
     println!("| {} |", header.join(" | "));
     println!("|{}", "---|".repeat(header.len()));
-    for m in &results {
-        let mut cells = vec![
-            m.method.clone(),
-            pct(Some(m.target.before)),
-            pct(Some(m.target.after)),
-            pct(m.datasets[0].other_classes_before),
-            pct(m.datasets[0].other_classes_after),
-        ];
-        for row in m.datasets.iter().skip(1) {
-            cells.push(pct(Some(row.before)));
-            cells.push(pct(Some(row.after)));
-        }
+    let retrieval_before = first.retrieval.as_ref().map(|r| r.before);
+    let mut original = vec!["original".to_string()];
+    original.extend(state_cells(
+        first.target.before,
+        first
+            .datasets
+            .iter()
+            .map(|d| (d.other_classes_before, d.before)),
+        retrieval_before.as_ref(),
+    ));
+    original.extend(["–".into(), "–".into(), "–".into()]);
+    println!("| {} |", original.join(" | "));
+    for row in rows {
+        let m = match &row.result {
+            Ok(metrics) => metrics,
+            Err(error) => {
+                let mut cells = vec![row.method.to_string(), format!("could not run: {error}")];
+                cells.resize(header.len(), String::new());
+                println!("| {} |", cells.join(" | ").replace('\n', " "));
+                continue;
+            }
+        };
+        let mut cells = vec![m.method.clone()];
+        let after = m.retrieval.as_ref().map(|r| r.after);
+        cells.extend(state_cells(
+            m.target.after,
+            m.datasets.iter().map(|d| (d.other_classes_after, d.after)),
+            after.as_ref(),
+        ));
         cells.push(format!("{:.3}", m.avg_score));
         cells.push(m.steps.to_string());
         cells.push(format!("{:.1}", m.runtime_s));
-        cells.push(format!("{:.1}", m.timings.forget_images_s));
         println!("| {} |", cells.join(" | "));
     }
-    Ok(())
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::relearn::Relearn;
-use super::retrieval::Precision;
+use super::retrieval::AtRanks;
 use super::score::{BeforeAfter, avg_score};
 use super::snapshot::{Retrieval, Snapshot};
 
@@ -272,7 +272,7 @@ fn percent(value: Option<f64>) -> String {
     value.map_or("–".into(), |v| format!("{:.1}%", v * 100.0))
 }
 
-fn precision(p: &Precision) -> String {
+fn at_ranks(p: &AtRanks) -> String {
     format!("{:.2} / {:.2} / {:.2}", p.at_1, p.at_5, p.at_10)
 }
 
@@ -391,15 +391,61 @@ pub fn report_markdown(m: &Metrics) -> String {
             ),
         ]
         .into_iter()
-        .map(|(query, before, after)| {
-            vec![query.to_string(), precision(&before), precision(&after)]
-        });
+        .map(|(query, before, after)| vec![query.to_string(), at_ranks(&before), at_ranks(&after)]);
         table(
             w,
             "Retrieval of the forgotten classes (precision @1 / @5 / @10)",
             &["query", "before", "after"],
             rows,
         );
+        if let Some((before, after)) = r.before.pairs.zip(r.after.pairs) {
+            let rows = [
+                (
+                    "forget",
+                    "picture → caption",
+                    before.forget.image_to_text,
+                    after.forget.image_to_text,
+                    before.forget.pairs,
+                ),
+                (
+                    "forget",
+                    "caption → picture",
+                    before.forget.text_to_image,
+                    after.forget.text_to_image,
+                    before.forget.pairs,
+                ),
+                (
+                    "retain",
+                    "picture → caption",
+                    before.retain.image_to_text,
+                    after.retain.image_to_text,
+                    before.retain.pairs,
+                ),
+                (
+                    "retain",
+                    "caption → picture",
+                    before.retain.text_to_image,
+                    after.retain.text_to_image,
+                    before.retain.pairs,
+                ),
+            ]
+            .into_iter()
+            .map(|(set, query, before, after, pairs)| {
+                vec![
+                    set.to_string(),
+                    query.to_string(),
+                    pairs.to_string(),
+                    at_ranks(&before),
+                    at_ranks(&after),
+                ]
+            });
+            table(
+                w,
+                "Image–caption pair retrieval (recall @1 / @5 / @10)",
+                &["pairs", "query", "n", "before", "after"],
+                rows,
+            );
+        }
     }
     if let Some(r) = &m.relearn {
         let _ = writeln!(

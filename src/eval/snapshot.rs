@@ -3,8 +3,12 @@
 
 use serde::Serialize;
 
-use super::retrieval::{Precision, image_from_image, image_from_text};
+use burn::tensor::Tensor;
+
+use super::EmbeddedImages;
+use super::retrieval::{AtRanks, PairRecall, image_from_image, image_from_text, pair_recall};
 use super::{DatasetAccuracy, class_embeddings, classify, embed_dataset, zero_shot};
+use crate::clip::{index_tensor, normalize};
 use crate::data::dataset::Dataset;
 use crate::engine::LoadedModel;
 
@@ -43,13 +47,60 @@ pub struct TemplateAccuracy {
     pub target: Option<f64>,
 }
 
-/// Retrieval precision for the forgotten classes.
+/// Retrieval of the forgotten classes.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Retrieval {
-    /// Class name → images.
-    pub image_from_text: Precision,
-    /// Image → images of the same class.
-    pub image_from_image: Precision,
+    /// Class name → images (precision).
+    pub image_from_text: AtRanks,
+    /// Image → images of the same class (precision).
+    pub image_from_image: AtRanks,
+    /// Image ↔ caption recall on the forget pairs (images of the forgotten classes) and on
+    /// the retain pairs (the rest), when the forget dataset has captions.
+    pub pairs: Option<PairSets>,
+}
+
+/// Pair recall on the forget and the retain pairs of the forget dataset.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct PairSets {
+    /// Pictures of the forgotten classes with their captions (Df).
+    pub forget: PairRecall,
+    /// Pictures of the other classes with their captions (Dr).
+    pub retain: PairRecall,
+}
+
+/// Most pairs of each set that pair recall ranks: enough for a stable measure, few enough
+/// that the score matrix stays small.
+const MAX_PAIRS: usize = 1000;
+
+/// Pair recall on the images of `images` whose class is forgotten (`forget = true`) or
+/// kept, at most [`MAX_PAIRS`], with their captions from `head`; `None` when an item has no
+/// caption.
+fn pair_set(
+    model: &LoadedModel,
+    plan: &EvalPlan,
+    images: &EmbeddedImages,
+    forget: bool,
+) -> Option<PairRecall> {
+    let rows: Vec<usize> = (0..images.labels.len())
+        .filter(|&r| plan.targets.contains(&images.labels[r]) == forget)
+        .take(MAX_PAIRS)
+        .collect();
+    let captions: Vec<String> = rows
+        .iter()
+        .map(|&r| plan.head.items[images.items[r]].caption.clone())
+        .collect::<Option<_>>()?;
+    if rows.is_empty() {
+        return Some(PairRecall::default());
+    }
+    let picked = images
+        .embeds
+        .clone()
+        .select(0, index_tensor(&rows, &images.embeds.device()));
+    let texts: Vec<Tensor<2>> = captions
+        .chunks(BATCH)
+        .map(|chunk| normalize(model.embed_texts(chunk)).detach())
+        .collect();
+    Some(pair_recall(&picked, &Tensor::cat(texts, 0), &captions))
 }
 
 /// One model state, measured.
@@ -95,6 +146,9 @@ pub fn measure(model: &LoadedModel, plan: &EvalPlan) -> Snapshot {
     let retrieval = (plan.retrieval_per_class > 0).then(|| Retrieval {
         image_from_text: image_from_text(&images, &heads, &plan.targets),
         image_from_image: image_from_image(&images, &plan.targets, plan.retrieval_per_class),
+        pairs: pair_set(model, plan, &images, true)
+            .zip(pair_set(model, plan, &images, false))
+            .map(|(forget, retain)| PairSets { forget, retain }),
     });
     Snapshot {
         target: accuracy.accuracy_of(|c| plan.is_target(c)),
