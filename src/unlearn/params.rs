@@ -201,3 +201,118 @@ pub fn masked_step(
     let update = selected_gradients(gradients, &model, selected);
     optimizer.step(learning_rate, model, update)
 }
+
+/// A 0/1 mask over individual weights: the optimiser only ever sees the gradient entries the
+/// mask keeps, so every other weight stays bit-identical (as long as weight decay is off,
+/// since decoupled decay moves weights without a gradient). SalUn's weight saliency is one.
+pub struct ElementMask {
+    /// Flattened mask per parameter (1 = may change).
+    masks: HashMap<ParamId, Tensor<1>>,
+    /// Share of all weights with a gradient that the mask keeps.
+    kept_share: f64,
+}
+
+impl ElementMask {
+    /// Keeps the `share` (0–1] of weights with the largest |gradient| in `gradients`, one
+    /// threshold over the whole model (SalUn's hard thresholding). Parameters without a
+    /// gradient get no mask and stay frozen. The magnitudes come to the host once, to find
+    /// the threshold.
+    pub fn largest(model: &Clip, gradients: &GradientsParams, share: f32) -> Self {
+        let mut collect = Magnitudes {
+            gradients,
+            found: Vec::new(),
+        };
+        model.clone().bind(&mut collect, "", Format::OpenClip);
+        let mut values: Vec<f32> = collect
+            .found
+            .iter()
+            .flat_map(|(_, magnitude)| host_values(magnitude.clone()))
+            .collect();
+        let total = values.len();
+        if total == 0 {
+            return Self {
+                masks: HashMap::new(),
+                kept_share: 0.0,
+            };
+        }
+        let keep = ((share.clamp(0.0, 1.0) as f64 * total as f64).ceil() as usize).clamp(1, total);
+        let (_, threshold, _) = values.select_nth_unstable_by(keep - 1, |a, b| b.total_cmp(a));
+        let threshold = *threshold;
+        let masks: HashMap<ParamId, Tensor<1>> = collect
+            .found
+            .into_iter()
+            .map(|(id, magnitude)| (id, magnitude.greater_equal_elem(threshold).float()))
+            .collect();
+        let kept: f32 = masks
+            .values()
+            .map(|mask| host_values(mask.clone().sum())[0])
+            .sum();
+        Self {
+            masks,
+            kept_share: kept as f64 / total as f64,
+        }
+    }
+
+    /// Share of the weights with a gradient that may change.
+    pub fn kept_share(&self) -> f64 {
+        self.kept_share
+    }
+
+    /// `gradients` with every entry outside the mask set to zero; parameters the mask does
+    /// not cover lose their gradient altogether.
+    pub fn apply(&self, model: &Clip, gradients: GradientsParams) -> GradientsParams {
+        let mut masking = Masking {
+            masks: &self.masks,
+            gradients,
+        };
+        model.clone().bind(&mut masking, "", Format::OpenClip);
+        masking.gradients
+    }
+}
+
+/// Collects the flattened |gradient| of every parameter that has one.
+struct Magnitudes<'g> {
+    gradients: &'g GradientsParams,
+    found: Vec<(ParamId, Tensor<1>)>,
+}
+
+impl ParamVisitor for Magnitudes<'_> {
+    fn param<const D: usize>(&mut self, _: &str, param: &mut Param<Tensor<D>>, _: Layout) {
+        if let Some(gradient) = self.gradients.get::<D>(param.id) {
+            let count = gradient.shape().num_elements();
+            self.found.push((param.id, gradient.abs().reshape([count])));
+        }
+    }
+
+    fn fused<const D: usize>(&mut self, key: &str, parts: [&mut Param<Tensor<D>>; 3], l: Layout) {
+        for part in parts {
+            self.param(key, part, l);
+        }
+    }
+}
+
+/// Multiplies each parameter's gradient by its mask.
+struct Masking<'m> {
+    masks: &'m HashMap<ParamId, Tensor<1>>,
+    gradients: GradientsParams,
+}
+
+impl ParamVisitor for Masking<'_> {
+    fn param<const D: usize>(&mut self, _: &str, param: &mut Param<Tensor<D>>, _: Layout) {
+        let Some(gradient) = self.gradients.remove::<D>(param.id) else {
+            return;
+        };
+        if let Some(mask) = self.masks.get(&param.id) {
+            let shape = gradient.shape();
+            let count = shape.num_elements();
+            let masked: Tensor<D> = (gradient.reshape([count]) * mask.clone()).reshape(shape);
+            self.gradients.register(param.id, masked);
+        }
+    }
+
+    fn fused<const D: usize>(&mut self, key: &str, parts: [&mut Param<Tensor<D>>; 3], l: Layout) {
+        for part in parts {
+            self.param(key, part, l);
+        }
+    }
+}

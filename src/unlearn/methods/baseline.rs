@@ -1,10 +1,11 @@
 //! What the classification baselines share (gradient ascent, GradDiff, Amnesiac,
-//! AmnsRetain): their knobs, presets, their registry entry, and one loop that changes every layer of both towers with
-//! a zero-shot classification objective on the forget pictures, optionally holding the answers
-//! on retain pictures, and stops once the forget (or verification) pictures are no longer
-//! recognised.
+//! AmnsRetain, SalUn): their knobs, presets, their registry entry, and one loop that changes
+//! the weights of both towers with a zero-shot classification objective on the forget
+//! pictures, optionally holding the answers on retain pictures and optionally only the
+//! weights a saliency mask lets through, and stops once the forget (or verification)
+//! pictures are no longer recognised.
 
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,7 @@ use crate::curation::{DataNeeds, Scenario};
 use crate::data::shapes::Rng;
 use crate::train::clip_adam;
 use crate::unlearn::job::{Method, StepReport};
+use crate::unlearn::params::ElementMask;
 use crate::unlearn::synthetic::SyntheticOptions;
 use crate::unlearn::toolkit::{
     Temperature, class_heads, forget_accuracy, window, zero_shot_log_probabilities,
@@ -244,7 +246,18 @@ pub struct BaselineRun {
     retain: Option<(f32, usize)>,
     scenario: Scenario,
     optimizer: ModuleOptimizer,
+    saliency: Saliency,
     step: usize,
+}
+
+/// Which weights a baseline may change.
+enum Saliency {
+    /// Every weight of both towers.
+    All,
+    /// The given share of weights with the largest forget gradient, chosen at the first step.
+    Pending(f32),
+    /// The weights chosen at the first step.
+    Masked(ElementMask),
 }
 
 impl BaselineRun {
@@ -264,7 +277,54 @@ impl BaselineRun {
             options,
             retain,
             scenario,
+            saliency: Saliency::All,
             step: 0,
+        }
+    }
+
+    /// The same run, changing only the `share` of weights most salient to forgetting: those
+    /// with the largest |∇ℓ_f|, the gradient of the forget pictures' cross-entropy under
+    /// the starting model (SalUn).
+    pub fn with_saliency(mut self, share: f32) -> Self {
+        self.saliency = Saliency::Pending(share);
+        self
+    }
+
+    /// ∇ℓ_f over every forget picture, accumulated batch by batch.
+    fn forget_gradient(&self, model: &Clip) -> GradientsParams {
+        let count = self.scenario.images.dims()[0];
+        let heads = class_heads(model, &self.scenario).detach();
+        let mut accumulator = GradientsAccumulator::new();
+        for start in (0..count).step_by(self.options.batch.max(1)) {
+            let size = self.options.batch.max(1).min(count - start);
+            let images = self.scenario.images.clone().narrow(0, start, size).detach();
+            let labels = &self.scenario.labels[start..start + size];
+            let log_p =
+                zero_shot_log_probabilities(model, images, heads.clone(), Temperature::Held);
+            let device = log_p.device();
+            let cross_entropy = -log_p
+                .gather(1, index_tensor(labels, &device).unsqueeze_dim(1))
+                .sum()
+                / count as f32;
+            accumulator.accumulate(
+                model,
+                GradientsParams::from_grads(cross_entropy.backward(), model),
+            );
+        }
+        accumulator.grads()
+    }
+
+    /// `gradients` restricted to the weights the run may change (choosing them first, at the
+    /// first step of a run with a saliency mask).
+    fn allowed(&mut self, model: &Clip, gradients: GradientsParams) -> GradientsParams {
+        if let Saliency::Pending(share) = self.saliency {
+            let mask = ElementMask::largest(model, &self.forget_gradient(model), share);
+            tracing::info!(share = mask.kept_share(), "saliency mask chosen");
+            self.saliency = Saliency::Masked(mask);
+        }
+        match &self.saliency {
+            Saliency::Masked(mask) => mask.apply(model, gradients),
+            _ => gradients,
         }
     }
 
@@ -324,6 +384,7 @@ impl Method for BaselineRun {
             loss = loss + term.loss * weight;
         }
         let gradients = GradientsParams::from_grads(loss.backward(), &model);
+        let gradients = self.allowed(&model, gradients);
         let model = self
             .optimizer
             .step(self.options.learning_rate, model, gradients);

@@ -12,6 +12,7 @@ pub mod emb;
 pub mod ga;
 pub mod graddiff;
 pub mod lip;
+pub mod salun;
 pub mod slug;
 pub mod ulip;
 
@@ -77,6 +78,7 @@ pub static REGISTRY: &[&dyn UnlearningMethod] = &[
     &graddiff::GRAD_DIFF,
     &amnesiac::AMNESIAC,
     &amns_retain::AMNS_RETAIN,
+    &salun::SalUn,
     &slug::Slug,
 ];
 
