@@ -162,6 +162,131 @@ fn the_demo_forgets_star_from_start_to_results() {
     assert!(out.path().join("result/report.md").is_file());
 }
 
+/// Replaces the text of the field labelled `label` with `text`.
+fn type_into(harness: &mut Harness<'static, LetheApp>, label: &str, text: &str) {
+    harness.get_by_label(label).focus();
+    harness.step();
+    harness.key_press_modifiers(Modifiers::COMMAND, egui::Key::A);
+    harness.step();
+    harness.get_by_label(label).type_text(text);
+    harness.step();
+}
+
+/// Puts every browsed image labelled `class` into the `role` set with the rule builder.
+fn add_class_by_rule(harness: &mut Harness<'static, LetheApp>, class: &str, role: &str) {
+    click(harness, "label is");
+    click(harness, "class");
+    // The open list comes after the forget-class buttons, which may read the same.
+    harness.get_all_by_label(class).last().unwrap().click();
+    harness.step();
+    click(harness, role);
+    click(harness, "Apply rule");
+}
+
+#[test]
+fn cliperase_forgets_the_fruit_orange_from_sets_built_in_the_app() {
+    let home = tempfile::tempdir().unwrap();
+    let mut harness = harness(home.path());
+    wait_for_demo(&mut harness);
+
+    // Browse captioned fruit pictures and make the forget and retain pairs from them.
+    let browsed = "shapes:fruits?seed=211&n=150";
+    type_into(&mut harness, "Dataset", browsed);
+    click(&mut harness, "Open");
+    wait_until(&mut harness, 60, "the fruit pictures", |app| {
+        app.browser
+            .dataset
+            .as_ref()
+            .is_some_and(|d| d.name == browsed)
+    });
+    click(&mut harness, "2  Sets");
+    type_into(
+        &mut harness,
+        "Zero-shot head (dataset spec)",
+        "shapes:fruits?seed=212&n=150",
+    );
+    wait_until(&mut harness, 30, "the fruit classes", |app| {
+        app.workspace.recipe.forget.dataset == "shapes:fruits?seed=212&n=150"
+    });
+    wait_for_label(&mut harness, 60, "banana");
+    click(&mut harness, "orange");
+    if harness
+        .state()
+        .workspace
+        .recipe
+        .forget
+        .classes
+        .iter()
+        .any(|c| c == "red")
+    {
+        click(&mut harness, "red");
+    }
+    assert_eq!(harness.state().workspace.recipe.forget.classes, ["orange"]);
+    add_class_by_rule(&mut harness, "orange", "forget set");
+    add_class_by_rule(&mut harness, "apple", "retain set");
+    add_class_by_rule(&mut harness, "banana", "retain set");
+    click(&mut harness, "Forget with the picked forget images");
+    let app = harness.state();
+    let data = app.browser.dataset.clone().unwrap();
+    let sets = &app.workspace.sets;
+    assert!(!sets.forget.is_empty() && !sets.retain.is_empty());
+    assert!(
+        sets.forget
+            .iter()
+            .chain(&sets.retain)
+            .all(|&i| data.items[i].caption.is_some()),
+        "every picked picture keeps its caption"
+    );
+
+    click(&mut harness, "3  Method");
+    click(&mut harness, "CLIPErase (forget, retain, consistency)");
+    {
+        let recipe = &mut harness.state_mut().workspace.recipe;
+        assert_eq!(recipe.method.name, "cliperase");
+        recipe.method.settings = "learning_rate = 1e-4\nepochs = 3\nbatch = 8\n"
+            .parse()
+            .unwrap();
+        recipe.eval.datasets = vec!["shapes:colors?seed=213&n=100".into()];
+        recipe.eval.relearn_steps = 0;
+        recipe.eval.retrieval_per_class = 5;
+    }
+    click(&mut harness, "4  Run");
+    click(&mut harness, "Start run");
+    wait_until(&mut harness, 600, "the run to finish", |app| {
+        !app.runner.is_running()
+    });
+    let app = harness.state();
+    assert_eq!(app.page, Page::Results, "{:?}", app.notice);
+    let metrics = &app.results.runs[0].finished.metrics;
+    assert_eq!(metrics.method, "cliperase");
+    assert!(
+        metrics.target.after < metrics.target.before - 0.3,
+        "orange {} -> {}",
+        metrics.target.before,
+        metrics.target.after
+    );
+    let colors = metrics
+        .datasets
+        .iter()
+        .find(|d| d.name.starts_with("shapes:colors"))
+        .unwrap();
+    assert!(
+        colors.after > colors.before - 0.1,
+        "colours {} -> {}",
+        colors.before,
+        colors.after
+    );
+    let retrieval = metrics.retrieval.unwrap();
+    let (before, after) = (
+        retrieval.before.pairs.unwrap(),
+        retrieval.after.pairs.unwrap(),
+    );
+    assert!(
+        after.forget.image_to_text.at_5 < before.forget.image_to_text.at_5,
+        "forget pairs find each other less: {before:?} -> {after:?}"
+    );
+}
+
 fn selected(harness: &Harness<'static, LetheApp>) -> Vec<usize> {
     harness
         .state()

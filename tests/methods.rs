@@ -1,5 +1,5 @@
 //! Every registered method from a recipe: a tiny run finishes and changes the model, and a
-//! run cancelled after its first step keeps nothing.
+//! run cancelled after its first step or blown up by a huge learning rate keeps nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -83,6 +83,32 @@ fn every_method_stops_when_cancelled_and_keeps_nothing() {
             matches!(
                 error.downcast_ref::<RunStopped>(),
                 Some(RunStopped::Cancelled { .. })
+            ),
+            "{}: {error:#}",
+            method.name()
+        );
+    }
+}
+
+#[test]
+fn every_method_stops_on_a_non_finite_loss_and_keeps_nothing() {
+    for method in REGISTRY {
+        if !method.defaults().contains_key("learning_rate") {
+            // A method without a learning rate (SLUG searches its step) cannot be made to
+            // blow up from a recipe; the runner's own tests cover its guarantee.
+            continue;
+        }
+        let mut opened = opened(*method, LONG);
+        let mut settings = opened.recipe.method.settings.clone();
+        settings.insert("learning_rate".into(), toml::Value::Float(1e30));
+        opened.recipe.method.settings = settings;
+        let error = execute(&opened, &AtomicBool::new(false), |_| {})
+            .err()
+            .unwrap_or_else(|| panic!("{} finished with non-finite weights", method.name()));
+        assert!(
+            matches!(
+                error.downcast_ref::<RunStopped>(),
+                Some(RunStopped::Failed(reason)) if reason.contains("finite")
             ),
             "{}: {error:#}",
             method.name()
