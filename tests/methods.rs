@@ -16,10 +16,11 @@ const TINY: &str = "learning_rate = 1e-3\nbatch = 2\nperturbations = 2\nretain_b
                     [synthetic]\ncount = 2\nmax_steps = 5\nretain_per_class = 1\n";
 
 /// Two steps at most.
-const SHORT: &str = "max_steps = 2\nepochs = 1\n";
+const SHORT: &str =
+    "max_steps = 2\nepochs = 1\nnoise_steps = 1\nimpair_steps = 1\nrepair_steps = 0\n";
 
 /// Many steps and no early stop, so only a cancellation ends the run early.
-const LONG: &str = "max_steps = 50\nepochs = 10\nstop_accuracy = 0.0\n";
+const LONG: &str = "max_steps = 50\nepochs = 10\nimpair_steps = 50\nstop_accuracy = 0.0\n";
 
 /// The demo ViT forgetting the fruit orange with captioned forget and retain pictures, so
 /// every kind of method has what it needs.
@@ -101,6 +102,9 @@ fn every_method_stops_on_a_non_finite_loss_and_keeps_nothing() {
         let mut opened = opened(*method, LONG);
         let mut settings = opened.recipe.method.settings.clone();
         settings.insert("learning_rate".into(), toml::Value::Float(1e30));
+        if method.defaults().contains_key("noise_steps") {
+            settings.insert("noise_steps".into(), toml::Value::Integer(1));
+        }
         opened.recipe.method.settings = settings;
         let error = execute(&opened, &AtomicBool::new(false), |_| {})
             .err()

@@ -9,6 +9,7 @@ pub mod amns_retain;
 mod baseline;
 pub mod cliperase;
 pub mod emb;
+pub mod emmn;
 pub mod ga;
 pub mod graddiff;
 pub mod lip;
@@ -76,6 +77,7 @@ pub static REGISTRY: &[&dyn UnlearningMethod] = &[
     &cliperase::ClipErase,
     &ga::GRADIENT_ASCENT,
     &graddiff::GRAD_DIFF,
+    &emmn::Emmn,
     &amnesiac::AMNESIAC,
     &amns_retain::AMNS_RETAIN,
     &salun::SalUn,
@@ -382,7 +384,7 @@ mod tests {
         let error = find("forget-everything").err().unwrap().to_string();
         assert!(
             error.contains("forget-everything")
-                && error.contains("lip, emb, ulip, cliperase, ga, graddiff, amnesiac"),
+                && error.contains("lip, emb, ulip, cliperase, ga, graddiff, emmn, amnesiac"),
             "{error}"
         );
     }
