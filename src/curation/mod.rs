@@ -227,15 +227,28 @@ fn retain_pairs(setup: &Setup) -> Result<Pairs, DataError> {
                 .into(),
         });
     };
-    let forgotten = |name: &str| setup.targets.iter().any(|&t| setup.head.classes[t] == name);
-    let (images, _, captions) = preprocess_where(setup, real, "retain", |name| {
-        (!forgotten(name)).then_some(0)
-    });
+    let (images, _, captions) = preprocess_where(setup, real, "retain", kept(setup, real));
     let images = images.ok_or_else(|| no_image_to_keep(real))?;
     Ok(Pairs {
         images,
         captions: tokenized_captions(setup, real, "retain", captions)?,
     })
+}
+
+/// Which retain images to keep: all but those labelled with a forgotten class. A label only
+/// names a forgotten class when the retain set speaks the head's label space (each of its
+/// classes is a head class): a colour set's "orange" is not the fruit being forgotten.
+fn kept<'a>(setup: &'a Setup, real: &Dataset) -> impl Fn(&str) -> Option<usize> + 'a {
+    let same_space = same_label_space(&real.classes, &setup.head.classes);
+    move |name| {
+        let forgotten = same_space && setup.targets.iter().any(|&t| setup.head.classes[t] == name);
+        (!forgotten).then_some(0)
+    }
+}
+
+/// Whether every class of `classes` is also a class of `head`.
+fn same_label_space(classes: &[String], head: &[String]) -> bool {
+    classes.iter().all(|c| head.contains(c))
 }
 
 fn no_image_to_keep(real: &Dataset) -> DataError {
@@ -273,10 +286,7 @@ fn synthetic_retain_images(
 
 /// The user's retain images (those not labelled with a forgotten class), preprocessed.
 fn real_retain_images(setup: &Setup, real: &Dataset) -> Result<Tensor<4>, DataError> {
-    let forgotten = |name: &str| setup.targets.iter().any(|&t| setup.head.classes[t] == name);
-    let (images, _, _) = preprocess_where(setup, real, "retain", |name| {
-        (!forgotten(name)).then_some(0)
-    });
+    let (images, _, _) = preprocess_where(setup, real, "retain", kept(setup, real));
     images.ok_or_else(|| no_image_to_keep(real))
 }
 
@@ -347,4 +357,23 @@ fn real_images_of_targets(
         });
     };
     Ok((images, labels, captions))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_label_space;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_shared_word_from_another_label_space_is_not_the_forgotten_class() {
+        let fruits = names(&["apple", "banana", "orange", "lemon", "grape"]);
+        assert!(same_label_space(&names(&["orange", "apple"]), &fruits));
+        assert!(!same_label_space(
+            &names(&["red", "orange", "blue"]),
+            &fruits
+        ));
+    }
 }
