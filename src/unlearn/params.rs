@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use burn::module::{Param, ParamId};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Gradients, Tensor};
 
@@ -222,7 +222,7 @@ impl ElementMask {
             gradients,
             found: Vec::new(),
         };
-        model.clone().bind(&mut collect, "", Format::OpenClip);
+        model.visit(&mut collect);
         let mut values: Vec<f32> = collect
             .found
             .iter()
@@ -265,7 +265,7 @@ impl ElementMask {
             masks: &self.masks,
             gradients,
         };
-        model.clone().bind(&mut masking, "", Format::OpenClip);
+        model.visit(&mut masking);
         masking.gradients
     }
 }
@@ -276,17 +276,11 @@ struct Magnitudes<'g> {
     found: Vec<(ParamId, Tensor<1>)>,
 }
 
-impl ParamVisitor for Magnitudes<'_> {
-    fn param<const D: usize>(&mut self, _: &str, param: &mut Param<Tensor<D>>, _: Layout) {
+impl ModuleVisitor for Magnitudes<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(gradient) = self.gradients.get::<D>(param.id) {
             let count = gradient.shape().num_elements();
             self.found.push((param.id, gradient.abs().reshape([count])));
-        }
-    }
-
-    fn fused<const D: usize>(&mut self, key: &str, parts: [&mut Param<Tensor<D>>; 3], l: Layout) {
-        for part in parts {
-            self.param(key, part, l);
         }
     }
 }
@@ -297,8 +291,8 @@ struct Masking<'m> {
     gradients: GradientsParams,
 }
 
-impl ParamVisitor for Masking<'_> {
-    fn param<const D: usize>(&mut self, _: &str, param: &mut Param<Tensor<D>>, _: Layout) {
+impl ModuleVisitor for Masking<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let Some(gradient) = self.gradients.remove::<D>(param.id) else {
             return;
         };
@@ -307,12 +301,6 @@ impl ParamVisitor for Masking<'_> {
             let count = shape.num_elements();
             let masked: Tensor<D> = (gradient.reshape([count]) * mask.clone()).reshape(shape);
             self.gradients.register(param.id, masked);
-        }
-    }
-
-    fn fused<const D: usize>(&mut self, key: &str, parts: [&mut Param<Tensor<D>>; 3], l: Layout) {
-        for part in parts {
-            self.param(key, part, l);
         }
     }
 }
