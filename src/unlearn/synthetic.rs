@@ -103,8 +103,7 @@ pub fn synthesize(
     let device = class_embeds.device();
     let count = targets.len();
     let plane = 3 * side * side;
-    let mut rng = Rng::new(options.seed);
-    let mut pixels: Vec<f32> = (0..count * plane).map(|_| rng.normal() * 0.5).collect();
+    let mut pixels = random_pixels(options.seed, count * plane);
     let heads = class_embeds.detach();
     let targets = index_tensor(targets, &device);
     let mut probabilities = vec![0.0f32; count];
@@ -138,11 +137,7 @@ pub fn synthesize(
             if *p >= options.threshold {
                 continue;
             }
-            let mean_abs = grad.iter().map(|g| g.abs()).sum::<f32>() / plane as f32;
-            let step = options.step_size / mean_abs.max(1e-12);
-            for (x, g) in image.iter_mut().zip(grad) {
-                *x += step * g;
-            }
+            normalised_step(image, grad, options.step_size);
         }
         steps += 1;
     }
@@ -151,5 +146,22 @@ pub fn synthesize(
         side,
         probabilities,
         steps,
+    }
+}
+
+/// `count` normalised pixel values drawn from N(0, 0.5²) with `seed`: the grey noise that
+/// picture optimisation starts from.
+pub fn random_pixels(seed: u64, count: usize) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    (0..count).map(|_| rng.normal() * 0.5).collect()
+}
+
+/// Moves `image` along `gradient` by `size` per unit of its mean |gradient| (negative `size`
+/// descends), so every picture moves at the same pace however steep its own gradient is.
+pub fn normalised_step(image: &mut [f32], gradient: &[f32], size: f32) {
+    let mean_abs = gradient.iter().map(|g| g.abs()).sum::<f32>() / image.len() as f32;
+    let step = size / mean_abs.max(1e-12);
+    for (x, g) in image.iter_mut().zip(gradient) {
+        *x += step * g;
     }
 }

@@ -33,10 +33,9 @@ use super::baseline::retained_help;
 use super::{MethodError, Preset, UnlearningMethod, defaults_of, parse_options, preset_table};
 use crate::clip::{Clip, host_values, index_tensor};
 use crate::curation::{DataNeeds, Scenario};
-use crate::data::shapes::Rng;
 use crate::train::clip_adam;
 use crate::unlearn::job::{Method, StepReport};
-use crate::unlearn::synthetic::SyntheticOptions;
+use crate::unlearn::synthetic::{SyntheticOptions, normalised_step, random_pixels};
 use crate::unlearn::toolkit::{
     Temperature, class_heads, forget_accuracy, window, zero_shot_log_probabilities,
 };
@@ -181,10 +180,7 @@ impl UnlearningMethod for Emmn {
         let labels = scenario.labels.clone();
         let [_, channels, height, width] = scenario.images.dims();
         let plane = channels * height * width;
-        let mut rng = Rng::new(seed ^ 0xe33e);
-        let pixels = (0..labels.len() * plane)
-            .map(|_| rng.normal() * 0.5)
-            .collect();
+        let pixels = random_pixels(seed ^ 0xe33e, labels.len() * plane);
         Ok(Box::new(EmmnRun {
             optimizer: clip_adam(options.weight_decay),
             noise: Noise {
@@ -254,11 +250,7 @@ impl Noise {
             let gradient = host_values(input.grad(&gradients).expect("noise requires gradients"));
             let chunk = &mut self.pixels[start * plane..(start + size) * plane];
             for (image, grad) in chunk.chunks_mut(plane).zip(gradient.chunks(plane)) {
-                let mean_abs = grad.iter().map(|g| g.abs()).sum::<f32>() / plane as f32;
-                let step = options.noise_step_size / mean_abs.max(1e-12);
-                for (x, g) in image.iter_mut().zip(grad) {
-                    *x -= step * g;
-                }
+                normalised_step(image, grad, -options.noise_step_size);
             }
         }
         cross_entropy / count.max(1) as f32
