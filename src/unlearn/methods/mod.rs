@@ -401,6 +401,19 @@ mod tests {
     }
 
     #[test]
+    fn out_of_range_settings_are_refused_by_name() {
+        for (method, text, key) in [
+            ("emmn", "noise_step_size = -0.5", "noise_step_size"),
+            ("emmn", "noise_weight = nan", "noise_weight"),
+            ("salun", "saliency = 0.0", "saliency"),
+        ] {
+            let settings: toml::Table = text.parse().unwrap();
+            let error = check(method, &settings).unwrap_err().to_string();
+            assert!(error.contains(key), "{method} {text}: {error}");
+        }
+    }
+
+    #[test]
     fn switching_method_keeps_only_the_settings_it_knows() {
         let settings: toml::Table = "alpha = 2.0\nbatch = 3\n[synthetic]\ncount = 5\n"
             .parse()
