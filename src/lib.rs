@@ -6,6 +6,7 @@
 pub mod app;
 pub mod atomic;
 pub mod backend;
+pub mod batch;
 pub mod cli;
 pub mod clip;
 pub mod curation;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lethe::cli::{Cli, run};
+use lethe::eval::audit::AuditNotPassed;
 
 /// Log filter unless `LETHE_LOG` says otherwise: warnings, minus the graphics layer's reports
 /// about APIs it probes and cannot use (a headless machine has no GL display, which is fine).
@@ -29,7 +30,9 @@ fn main() -> ExitCode {
                 "error: {}",
                 message.lines().map(str::trim).collect::<Vec<_>>().join(" ")
             );
-            ExitCode::FAILURE
+            error
+                .downcast_ref::<AuditNotPassed>()
+                .map_or(ExitCode::FAILURE, |audit| ExitCode::from(audit.exit_code()))
         }
     }
 }

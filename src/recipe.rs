@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::eval::audit::AuditSection;
+
 /// A whole unlearning run, as written in a recipe file.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +24,72 @@ pub struct Recipe {
     /// How to measure the result.
     #[serde(default)]
     pub eval: EvalSection,
+    /// Criteria the result is judged by (pass / fail / inconclusive); without this section the
+    /// run reports numbers only. In a batch, the criteria of every scenario without its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSection>,
+    /// `[[scenario]]`: several concepts to forget in one recipe (a batch); `[forget]` then holds
+    /// what they share and names no classes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scenario: Vec<ScenarioSection>,
+    /// `[batch]`: how the scenarios are run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchSection>,
+}
+
+/// `[[scenario]]`: one concept of a batch. Keys left out take `[forget]`'s and `[audit]`'s.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSection {
+    /// The concept's name in the batch's tables (default: its classes joined by " + ").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Class names to forget.
+    pub classes: Vec<String>,
+    /// The zero-shot head's dataset, if not `[forget]`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// Real forget images, if not `[forget]`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<String>,
+    /// Real images to keep, if not `[forget]`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain: Option<String>,
+    /// Verification pictures, if not `[forget]`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<String>,
+    /// This concept's criteria, if not `[audit]`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSection>,
+}
+
+impl ScenarioSection {
+    /// The concept's name: `name`, or its classes joined.
+    pub fn title(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.classes.join(" + "))
+    }
+}
+
+/// How a batch's scenarios are run.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchMode {
+    /// One run after another, each starting from the previous one's model; after each, every
+    /// concept is measured again (does forgetting B bring A back?).
+    #[default]
+    Sequential,
+    /// One run forgets every scenario's classes at once (they must share the head dataset).
+    Joint,
+}
+
+/// `[batch]`: how the scenarios are run.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchSection {
+    /// `sequential` (default) or `joint`.
+    pub mode: BatchMode,
 }
 
 /// `[model]`: the checkpoint to start from.
@@ -46,7 +114,9 @@ pub struct ForgetSection {
     /// Dataset spec whose class names and templates form the zero-shot head; its images (if
     /// any) measure the target and other-class accuracy.
     pub dataset: String,
-    /// Class names to forget, as spelled in the dataset.
+    /// Class names to forget, as spelled in the dataset (left out in a batch, where each
+    /// `[[scenario]]` names its own).
+    #[serde(default)]
     pub classes: Vec<String>,
     /// Optional real forget images (a dataset spec); their labels must name the forget
     /// classes. Without them, methods that need images synthesise them.
@@ -135,10 +205,108 @@ impl Recipe {
     /// Parses recipe text; the error says what is wrong and where.
     pub fn parse(text: &str) -> Result<Self, String> {
         let recipe: Recipe = toml::from_str(text).map_err(|e| e.to_string())?;
-        if recipe.forget.classes.is_empty() {
-            return Err("[forget] classes is empty: name at least one class to forget".into());
-        }
+        recipe.check_scenarios()?;
         Ok(recipe)
+    }
+
+    /// Whether the recipe is a batch of `[[scenario]]`s.
+    pub fn is_batch(&self) -> bool {
+        !self.scenario.is_empty()
+    }
+
+    /// How the batch runs (sequential unless `[batch] mode` says otherwise).
+    pub fn batch_mode(&self) -> BatchMode {
+        self.batch.as_ref().map(|b| b.mode).unwrap_or_default()
+    }
+
+    fn check_scenarios(&self) -> Result<(), String> {
+        if !self.is_batch() {
+            if self.batch.is_some() {
+                return Err("[batch] needs [[scenario]] entries to run".into());
+            }
+            if self.forget.classes.is_empty() {
+                return Err("[forget] classes is empty: name at least one class to forget".into());
+            }
+            return Ok(());
+        }
+        if !self.forget.classes.is_empty() {
+            return Err(
+                "[forget] classes: with [[scenario]] entries each scenario names its classes; leave them out of [forget]"
+                    .into(),
+            );
+        }
+        let mut titles = Vec::new();
+        for (i, scenario) in self.scenario.iter().enumerate() {
+            if scenario.classes.is_empty() {
+                return Err(format!(
+                    "[[scenario]] {}: classes is empty: name at least one class to forget",
+                    i + 1
+                ));
+            }
+            let title = scenario.title();
+            if titles.contains(&title) {
+                return Err(format!(
+                    "[[scenario]] {}: the name '{title}' is used twice; give each scenario its own name",
+                    i + 1
+                ));
+            }
+            titles.push(title);
+        }
+        if self.batch_mode() == BatchMode::Joint {
+            let datasets: Vec<&str> = self
+                .scenario
+                .iter()
+                .map(|s| s.dataset.as_deref().unwrap_or(&self.forget.dataset))
+                .collect();
+            if datasets.iter().any(|d| *d != datasets[0]) {
+                return Err(
+                    "[batch] mode = \"joint\" forgets every class in one run, so every [[scenario]] must use the same dataset"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Each scenario of a batch as a single-concept recipe: `self` with that scenario's
+    /// classes, sets and criteria.
+    pub fn concepts(&self) -> Vec<(String, Recipe)> {
+        self.scenario
+            .iter()
+            .map(|s| {
+                let mut one = self.clone();
+                one.scenario.clear();
+                one.batch = None;
+                one.forget.classes = s.classes.clone();
+                let or = |own: &Option<String>, shared: &Option<String>| {
+                    own.clone().or_else(|| shared.clone())
+                };
+                if let Some(dataset) = &s.dataset {
+                    one.forget.dataset = dataset.clone();
+                }
+                one.forget.images = or(&s.images, &self.forget.images);
+                one.forget.retain = or(&s.retain, &self.forget.retain);
+                one.forget.verify = or(&s.verify, &self.forget.verify);
+                one.audit = s.audit.clone().or_else(|| self.audit.clone());
+                (s.title(), one)
+            })
+            .collect()
+    }
+
+    /// A joint batch as one recipe forgetting every scenario's classes.
+    pub fn joint(&self) -> Recipe {
+        let mut all = self.clone();
+        all.scenario.clear();
+        all.batch = None;
+        all.forget.dataset = self.concepts()[0].1.forget.dataset.clone();
+        for scenario in &self.scenario {
+            for class in &scenario.classes {
+                if !all.forget.classes.contains(class) {
+                    all.forget.classes.push(class.clone());
+                }
+            }
+        }
+        all
     }
 
     /// The recipe as TOML text.
@@ -188,5 +356,71 @@ datasets = ["shapes:colors?seed=102&n=1000"]
         assert!(message.contains("line"), "{message}");
         let empty = STAR.replace(r#"["star"]"#, "[]");
         assert!(Recipe::parse(&empty).unwrap_err().contains("empty"));
+    }
+
+    const BATCH: &str = r#"
+[model]
+path = "demo:vit"
+[forget]
+dataset = "shapes:colors"
+verify = "shapes:colors?seed=9"
+[method]
+name = "emb"
+[audit]
+target_at_most = 0.2
+[[scenario]]
+classes = ["red"]
+[[scenario]]
+name = "greens"
+classes = ["green"]
+verify = "shapes:colors?seed=10"
+[scenario.audit]
+target_at_most = 0.05
+"#;
+
+    #[test]
+    fn a_batch_splits_into_one_recipe_per_concept_with_shared_defaults() {
+        let recipe = Recipe::parse(BATCH).unwrap();
+        assert!(recipe.is_batch());
+        assert_eq!(recipe.batch_mode(), BatchMode::Sequential);
+        let concepts = recipe.concepts();
+        let names: Vec<&str> = concepts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["red", "greens"]);
+        let (red, green) = (&concepts[0].1, &concepts[1].1);
+        assert_eq!(red.forget.classes, ["red"]);
+        assert_eq!(red.forget.verify.as_deref(), Some("shapes:colors?seed=9"));
+        assert_eq!(
+            green.forget.verify.as_deref(),
+            Some("shapes:colors?seed=10")
+        );
+        let limit = |r: &Recipe| r.audit.as_ref().unwrap().target_at_most;
+        assert_eq!(limit(red), crate::eval::audit::Limit::At(0.2));
+        assert_eq!(limit(green), crate::eval::audit::Limit::At(0.05));
+        assert!(!red.is_batch());
+        assert_eq!(Recipe::parse(&red.to_toml()).unwrap(), *red);
+        assert_eq!(recipe.joint().forget.classes, ["red", "green"]);
+        assert_eq!(Recipe::parse(&recipe.to_toml()).unwrap(), recipe);
+    }
+
+    #[test]
+    fn batch_mistakes_are_named() {
+        let both = BATCH.replace("verify = \"shapes:colors?seed=9\"", "classes = [\"blue\"]");
+        assert!(
+            Recipe::parse(&both)
+                .unwrap_err()
+                .contains("[forget] classes")
+        );
+        let twice = BATCH.replace(
+            "name = \"greens\"\nclasses = [\"green\"]",
+            "classes = [\"red\"]",
+        );
+        assert!(Recipe::parse(&twice).unwrap_err().contains("used twice"));
+        let joint = format!("{BATCH}[batch]\nmode = \"joint\"\n").replace(
+            "classes = [\"green\"]",
+            "classes = [\"green\"]\ndataset = \"shapes:shapes\"",
+        );
+        assert!(Recipe::parse(&joint).unwrap_err().contains("same dataset"));
+        let lonely = STAR.replace("[eval]", "[batch]\nmode = \"joint\"\n[eval]");
+        assert!(Recipe::parse(&lonely).unwrap_err().contains("[[scenario]]"));
     }
 }

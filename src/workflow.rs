@@ -51,6 +51,9 @@ pub struct Opened {
 impl Opened {
     /// Opens everything `recipe` names; errors say which part is wrong.
     pub fn open(recipe: Recipe, recipe_text: String) -> Result<Self> {
+        if recipe.is_batch() {
+            bail!("this recipe is a batch of [[scenario]]s: run it with `lethe run`");
+        }
         let choice: DeviceChoice = recipe
             .model
             .device
@@ -94,6 +97,7 @@ impl Opened {
             targets,
             others,
             retrieval_per_class: recipe.eval.retrieval_per_class,
+            verify: verify_images.clone(),
         };
         Ok(Self {
             recipe,
@@ -298,6 +302,7 @@ pub fn execute_from(
         verification: recipe.forget.verify.clone().map(|source| Verification {
             source,
             count: prepared.verification_images,
+            accuracy: None,
         }),
     };
     let facts = RunFacts {
@@ -305,6 +310,7 @@ pub fn execute_from(
         seed: recipe.seed,
         model: recipe.model.path.clone(),
         classes: recipe.forget.classes.clone(),
+        target_labels: opened.plan.targets.clone(),
         timings,
         steps: outcome.steps,
         ending: "finished".into(),
@@ -318,7 +324,7 @@ pub fn execute_from(
         },
     };
     Ok(Finished {
-        metrics: metrics(&before.snapshot, &after, facts),
+        metrics: metrics(&before.snapshot, &after, facts, recipe.audit.as_ref()),
         model: edited.model,
         synthetic: prepared.synthetic,
         changed: changed_predictions(
@@ -363,24 +369,28 @@ pub fn check_output(out: &Path, input: &Path) -> Result<()> {
 /// holds a complete result or nothing.
 pub fn write_outputs(opened: &Opened, finished: &mut Finished, out: &Path) -> Result<()> {
     check_output(out, opened.model_dir())?;
-    crate::atomic::write_folder(out, false, |staging| {
-        opened.checkpoint.export(&finished.model, staging)?;
-        finished.metrics.hashes.model_out = hash_folder(staging)?;
-        fs::write(staging.join("recipe.toml"), &opened.recipe_text)?;
-        let json = serde_json::to_string_pretty(&finished.metrics)?;
-        fs::write(staging.join("metrics.json"), json)?;
-        let mut report = report_markdown(&finished.metrics);
-        let pictures = synthetic_pictures(opened, finished);
-        if !pictures.is_empty() {
-            contact_sheet(&pictures, 8, 64).save(staging.join(SYNTHETIC_SHEET))?;
-            report.push_str(&format!(
-                "\n## Synthetic forget images\n\n![the synthetic pictures the method forgot]({SYNTHETIC_SHEET})\n"
-            ));
-        }
-        fs::write(staging.join("report.md"), report)?;
-        Ok(())
-    })
-    .with_context(|| format!("cannot write the result to {}", out.display()))
+    crate::atomic::write_folder(out, false, |staging| fill_result(opened, finished, staging))
+        .with_context(|| format!("cannot write the result to {}", out.display()))
+}
+
+/// Writes what [`write_outputs`] writes into the empty folder `dir` (a batch assembles several
+/// results inside one staging folder).
+pub fn fill_result(opened: &Opened, finished: &mut Finished, dir: &Path) -> Result<()> {
+    opened.checkpoint.export(&finished.model, dir)?;
+    finished.metrics.hashes.model_out = hash_folder(dir)?;
+    fs::write(dir.join("recipe.toml"), &opened.recipe_text)?;
+    let json = serde_json::to_string_pretty(&finished.metrics)?;
+    fs::write(dir.join("metrics.json"), json)?;
+    let mut report = report_markdown(&finished.metrics);
+    let pictures = synthetic_pictures(opened, finished);
+    if !pictures.is_empty() {
+        contact_sheet(&pictures, 8, 64).save(dir.join(SYNTHETIC_SHEET))?;
+        report.push_str(&format!(
+            "\n## Synthetic forget images\n\n![the synthetic pictures the method forgot]({SYNTHETIC_SHEET})\n"
+        ));
+    }
+    fs::write(dir.join("report.md"), report)?;
+    Ok(())
 }
 
 /// The synthetic forget images of a run as pictures (empty when real images were used).

@@ -125,16 +125,19 @@ fn the_demo_forgets_star_from_start_to_results() {
     let metrics = &run.finished.metrics;
     assert_eq!(metrics.classes, ["star"]);
     assert!(
-        metrics.target.after < metrics.target.before,
+        metrics.target.after.value < metrics.target.before.value,
         "star {} -> {}",
-        metrics.target.before,
-        metrics.target.after
+        metrics.target.before.value,
+        metrics.target.after.value
     );
     assert!(!run.curve.is_empty(), "the live curve was recorded");
-    // The results table shows the numbers.
-    let before = format!("{:.3}", metrics.target.before);
-    let after = format!("{:.3}", metrics.target.after);
-    let target_after = metrics.target.after;
+    // The results table shows the numbers with their 95% intervals.
+    let shown = |e: &lethe::eval::interval::Estimate| {
+        format!("{:.3} [{:.3}, {:.3}]", e.value, e.ci_low, e.ci_high)
+    };
+    let before = shown(&metrics.target.before);
+    let after = shown(&metrics.target.after);
+    let target_after = metrics.target.after.value;
     harness.step();
     harness.get_by_label("forgotten: star");
     harness.get_by_label(&before);
@@ -158,7 +161,10 @@ fn the_demo_forgets_star_from_start_to_results() {
     lethe::clip::checkpoint::Checkpoint::open(&out.path().join("edited")).unwrap();
     let json = std::fs::read_to_string(out.path().join("result/metrics.json")).unwrap();
     let saved: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(saved["target"]["after"].as_f64(), Some(target_after));
+    assert_eq!(
+        saved["target"]["after"]["value"].as_f64(),
+        Some(target_after)
+    );
     assert!(out.path().join("result/report.md").is_file());
 }
 
@@ -260,10 +266,10 @@ fn cliperase_forgets_the_fruit_orange_from_sets_built_in_the_app() {
     let metrics = &app.results.runs[0].finished.metrics;
     assert_eq!(metrics.method, "cliperase");
     assert!(
-        metrics.target.after < metrics.target.before - 0.3,
+        metrics.target.after.value < metrics.target.before.value - 0.3,
         "orange {} -> {}",
-        metrics.target.before,
-        metrics.target.after
+        metrics.target.before.value,
+        metrics.target.after.value
     );
     let colors = metrics
         .datasets
@@ -271,8 +277,8 @@ fn cliperase_forgets_the_fruit_orange_from_sets_built_in_the_app() {
         .find(|d| d.name.starts_with("shapes:colors"))
         .unwrap();
     assert!(
-        colors.after > colors.before - 0.1,
-        "colours {} -> {}",
+        colors.after.value > colors.before.value - 0.1,
+        "colours {:?} -> {:?}",
         colors.before,
         colors.after
     );

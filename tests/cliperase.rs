@@ -139,11 +139,15 @@ fn the_fruit_orange_is_forgotten_and_the_colour_orange_kept() {
     let (result, _) = run(recipe);
     let finished = result.unwrap();
     let m = &finished.metrics;
-    assert!(m.target.after <= 0.10, "the fruit orange: {:?}", m.target);
+    assert!(
+        m.target.after.value <= 0.10,
+        "the fruit orange: {:?}",
+        m.target
+    );
     let fruits = &m.datasets[0];
     let (before, after) = (
-        fruits.other_classes_before.unwrap(),
-        fruits.other_classes_after.unwrap(),
+        fruits.other_classes_before.unwrap().value,
+        fruits.other_classes_after.unwrap().value,
     );
     assert!(
         before - after <= 0.03,

@@ -67,10 +67,24 @@ fn eval_json_reports_accuracy_per_dataset_and_class() {
     assert_eq!(datasets.len(), 2);
     for (entry, n) in datasets.iter().zip([30, 10]) {
         let keys: Vec<&String> = entry.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["accuracy", "n", "name", "per_class"]);
+        assert_eq!(
+            keys,
+            ["accuracy", "ci_high", "ci_low", "n", "name", "per_class"]
+        );
         assert_eq!(entry["n"], n);
         let accuracy = entry["accuracy"].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&accuracy));
+        let (low, high) = (
+            entry["ci_low"].as_f64().unwrap(),
+            entry["ci_high"].as_f64().unwrap(),
+        );
+        assert!(0.0 <= low && low <= accuracy && accuracy <= high && high <= 1.0);
+        // Every class's accuracy comes with its pictures and interval, and the counts add up.
+        let classes = entry["per_class"].as_object().unwrap();
+        let pictures: u64 = classes.values().map(|c| c["n"].as_u64().unwrap()).sum();
+        assert_eq!(pictures, n);
+        for class in classes.values() {
+            assert!(class["ci_low"].as_f64().unwrap() <= class["value"].as_f64().unwrap());
+        }
     }
     assert!(
         datasets[1]["per_class"]

@@ -37,18 +37,18 @@ fn lip_forgets_the_heart_far_more_than_the_other_shapes() {
     let m = &run("forget-heart-vit-lip.toml", &[], None);
     let shapes = &m.datasets[0];
     let (others_before, others_after) = (
-        shapes.other_classes_before.unwrap(),
-        shapes.other_classes_after.unwrap(),
+        shapes.other_classes_before.unwrap().value,
+        shapes.other_classes_after.unwrap().value,
     );
-    let target_drop = m.target.before - m.target.after;
+    let target_drop = m.target.before.value - m.target.after.value;
     let others_drop = others_before - others_after;
     assert!(
-        m.target.before > 0.9,
+        m.target.before.value > 0.9,
         "the demo model knows the heart: {:?}",
         m.target
     );
     assert!(
-        m.target.after <= 0.15,
+        m.target.after.value <= 0.15,
         "heart still recognised: {:?}",
         m.target
     );
@@ -63,20 +63,20 @@ fn lip_forgets_the_heart_far_more_than_the_other_shapes() {
 fn assert_meets_the_bars(m: &Metrics, measured: usize, others: f64) {
     let class = &m.classes[0];
     assert!(
-        m.target.before > 0.9,
+        m.target.before.value > 0.9,
         "the demo model knows {class}: {:?}",
         m.target
     );
     assert!(
-        m.target.after <= 0.10,
+        m.target.after.value <= 0.10,
         "{class} still recognised: {:?}",
         m.target
     );
     for dataset in &m.datasets {
         let (before, after, bar) = match (dataset.other_classes_before, dataset.other_classes_after)
         {
-            (Some(before), Some(after)) => (before, after, others),
-            _ => (dataset.before, dataset.after, 0.03),
+            (Some(before), Some(after)) => (before.value, after.value, others),
+            _ => (dataset.before.value, dataset.after.value, 0.03),
         };
         assert!(
             before - after <= bar,
@@ -127,12 +127,12 @@ fn with_a_verification_set_green_and_red_are_forgotten_within_the_bars() {
 fn on_the_demo_resnet_blue_is_forgotten_within_its_bars() {
     let m = run("forget-blue-rn-verify.toml", &["shapes:fruits"], None);
     assert!(
-        m.target.before > 0.9,
+        m.target.before.value > 0.9,
         "the demo ResNet knows blue: {:?}",
         m.target
     );
     assert!(
-        m.target.after <= 0.10,
+        m.target.after.value <= 0.10,
         "blue still recognised: {:?}",
         m.target
     );
@@ -155,12 +155,12 @@ fn on_the_demo_resnet_star_and_heart_are_forgotten_within_its_bars() {
             Some(class),
         );
         assert!(
-            m.target.before > 0.8,
+            m.target.before.value > 0.8,
             "the demo ResNet knows {class}: {:?}",
             m.target
         );
         assert!(
-            m.target.after <= 0.10,
+            m.target.after.value <= 0.10,
             "{class} still recognised: {:?}",
             m.target
         );

@@ -53,6 +53,62 @@ fn short_with_forget(key: &str, spec: &str) -> String {
     )
 }
 
+/// The audit's verdict gates the exit code: 0 when every check passes, 3 when one fails, and
+/// the result is written either way with the verdicts first in the report.
+#[test]
+fn an_audit_judges_the_run_and_gates_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    for (audit, code, verdict) in [
+        // Three Lip steps do not forget red: a 0% bar fails.
+        ("target_at_most = 0.0\ntemplates_at_most = false", 3, "fail"),
+        // Bars nothing can miss pass.
+        (
+            "target_at_most = 1.0\nretained_within = 1.0\ntemplates_at_most = 1.0",
+            0,
+            "pass",
+        ),
+    ] {
+        let recipe = dir.path().join(format!("{verdict}.toml"));
+        std::fs::write(&recipe, format!("{SHORT}[audit]\n{audit}\n")).unwrap();
+        let out = dir.path().join(verdict);
+        let output = lethe(
+            &[
+                "run",
+                recipe.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{verdict}: {stderr}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains(&format!(
+                "audit: {}",
+                if code == 0 { "pass" } else { "FAIL" }
+            )),
+            "{stdout}"
+        );
+        let metrics: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
+                .unwrap();
+        let audit = &metrics["audit"];
+        assert_eq!(audit["verdict"], verdict, "{audit}");
+        let checks = audit["checks"].as_array().unwrap();
+        assert_eq!(checks[0]["check"], "target");
+        // The forget dataset's other classes and the fruits: one retained check each.
+        let retained = checks.iter().filter(|c| c["check"] == "retained").count();
+        assert_eq!(retained, 2, "{audit}");
+        let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+        let verdict_line = report.lines().find(|l| l.starts_with("## ")).unwrap();
+        assert!(verdict_line.starts_with("## Verdict:"), "{report}");
+        if code == 3 {
+            assert!(stderr.contains("the audit failed"), "{stderr}");
+        }
+    }
+}
+
 /// Opens and runs recipe `text`, which must fail; the error's message.
 fn failure(text: String) -> String {
     let opened = Opened::open(Recipe::parse(&text).unwrap(), text).unwrap();
@@ -95,10 +151,29 @@ fn a_run_writes_checkpoint_recipe_metrics_and_report() {
     assert_eq!(metrics["method"], "lip");
     assert_eq!(metrics["steps"], 3);
     for key in ["before", "after"] {
-        let value = metrics["target"][key].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&value), "target {key} {value}");
+        let target = &metrics["target"][key];
+        let value = target["value"].as_f64().unwrap();
+        let (low, high) = (
+            target["ci_low"].as_f64().unwrap(),
+            target["ci_high"].as_f64().unwrap(),
+        );
+        assert!(
+            0.0 <= low && low <= value && value <= high && high <= 1.0,
+            "target {key}: {target}"
+        );
+        // Every red picture of the 60 is counted, and six-odd pictures leave a wide interval.
+        assert!((1..60).contains(&target["n"].as_u64().unwrap()), "{target}");
+        assert!(high - low > 0.2, "{target}");
     }
-    assert!(metrics["avg_score"].as_f64().unwrap() >= 0.0);
+    let score = metrics["avg_score"].as_f64().unwrap();
+    let interval = &metrics["avg_score_interval"];
+    assert!(score >= 0.0);
+    assert!(
+        interval["ci_low"].as_f64().unwrap() <= score + 1e-9
+            && score <= interval["ci_high"].as_f64().unwrap() + 1e-9,
+        "{interval}"
+    );
+    assert!(metrics["audit"].is_null(), "no [audit], no verdicts");
     assert!(metrics["runtime_s"].as_f64().unwrap() > 0.0);
     for phase in [
         "measure_before_s",
@@ -111,9 +186,9 @@ fn a_run_writes_checkpoint_recipe_metrics_and_report() {
     }
     let datasets = metrics["datasets"].as_array().unwrap();
     assert_eq!(datasets.len(), 2);
-    assert!(datasets[0]["other_classes_before"].is_f64());
+    assert!(datasets[0]["other_classes_before"]["value"].is_f64());
     assert!(datasets[1]["other_classes_before"].is_null());
-    assert!(metrics["relearn"]["target_after"].is_f64());
+    assert!(metrics["relearn"]["target_after"]["value"].is_f64());
     assert!(metrics["retrieval"]["after"]["image_from_text"]["at_1"].is_f64());
     // The hashes name exactly the files: the demo checkpoint in the cache, and the written one.
     let demo = std::fs::read_dir(dir.path().join("lethe"))

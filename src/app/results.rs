@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use eframe::egui;
-use egui_plot::{Bar, BarChart, Legend, Plot};
+use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
 
 use super::LetheApp;
 use super::run_panel::{StepPoint, curves};
 use super::task::{Task, take_finished};
 use super::thumbnails::texture_from_rgb;
 use crate::data::dataset::Dataset;
+use crate::eval::audit::Verdict;
+use crate::eval::interval::Estimate;
 use crate::eval::metrics::report_markdown;
 use crate::workflow::{Finished, Opened, export_checkpoint, synthetic_pictures, write_outputs};
 
@@ -54,12 +56,13 @@ impl RunRecord {
     pub fn headline(&self) -> String {
         let m = &self.finished.metrics;
         format!(
-            "#{} {} forgot {}: {:.3} -> {:.3}, Avg Score {:.3}",
+            "#{} {} forgot {}: {:.3} -> {:.3} (n={}), Avg Score {:.3}",
             self.id,
             m.method,
             m.classes.join(", "),
-            m.target.before,
-            m.target.after,
+            m.target.before.value,
+            m.target.after.value,
+            m.target.after.n,
             m.avg_score
         )
     }
@@ -148,6 +151,7 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
                 app.notify(message, true);
             }
             let results = &mut app.results;
+            verdicts(&results.runs[shown].finished.metrics, ui);
             table(results, shown, ui);
             class_bars(&results.runs[shown], ui);
             changed_gallery(&mut results.runs[shown], &mut app.thumbnails, ui);
@@ -244,6 +248,69 @@ fn cell(ui: &mut egui::Ui, value: Option<f64>) {
     };
 }
 
+/// An accuracy with its 95% interval; the hover says how many pictures it rests on.
+fn estimate_cell(ui: &mut egui::Ui, value: Option<&Estimate>) {
+    match value {
+        Some(e) => {
+            ui.label(format!(
+                "{:.3} [{:.3}, {:.3}]",
+                e.value, e.ci_low, e.ci_high
+            ))
+            .on_hover_text(format!(
+                "{:.1}% of {} pictures; the 95% Wilson interval is {:.1}% to {:.1}%.",
+                e.value * 100.0,
+                e.n,
+                e.ci_low * 100.0,
+                e.ci_high * 100.0
+            ));
+        }
+        None => {
+            ui.weak("–");
+        }
+    }
+}
+
+/// The audit's verdicts, first thing under the headline when the recipe has `[audit]`.
+fn verdicts(m: &crate::eval::metrics::Metrics, ui: &mut egui::Ui) {
+    let Some(audit) = &m.audit else {
+        return;
+    };
+    let colour = |verdict: Verdict| match verdict {
+        Verdict::Pass => egui::Color32::from_rgb(40, 140, 60),
+        Verdict::Fail => egui::Color32::from_rgb(200, 40, 40),
+        Verdict::Inconclusive => egui::Color32::from_rgb(200, 140, 20),
+    };
+    ui.add_space(6.0);
+    ui.horizontal(|ui| {
+        ui.strong("Verdict:");
+        ui.colored_label(colour(audit.verdict), egui::RichText::new(audit.verdict.word()).strong())
+            .on_hover_text("A check passes when its whole 95% interval meets the criterion, fails when the whole interval misses it, and is inconclusive when the interval straddles the threshold.");
+    });
+    egui::Grid::new("verdicts").striped(true).show(ui, |ui| {
+        for heading in ["check", "on", "criterion", "measured", "n", "verdict"] {
+            ui.strong(heading);
+        }
+        ui.end_row();
+        for c in &audit.checks {
+            ui.label(&c.check);
+            ui.label(&c.subject);
+            ui.label(&c.criterion);
+            ui.label(format!(
+                "{:.3} [{:.3}, {:.3}]",
+                c.value, c.ci_low, c.ci_high
+            ));
+            ui.label(c.n.to_string());
+            let label = ui.colored_label(colour(c.verdict), c.verdict.word());
+            if let Some(n) = c.pictures_to_decide {
+                label.on_hover_text(format!(
+                    "About {n} pictures would decide it at the rate measured."
+                ));
+            }
+            ui.end_row();
+        }
+    });
+}
+
 /// The before/after table, with the compared run's "after" column.
 fn table(results: &Results, shown: usize, ui: &mut egui::Ui) {
     let m = &results.runs[shown].finished.metrics;
@@ -262,22 +329,26 @@ fn table(results: &Results, shown: usize, ui: &mut egui::Ui) {
             ui.strong(format!("after (#{} {})", results.runs[results.compare.unwrap_or(0)].id, o.method));
         }
         ui.end_row();
-        let row = |ui: &mut egui::Ui, name: String, before: Option<f64>, after: Option<f64>, compared: Option<Option<f64>>| {
+        let row = |ui: &mut egui::Ui,
+                   name: String,
+                   before: Option<&Estimate>,
+                   after: Option<&Estimate>,
+                   compared: Option<Option<&Estimate>>| {
             ui.label(name);
-            cell(ui, before);
-            cell(ui, after);
-            cell(ui, before.zip(after).map(|(b, a)| a - b));
+            estimate_cell(ui, before);
+            estimate_cell(ui, after);
+            cell(ui, before.zip(after).map(|(b, a)| a.value - b.value));
             if let Some(c) = compared {
-                cell(ui, c);
+                estimate_cell(ui, c);
             }
             ui.end_row();
         };
         row(
             ui,
             format!("forgotten: {}", m.classes.join(", ")),
-            Some(m.target.before),
-            Some(m.target.after),
-            other.map(|o| Some(o.target.after)),
+            Some(&m.target.before),
+            Some(&m.target.after),
+            other.map(|o| Some(&o.target.after)),
         );
         for (i, d) in m.datasets.iter().enumerate() {
             let twin = other.and_then(|o| o.datasets.get(i));
@@ -285,18 +356,22 @@ fn table(results: &Results, shown: usize, ui: &mut egui::Ui) {
                 row(
                     ui,
                     format!("other classes of {}", d.name),
-                    d.other_classes_before,
-                    d.other_classes_after,
-                    twin.map(|t| t.other_classes_after),
+                    d.other_classes_before.as_ref(),
+                    d.other_classes_after.as_ref(),
+                    twin.map(|t| t.other_classes_after.as_ref()),
                 );
             } else {
-                row(ui, display_name(&d.name), Some(d.before), Some(d.after), twin.map(|t| Some(t.after)));
+                row(ui, display_name(&d.name), Some(&d.before), Some(&d.after), twin.map(|t| Some(&t.after)));
             }
         }
         ui.label("Avg Score")
             .on_hover_text("How far the run is from the ideal (target accuracy 0, everything else unchanged); lower is better.");
         ui.label("");
-        cell(ui, Some(m.avg_score));
+        ui.label(match m.avg_score_interval {
+            Some(i) => format!("{:.3} [{:.3}, {:.3}]", m.avg_score, i.ci_low, i.ci_high),
+            None => format!("{:.3}", m.avg_score),
+        })
+        .on_hover_text("In brackets: a 95% bootstrap interval over the pictures measured.");
         ui.label("");
         if let Some(o) = other {
             cell(ui, Some(o.avg_score));
@@ -331,7 +406,8 @@ fn class_bars(run: &RunRecord, ui: &mut egui::Ui) {
         return;
     }
     ui.add_space(8.0);
-    ui.strong("Accuracy per class, before and after");
+    ui.strong("Accuracy per class, before and after")
+        .on_hover_text("Whiskers: 95% Wilson intervals.");
     let names: Vec<String> = rows.iter().map(|r| r.class.clone()).collect();
     let bars = |offset: f64, pick: fn(&crate::eval::metrics::ClassRow) -> f64| {
         rows.iter()
@@ -343,8 +419,25 @@ fn class_bars(run: &RunRecord, ui: &mut egui::Ui) {
             })
             .collect::<Vec<_>>()
     };
-    let before = BarChart::new("before", bars(-0.2, |r| r.before));
-    let after = BarChart::new("after", bars(0.2, |r| r.after));
+    let before = BarChart::new("before", bars(-0.2, |r| r.before.value));
+    let after = BarChart::new("after", bars(0.2, |r| r.after.value));
+    // The 95% interval of each bar as a vertical whisker over it.
+    let whiskers = |offset: f64, pick: fn(&crate::eval::metrics::ClassRow) -> &Estimate| {
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let e = pick(r);
+                let x = i as f64 + offset;
+                Line::new("", PlotPoints::from(vec![[x, e.ci_low], [x, e.ci_high]]))
+                    .color(egui::Color32::from_gray(90))
+                    .width(1.5)
+            })
+            .collect::<Vec<_>>()
+    };
+    let intervals: Vec<Line> = whiskers(-0.2, |r| &r.before)
+        .into_iter()
+        .chain(whiskers(0.2, |r| &r.after))
+        .collect();
     Plot::new(("class_bars", run.id))
         .height(200.0)
         .legend(Legend::default())
@@ -363,6 +456,9 @@ fn class_bars(run: &RunRecord, ui: &mut egui::Ui) {
         .show(ui, |plot| {
             plot.bar_chart(before);
             plot.bar_chart(after);
+            for line in intervals {
+                plot.line(line);
+            }
         });
 }
 

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::sets::Sets;
+use crate::eval::audit::AuditSection;
 use crate::recipe::{EvalSection, ForgetSection, MethodSection, ModelSection, Recipe};
 use crate::unlearn::methods::{Preset, UnlearningMethod, emb::Emb};
 
@@ -47,7 +48,7 @@ impl Workspace {
 
 impl Default for Workspace {
     /// The suggested demo scenario: the demo ViT forgets the colour red, judged on fresh colour,
-    /// fruit and shape images, browsing a Shapes colour set.
+    /// fruit and shape images with the default audit criteria, browsing a Shapes colour set.
     fn default() -> Self {
         Self {
             recipe: Recipe {
@@ -74,6 +75,9 @@ impl Default for Workspace {
                     ],
                     ..EvalSection::default()
                 },
+                audit: Some(AuditSection::default()),
+                scenario: Vec::new(),
+                batch: None,
             },
             browse: "shapes:colors?seed=7&n=2000".into(),
             sets: Sets::default(),
@@ -112,6 +116,12 @@ impl Workspace {
     /// (structure, then the method's settings); on any error the workspace is unchanged.
     pub fn open_recipe(&mut self, path: &Path) -> Result<()> {
         let (recipe, _) = Recipe::load(path)?;
+        if recipe.is_batch() {
+            anyhow::bail!(
+                "recipe {} is a batch of [[scenario]]s; run it with `lethe run`",
+                path.display()
+            );
+        }
         crate::unlearn::methods::check(&recipe.method.name, &recipe.method.settings)
             .with_context(|| format!("recipe {} is not valid", path.display()))?;
         self.recipe = recipe;

@@ -195,11 +195,11 @@ fn print_table(path: &Path, rows: &[Row]) {
     let retrieval_before = first.retrieval.as_ref().map(|r| r.before);
     let mut original = vec!["original".to_string()];
     original.extend(state_cells(
-        first.target.before,
+        first.target.before.value,
         first
             .datasets
             .iter()
-            .map(|d| (d.other_classes_before, d.before)),
+            .map(|d| (d.other_classes_before.map(|e| e.value), d.before.value)),
         retrieval_before.as_ref(),
     ));
     original.extend(["–".into(), "–".into(), "–".into()]);
@@ -217,8 +217,10 @@ fn print_table(path: &Path, rows: &[Row]) {
         let mut cells = vec![m.method.clone()];
         let after = m.retrieval.as_ref().map(|r| r.after);
         cells.extend(state_cells(
-            m.target.after,
-            m.datasets.iter().map(|d| (d.other_classes_after, d.after)),
+            m.target.after.value,
+            m.datasets
+                .iter()
+                .map(|d| (d.other_classes_after.map(|e| e.value), d.after.value)),
             after.as_ref(),
         ));
         cells.push(format!("{:.3}", m.avg_score));

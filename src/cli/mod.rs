@@ -11,6 +11,7 @@ use crate::backend::DeviceChoice;
 use crate::clip::host_rows;
 use crate::data::dataset;
 use crate::engine::LoadedModel;
+use crate::eval::interval::Estimate;
 use crate::eval::{class_probabilities, zero_shot};
 
 mod bench_methods;
@@ -292,24 +293,52 @@ fn eval(args: EvalArgs) -> Result<()> {
         })
         .collect();
     if args.json {
-        println!("{}", serde_json::json!({ "datasets": results }));
+        let datasets: Vec<serde_json::Value> = results
+            .iter()
+            .map(|result| {
+                let overall = result.estimate();
+                let per_class: serde_json::Map<String, serde_json::Value> = result
+                    .per_class
+                    .keys()
+                    .map(|class| {
+                        (
+                            class.clone(),
+                            serde_json::json!(result.class_estimate(class)),
+                        )
+                    })
+                    .collect();
+                serde_json::json!({
+                    "name": result.name,
+                    "n": result.n,
+                    "accuracy": result.accuracy,
+                    "ci_low": overall.ci_low,
+                    "ci_high": overall.ci_high,
+                    "per_class": per_class,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "datasets": datasets }));
     } else {
+        let interval = |e: Estimate| format!("[{:.4}, {:.4}]", e.ci_low, e.ci_high);
         for result in &results {
             println!(
-                "{}  n={}  accuracy={:.4}{}",
+                "{}  n={}  accuracy={:.4} {}{}",
                 result.name,
                 result.n,
                 result.accuracy,
+                interval(result.estimate()),
                 if result.skipped > 0 {
                     format!("  ({} unreadable skipped)", result.skipped)
                 } else {
                     String::new()
                 }
             );
-            for (class, accuracy) in &result.per_class {
-                println!("  {class:<24} {accuracy:.4}");
+            for class in result.per_class.keys() {
+                let e = result.class_estimate(class);
+                println!("  {class:<24} {:.4} {}  n={}", e.value, interval(e), e.n);
             }
         }
+        println!("(in brackets: 95% Wilson intervals)");
     }
     Ok(())
 }

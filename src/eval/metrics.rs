@@ -8,18 +8,32 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::audit::{Audit, AuditSection, Check};
+use super::interval::Estimate;
 use super::relearn::Relearn;
 use super::retrieval::AtRanks;
-use super::score::{BeforeAfter, avg_score};
+use super::score::{BeforeAfter, PairedHits, RESAMPLES, avg_score, avg_score_interval};
 use super::snapshot::{Retrieval, Snapshot};
 
-/// An accuracy before and after, as written to `metrics.json`.
+/// An accuracy before and after, as written to `metrics.json` (each with `value`, `n`,
+/// `ci_low` and `ci_high`).
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Change {
     /// Before unlearning.
-    pub before: f64,
+    pub before: Estimate,
     /// After unlearning.
-    pub after: f64,
+    pub after: Estimate,
+}
+
+/// The Avg Score's 95% bootstrap interval over pictures.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ScoreInterval {
+    /// Lower end.
+    pub ci_low: f64,
+    /// Upper end.
+    pub ci_high: f64,
+    /// Bootstrap resamples.
+    pub resamples: usize,
 }
 
 /// One dataset's row of the before/after table.
@@ -28,13 +42,13 @@ pub struct DatasetRow {
     /// The dataset spec.
     pub name: String,
     /// Accuracy over all its images, before.
-    pub before: f64,
+    pub before: Estimate,
     /// Accuracy over all its images, after.
-    pub after: f64,
+    pub after: Estimate,
     /// Accuracy on the classes not forgotten (forget dataset only), before.
-    pub other_classes_before: Option<f64>,
+    pub other_classes_before: Option<Estimate>,
     /// The same, after.
-    pub other_classes_after: Option<f64>,
+    pub other_classes_after: Option<Estimate>,
 }
 
 /// Target accuracy under one template, before and after.
@@ -43,9 +57,9 @@ pub struct TemplateRow {
     /// The template.
     pub template: String,
     /// Before.
-    pub before: Option<f64>,
+    pub before: Option<Estimate>,
     /// After.
-    pub after: Option<f64>,
+    pub after: Option<Estimate>,
 }
 
 /// One class of the forget dataset, before and after.
@@ -56,9 +70,9 @@ pub struct ClassRow {
     /// Whether it was to be forgotten.
     pub forgotten: bool,
     /// Accuracy before.
-    pub before: f64,
+    pub before: Estimate,
     /// Accuracy after.
-    pub after: f64,
+    pub after: Estimate,
 }
 
 /// Where the forget images came from.
@@ -82,6 +96,9 @@ pub struct Verification {
     pub source: String,
     /// Pictures of the forgotten classes in it.
     pub count: usize,
+    /// Accuracy on those pictures before and after, classified among the forget dataset's
+    /// classes (filled in when the run is measured).
+    pub accuracy: Option<Change>,
 }
 
 /// SHA-256 digests tying the numbers to exact files.
@@ -125,6 +142,8 @@ pub struct Metrics {
     pub target: Change,
     /// The Lip paper's Avg Score (lower is better).
     pub avg_score: f64,
+    /// Its 95% bootstrap interval over pictures (`None` without target pictures).
+    pub avg_score_interval: Option<ScoreInterval>,
     /// Wall-clock seconds of the unlearning itself (image synthesis included).
     pub runtime_s: f64,
     /// Time per phase of the run.
@@ -148,6 +167,8 @@ pub struct Metrics {
     pub relearn: Option<Relearn>,
     /// File digests.
     pub hashes: Hashes,
+    /// The recipe's `[audit]` checks and their verdicts, when it has that section.
+    pub audit: Option<Audit>,
 }
 
 /// Retrieval before and after.
@@ -169,6 +190,8 @@ pub struct RunFacts {
     pub model: String,
     /// Forgotten class names.
     pub classes: Vec<String>,
+    /// Their indices among the forget dataset's classes (the labels of its pictures).
+    pub target_labels: Vec<usize>,
     /// Time per phase.
     pub timings: Timings,
     /// Iterations.
@@ -183,16 +206,32 @@ pub struct RunFacts {
     pub hashes: Hashes,
 }
 
-/// Combines the two snapshots into the run's metrics.
-pub fn metrics(before: &Snapshot, after: &Snapshot, facts: RunFacts) -> Metrics {
+/// Whether each picture of `snapshot`'s dataset `hits` with a label for which `include`
+/// holds was classified correctly.
+fn hits_where(hits: &[(usize, bool)], include: impl Fn(usize) -> bool) -> Vec<bool> {
+    hits.iter()
+        .filter(|(label, _)| include(*label))
+        .map(|&(_, hit)| hit)
+        .collect()
+}
+
+/// Combines the two snapshots into the run's metrics, judged by `audit` when the recipe has
+/// that section.
+pub fn metrics(
+    before: &Snapshot,
+    after: &Snapshot,
+    facts: RunFacts,
+    audit: Option<&AuditSection>,
+) -> Metrics {
+    let empty = Estimate::from_counts(0, 0);
     let target = Change {
-        before: before.target.unwrap_or(0.0),
-        after: after.target.unwrap_or(0.0),
+        before: before.target.unwrap_or(empty),
+        after: after.target.unwrap_or(empty),
     };
     let mut datasets = vec![DatasetRow {
         name: before.head.name.clone(),
-        before: before.head.accuracy,
-        after: after.head.accuracy,
+        before: before.head.estimate(),
+        after: after.head.estimate(),
         other_classes_before: before.other_classes,
         other_classes_after: after.other_classes,
     }];
@@ -203,8 +242,8 @@ pub fn metrics(before: &Snapshot, after: &Snapshot, facts: RunFacts) -> Metrics 
             .zip(&after.others)
             .map(|(b, a)| DatasetRow {
                 name: b.name.clone(),
-                before: b.accuracy,
-                after: a.accuracy,
+                before: b.estimate(),
+                after: a.estimate(),
                 other_classes_before: None,
                 other_classes_after: None,
             }),
@@ -213,7 +252,7 @@ pub fn metrics(before: &Snapshot, after: &Snapshot, facts: RunFacts) -> Metrics 
     let kept: Vec<BeforeAfter> = before
         .other_classes
         .zip(after.other_classes)
-        .map(|(b, a)| ba(b, a))
+        .map(|(b, a)| ba(b.value, a.value))
         .into_iter()
         .chain(
             before
@@ -223,15 +262,43 @@ pub fn metrics(before: &Snapshot, after: &Snapshot, facts: RunFacts) -> Metrics 
                 .map(|(b, a)| ba(b.accuracy, a.accuracy)),
         )
         .collect();
+    let targets = &facts.target_labels;
+    let paired = |b: &[(usize, bool)], a: &[(usize, bool)], forgotten: bool| PairedHits {
+        before: hits_where(b, |label| targets.contains(&label) == forgotten),
+        after: hits_where(a, |label| targets.contains(&label) == forgotten),
+    };
+    let kept_hits: Vec<PairedHits> =
+        std::iter::once(paired(&before.head.hits, &after.head.hits, false))
+            .chain(
+                before
+                    .others
+                    .iter()
+                    .zip(&after.others)
+                    .map(|(b, a)| PairedHits {
+                        before: hits_where(&b.hits, |_| true),
+                        after: hits_where(&a.hits, |_| true),
+                    }),
+            )
+            .collect();
+    let avg_score_interval = avg_score_interval(
+        &paired(&before.head.hits, &after.head.hits, true),
+        &kept_hits,
+        facts.seed,
+    )
+    .map(|(ci_low, ci_high)| ScoreInterval {
+        ci_low,
+        ci_high,
+        resamples: RESAMPLES,
+    });
     let per_class = before
         .head
         .per_class
-        .iter()
-        .map(|(class, &b)| ClassRow {
+        .keys()
+        .map(|class| ClassRow {
             class: class.clone(),
             forgotten: facts.classes.contains(class),
-            before: b,
-            after: after.head.per_class.get(class).copied().unwrap_or(0.0),
+            before: before.head.class_estimate(class),
+            after: after.head.class_estimate(class),
         })
         .collect();
     let templates = before
@@ -244,18 +311,26 @@ pub fn metrics(before: &Snapshot, after: &Snapshot, facts: RunFacts) -> Metrics 
             after: a.target,
         })
         .collect();
-    Metrics {
+    let mut forget_images = facts.forget_images;
+    if let Some(verification) = &mut forget_images.verification {
+        verification.accuracy = before
+            .verification
+            .zip(after.verification)
+            .map(|(before, after)| Change { before, after });
+    }
+    let mut metrics = Metrics {
         method: facts.method,
         seed: facts.seed,
         model: facts.model,
         classes: facts.classes,
-        avg_score: avg_score(ba(target.before, target.after), &kept),
+        avg_score: avg_score(ba(target.before.value, target.after.value), &kept),
+        avg_score_interval,
         target,
         runtime_s: facts.timings.forget_images_s + facts.timings.unlearning_s,
         timings: facts.timings,
         steps: facts.steps,
         ending: facts.ending,
-        forget_images: facts.forget_images,
+        forget_images,
         datasets,
         per_class,
         templates,
@@ -265,11 +340,23 @@ pub fn metrics(before: &Snapshot, after: &Snapshot, facts: RunFacts) -> Metrics 
             .map(|(before, after)| RetrievalChange { before, after }),
         relearn: facts.relearn,
         hashes: facts.hashes,
-    }
+        audit: None,
+    };
+    metrics.audit = audit.map(|section| section.judge(&metrics));
+    metrics
 }
 
-fn percent(value: Option<f64>) -> String {
-    value.map_or("–".into(), |v| format!("{:.1}%", v * 100.0))
+/// An accuracy with its interval and sample size, e.g. `4.2% [2.3–7.5] n=300`.
+pub fn estimate(value: Option<&Estimate>) -> String {
+    value.map_or("–".into(), |e| {
+        format!(
+            "{:.1}% [{:.1}–{:.1}] n={}",
+            e.value * 100.0,
+            e.ci_low * 100.0,
+            e.ci_high * 100.0,
+            e.n
+        )
+    })
 }
 
 fn at_ranks(p: &AtRanks) -> String {
@@ -277,7 +364,12 @@ fn at_ranks(p: &AtRanks) -> String {
 }
 
 /// Writes a Markdown section `heading` holding a table with `columns` and `rows`.
-fn table(w: &mut String, heading: &str, columns: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+pub fn table(
+    w: &mut String,
+    heading: &str,
+    columns: &[&str],
+    rows: impl Iterator<Item = Vec<String>>,
+) {
     let _ = writeln!(
         w,
         "\n## {heading}\n\n| {} |\n|{}",
@@ -299,6 +391,9 @@ pub fn report_markdown(m: &Metrics) -> String {
         m.method,
         m.classes.join(", ")
     );
+    if let Some(audit) = &m.audit {
+        audit_section(w, audit);
+    }
     let _ = writeln!(
         w,
         "Model `{}`, seed {}, {} steps in {:.1} s, ended: {}.\n",
@@ -318,24 +413,42 @@ pub fn report_markdown(m: &Metrics) -> String {
     if let Some(verification) = &m.forget_images.verification {
         let _ = writeln!(
             w,
-            "The stop was judged on {} real pictures of the class from `{}`, never trained on.\n",
-            verification.count, verification.source
+            "The stop was judged on {} real pictures of the class from `{}`, never trained on{}.\n",
+            verification.count,
+            verification.source,
+            verification
+                .accuracy
+                .as_ref()
+                .map_or(String::new(), |a| format!(
+                    "; their accuracy went {} → {}",
+                    estimate(Some(&a.before)),
+                    estimate(Some(&a.after))
+                ))
         );
     }
     let _ = writeln!(
         w,
-        "**Target accuracy {} → {}**, Avg Score **{:.3}** (lower is better).",
-        percent(Some(m.target.before)),
-        percent(Some(m.target.after)),
-        m.avg_score
+        "**Target accuracy {} → {}**, Avg Score **{:.3}**{} (lower is better).",
+        estimate(Some(&m.target.before)),
+        estimate(Some(&m.target.after)),
+        m.avg_score,
+        m.avg_score_interval.map_or(String::new(), |i| format!(
+            " [{:.3}–{:.3}]",
+            i.ci_low, i.ci_high
+        ))
+    );
+    let _ = writeln!(
+        w,
+        "\nEvery accuracy is given with its 95% Wilson interval in brackets and the number of \
+         pictures it was measured on; the Avg Score's interval is a bootstrap over pictures."
     );
     let datasets = m.datasets.iter().map(|d| {
         vec![
             format!("`{}`", d.name),
-            percent(Some(d.before)),
-            percent(Some(d.after)),
-            percent(d.other_classes_before),
-            percent(d.other_classes_after),
+            estimate(Some(&d.before)),
+            estimate(Some(&d.after)),
+            estimate(d.other_classes_before.as_ref()),
+            estimate(d.other_classes_after.as_ref()),
         ]
     });
     table(
@@ -356,7 +469,7 @@ pub fn report_markdown(m: &Metrics) -> String {
         } else {
             c.class.clone()
         };
-        vec![name, percent(Some(c.before)), percent(Some(c.after))]
+        vec![name, estimate(Some(&c.before)), estimate(Some(&c.after))]
     });
     table(
         w,
@@ -367,8 +480,8 @@ pub fn report_markdown(m: &Metrics) -> String {
     let templates = m.templates.iter().map(|t| {
         vec![
             format!("`{}`", t.template),
-            percent(t.before),
-            percent(t.after),
+            estimate(t.before.as_ref()),
+            estimate(t.after.as_ref()),
         ]
     });
     table(
@@ -453,8 +566,8 @@ pub fn report_markdown(m: &Metrics) -> String {
             "\n## Relearning test\n\n{} fine-tuning steps on {} images of the forgotten classes: held-out target accuracy {} → {} ({} images).",
             r.steps,
             r.train_images,
-            percent(Some(r.target_before)),
-            percent(Some(r.target_after)),
+            estimate(Some(&r.target_before)),
+            estimate(Some(&r.target_after)),
             r.test_images
         );
     }
@@ -464,6 +577,56 @@ pub fn report_markdown(m: &Metrics) -> String {
         m.hashes.model_in, m.hashes.model_out, m.hashes.recipe
     );
     out
+}
+
+/// A check as table cells: check, subject, criterion, measured with interval, n, verdict.
+pub fn check_cells(c: &Check) -> Vec<String> {
+    let observed = if c.check == "retained" {
+        format!(
+            "{:+.1} points [{:+.1}, {:+.1}]",
+            c.value * 100.0,
+            c.ci_low * 100.0,
+            c.ci_high * 100.0
+        )
+    } else {
+        format!(
+            "{:.1}% [{:.1}–{:.1}]",
+            c.value * 100.0,
+            c.ci_low * 100.0,
+            c.ci_high * 100.0
+        )
+    };
+    let verdict = match c.pictures_to_decide {
+        Some(n) => format!("{} (about {n} pictures would decide)", c.verdict.word()),
+        None => c.verdict.word().to_string(),
+    };
+    vec![
+        c.check.clone(),
+        format!("`{}`", c.subject),
+        c.criterion.clone(),
+        observed,
+        c.n.to_string(),
+        format!("**{verdict}**"),
+    ]
+}
+
+/// The verdicts first: what an auditor signs.
+fn audit_section(w: &mut String, audit: &Audit) {
+    let _ = writeln!(
+        w,
+        "## Verdict: {}\n\nEach check passes when its whole 95% interval meets the criterion, \
+         fails when the whole interval misses it, and is inconclusive when the interval \
+         straddles the threshold.",
+        audit.verdict.word()
+    );
+    let rows = audit.checks.iter().map(check_cells);
+    table(
+        w,
+        "Checks",
+        &["check", "on", "criterion", "measured", "n", "verdict"],
+        rows,
+    );
+    let _ = writeln!(w);
 }
 
 /// SHA-256 of a folder's regular files, in name order, each as its name then its bytes: one

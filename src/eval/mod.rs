@@ -1,6 +1,8 @@
 //! Measuring what a model knows: zero-shot classification accuracy, per dataset and per class,
 //! and the scores that summarise an unlearning run.
 
+pub mod audit;
+pub mod interval;
 pub mod metrics;
 pub mod relearn;
 pub mod retrieval;
@@ -16,6 +18,7 @@ use serde::Serialize;
 use crate::clip::{host_rows, host_values, normalize};
 use crate::data::dataset::Dataset;
 use crate::engine::LoadedModel;
+use interval::Estimate;
 
 /// Zero-shot accuracy on one dataset.
 #[derive(Clone, Debug, Serialize)]
@@ -38,6 +41,10 @@ pub struct DatasetAccuracy {
     /// shows the images whose prediction an unlearning run changed.
     #[serde(skip)]
     pub predictions: Vec<(usize, usize)>,
+    /// Each readable image's (true label, whether it was classified correctly), in the order
+    /// of `predictions`: the bootstrap of the Avg Score resamples these.
+    #[serde(skip)]
+    pub hits: Vec<(usize, bool)>,
 }
 
 /// Every class name put into every template, class-major (`templates.len()` rows per class).
@@ -166,6 +173,7 @@ pub fn classify(
     let mut correct = vec![0usize; classes.len()];
     let mut total = vec![0usize; classes.len()];
     let mut predictions = Vec::with_capacity(images.labels.len());
+    let mut hits = Vec::with_capacity(images.labels.len());
     if !images.labels.is_empty() {
         let scores = images.embeds.clone().matmul(heads.transpose());
         for ((row, &label), &item) in host_values(scores)
@@ -177,6 +185,7 @@ pub fn classify(
             total[label] += 1;
             correct[label] += usize::from(predicted == label);
             predictions.push((item, predicted));
+            hits.push((label, predicted == label));
         }
     }
     let n: usize = total.iter().sum();
@@ -202,6 +211,7 @@ pub fn classify(
             .collect(),
         skipped: images.skipped,
         predictions,
+        hits,
     }
 }
 
@@ -217,18 +227,38 @@ pub fn class_probabilities(
 }
 
 impl DatasetAccuracy {
-    /// Accuracy over the images of the classes for which `include` holds (`None` when they
-    /// have no images): the target or the other classes of an unlearning run.
-    pub fn accuracy_of(&self, include: impl Fn(&str) -> bool) -> Option<f64> {
+    /// Accuracy over the images of the classes for which `include` holds, with its interval
+    /// (`None` when they have no images): the target or the other classes of an unlearning run.
+    pub fn estimate_of(&self, include: impl Fn(&str) -> bool) -> Option<Estimate> {
         let (hits, n) = self
             .per_class
             .iter()
             .filter(|(class, _)| include(class))
-            .fold((0.0, 0usize), |(hits, n), (class, accuracy)| {
+            .fold((0usize, 0usize), |(hits, n), (class, accuracy)| {
                 let count = self.per_class_n[class];
-                (hits + accuracy * count as f64, n + count)
+                (hits + (accuracy * count as f64).round() as usize, n + count)
             });
-        (n > 0).then(|| hits / n as f64)
+        (n > 0).then(|| Estimate::from_counts(hits, n))
+    }
+
+    /// Accuracy over the images of the classes for which `include` holds (`None` when they
+    /// have no images).
+    pub fn accuracy_of(&self, include: impl Fn(&str) -> bool) -> Option<f64> {
+        self.estimate_of(include).map(|e| e.value)
+    }
+
+    /// Accuracy over all readable images, with its interval.
+    pub fn estimate(&self) -> Estimate {
+        Estimate::from_rate(self.accuracy, self.n)
+    }
+
+    /// Accuracy of one class, with its interval (an empty estimate when it has no images).
+    pub fn class_estimate(&self, class: &str) -> Estimate {
+        self.per_class
+            .get(class)
+            .map_or(Estimate::from_counts(0, 0), |&accuracy| {
+                Estimate::from_rate(accuracy, self.per_class_n[class])
+            })
     }
 }
 

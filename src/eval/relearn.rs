@@ -7,6 +7,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 use serde::Serialize;
 
+use super::interval::Estimate;
 use super::snapshot::EvalPlan;
 use super::{classify, embed_dataset, ensemble};
 use crate::clip::{Clip, host_values, index_tensor};
@@ -32,9 +33,9 @@ pub struct Relearn {
     /// Held-out images of the forgotten classes the accuracy is measured on.
     pub test_images: usize,
     /// Target accuracy on the held-out images before the fine-tune.
-    pub target_before: f64,
+    pub target_before: Estimate,
     /// Target accuracy on the held-out images after the fine-tune.
-    pub target_after: f64,
+    pub target_after: Estimate,
 }
 
 /// Fine-tunes a copy of `model` (on an autodiff device) for `steps` steps with zero-shot
@@ -87,7 +88,7 @@ pub fn relearn(
         let edited = loaded.with_model(model.valid());
         let heads = super::class_embeddings(&edited, &plan.head.classes, &plan.head.templates);
         let images = embed_dataset(&edited, &test, 250);
-        classify(&test.name, &test.classes, &images, heads).accuracy
+        classify(&test.name, &test.classes, &images, heads).estimate()
     };
     let target_before = accuracy(model);
     let mut model = model.clone();

@@ -6,8 +6,9 @@ use serde::Serialize;
 use burn::tensor::Tensor;
 
 use super::EmbeddedImages;
+use super::interval::Estimate;
 use super::retrieval::{AtRanks, PairRecall, image_from_image, image_from_text, pair_recall};
-use super::{DatasetAccuracy, class_embeddings, classify, embed_dataset, zero_shot};
+use super::{DatasetAccuracy, class_embeddings, classify, embed_dataset, embed_items, zero_shot};
 use crate::clip::{index_tensor, normalize};
 use crate::data::dataset::Dataset;
 use crate::engine::LoadedModel;
@@ -29,6 +30,10 @@ pub struct EvalPlan {
     pub others: Vec<Dataset>,
     /// Query images per class for image-from-image retrieval (0: skip retrieval).
     pub retrieval_per_class: usize,
+    /// Real pictures never trained on: those of the forgotten classes (matched by name) are
+    /// measured against the head, so an audit can judge the class on pictures the method
+    /// never saw.
+    pub verify: Option<Dataset>,
 }
 
 impl EvalPlan {
@@ -44,7 +49,7 @@ pub struct TemplateAccuracy {
     /// The template, `{}` standing for the class name.
     pub template: String,
     /// Accuracy on the forgotten classes' images.
-    pub target: Option<f64>,
+    pub target: Option<Estimate>,
 }
 
 /// Retrieval of the forgotten classes.
@@ -109,15 +114,40 @@ pub struct Snapshot {
     /// Zero-shot accuracy on the forget dataset, per class.
     pub head: DatasetAccuracy,
     /// Accuracy on the forgotten classes' images (`None` when the dataset has none).
-    pub target: Option<f64>,
+    pub target: Option<Estimate>,
     /// Accuracy on the other classes of the forget dataset.
-    pub other_classes: Option<f64>,
+    pub other_classes: Option<Estimate>,
     /// Accuracy on each other dataset.
     pub others: Vec<DatasetAccuracy>,
     /// Target accuracy under single templates.
     pub templates: Vec<TemplateAccuracy>,
     /// Retrieval of the forgotten classes.
     pub retrieval: Option<Retrieval>,
+    /// Accuracy on the verification pictures of the forgotten classes, when the plan has any.
+    pub verification: Option<Estimate>,
+}
+
+/// Accuracy on the pictures of `plan.verify` whose class is a forgotten class of the head,
+/// classified among all the head's classes (`None` without such pictures).
+fn verification(model: &LoadedModel, plan: &EvalPlan, heads: Tensor<2>) -> Option<Estimate> {
+    let verify = plan.verify.as_ref()?;
+    let head_label = |label: usize| {
+        let name = &verify.classes[label];
+        plan.is_target(name)
+            .then(|| plan.head.classes.iter().position(|c| c == name))
+            .flatten()
+    };
+    let indices: Vec<usize> = (0..verify.items.len())
+        .filter(|&i| head_label(verify.items[i].label).is_some())
+        .collect();
+    if indices.is_empty() {
+        return None;
+    }
+    let mut images = embed_items(model, verify, &indices, BATCH);
+    for label in &mut images.labels {
+        *label = head_label(*label).expect("only target pictures were embedded");
+    }
+    Some(classify(&verify.name, &plan.head.classes, &images, heads).estimate())
 }
 
 /// Measures `model` as `plan` says.
@@ -138,7 +168,7 @@ pub fn measure(model: &LoadedModel, plan: &EvalPlan) -> Snapshot {
             let single = class_embeddings(model, &head.classes, std::slice::from_ref(&template));
             let result = classify(&head.name, &head.classes, &images, single);
             TemplateAccuracy {
-                target: result.accuracy_of(|c| plan.is_target(c)),
+                target: result.estimate_of(|c| plan.is_target(c)),
                 template,
             }
         })
@@ -151,8 +181,9 @@ pub fn measure(model: &LoadedModel, plan: &EvalPlan) -> Snapshot {
             .map(|(forget, retain)| PairSets { forget, retain }),
     });
     Snapshot {
-        target: accuracy.accuracy_of(|c| plan.is_target(c)),
-        other_classes: accuracy.accuracy_of(|c| !plan.is_target(c)),
+        target: accuracy.estimate_of(|c| plan.is_target(c)),
+        other_classes: accuracy.estimate_of(|c| !plan.is_target(c)),
+        verification: verification(model, plan, heads.clone()),
         head: accuracy,
         others: plan
             .others
