@@ -189,7 +189,7 @@ pub fn run_batch(
                                 name,
                                 end,
                                 limit,
-                                "target accuracy after the whole batch",
+                                "target after the whole batch",
                             ));
                         }
                         ConceptRow {

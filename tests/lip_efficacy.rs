@@ -92,9 +92,7 @@ fn assert_meets_the_bars(m: &Metrics, measured: usize, others: f64) {
     );
 }
 
-/// The star recipe: colours and fruits within 3 points; the other shapes lose up to 5 (3.9 on
-/// the recipe's seeds, see the README). The heart, which the recipe was not written for, meets
-/// the full bars.
+/// The star recipe meets the full bars on star and on the heart, which it was not written for.
 #[test]
 fn emb_with_the_retain_term_and_a_verification_set_forgets_star_and_heart() {
     let m = run(
@@ -102,7 +100,7 @@ fn emb_with_the_retain_term_and_a_verification_set_forgets_star_and_heart() {
         &["shapes:colors", "shapes:fruits"],
         None,
     );
-    assert_meets_the_bars(&m, 3, 0.05);
+    assert_meets_the_bars(&m, 3, 0.03);
     let m = run(
         "forget-star-vit.toml",
         &["shapes:colors", "shapes:fruits"],

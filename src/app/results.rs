@@ -287,25 +287,33 @@ fn verdicts(m: &crate::eval::metrics::Metrics, ui: &mut egui::Ui) {
             .on_hover_text("A check passes when its whole 95% interval meets the criterion, fails when the whole interval misses it, and is inconclusive when the interval straddles the threshold.");
     });
     egui::Grid::new("verdicts").striped(true).show(ui, |ui| {
-        for heading in ["check", "on", "criterion", "measured", "n", "verdict"] {
+        for heading in ["verdict", "check", "on", "criterion", "measured", "n"] {
             ui.strong(heading);
         }
         ui.end_row();
         for c in &audit.checks {
-            ui.label(&c.check);
-            ui.label(&c.subject);
-            ui.label(&c.criterion);
-            ui.label(format!(
-                "{:.3} [{:.3}, {:.3}]",
-                c.value, c.ci_low, c.ci_high
-            ));
-            ui.label(c.n.to_string());
             let label = ui.colored_label(colour(c.verdict), c.verdict.word());
             if let Some(n) = c.pictures_to_decide {
                 label.on_hover_text(format!(
                     "About {n} pictures would decide it at the rate measured."
                 ));
             }
+            ui.label(&c.check);
+            ui.label(display_name(&c.subject));
+            ui.label(&c.criterion);
+            // In percent or points, as the report reads them (the table below has fractions).
+            let unit = if c.check == "retained" {
+                " points"
+            } else {
+                "%"
+            };
+            ui.label(format!(
+                "{:.1}{unit} [{:.1}, {:.1}]",
+                c.value * 100.0,
+                c.ci_low * 100.0,
+                c.ci_high * 100.0
+            ));
+            ui.label(c.n.to_string());
             ui.end_row();
         }
     });
@@ -390,6 +398,7 @@ fn display_name(spec: &str) -> String {
     for (folder, name) in [
         ("retain", "your retain set"),
         ("eval", "your evaluation split"),
+        ("verify", "your verification pictures"),
     ] {
         let suffix = format!("sets/{folder}/{}", crate::data::subset::MANIFEST);
         if spec.starts_with("manifest:") && spec.replace('\\', "/").ends_with(&suffix) {

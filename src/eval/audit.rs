@@ -178,7 +178,7 @@ pub fn at_most(check: &str, subject: &str, measured: &Estimate, limit: f64, what
         ci_low: measured.ci_low,
         ci_high: measured.ci_high,
         n: measured.n,
-        criterion: format!("{what} at most {:.1}%", limit * 100.0),
+        criterion: format!("{what} ≤ {:.1}%", limit * 100.0),
         verdict,
         pictures_to_decide: (verdict == Verdict::Inconclusive)
             .then(|| smallest_deciding(decided))
@@ -210,7 +210,7 @@ fn within(subject: &str, before: &Estimate, after: &Estimate, points: f64) -> Ch
         ci_low: low,
         ci_high: high,
         n: after.n,
-        criterion: format!("accuracy within {:.1} points of before", points * 100.0),
+        criterion: format!("within {:.1} points of before", points * 100.0),
         verdict,
         pictures_to_decide: (verdict == Verdict::Inconclusive)
             .then(|| smallest_deciding(decided))
@@ -253,7 +253,7 @@ impl AuditSection {
                         &row.template,
                         after,
                         limit,
-                        "target accuracy under this template",
+                        "target under this template",
                     ));
                 }
             }
@@ -267,7 +267,7 @@ impl AuditSection {
                 &verification.source,
                 &accuracy.after,
                 limit,
-                "accuracy on pictures never trained on",
+                "target on pictures never trained on",
             ));
         }
         if let (Limit::At(limit), Some(relearn)) = (self.relearn_at_most, &m.relearn) {
@@ -276,7 +276,7 @@ impl AuditSection {
                 &format!("{} after {} fine-tuning steps", forgotten, relearn.steps),
                 &relearn.target_after,
                 limit,
-                "held-out target accuracy after relearning",
+                "target after relearning",
             ));
         }
         Audit {
