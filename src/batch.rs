@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::eval::audit::{AuditSection, Check, Limit, Verdict, at_most};
+use crate::eval::audit::{AuditSection, Check, Limit, Verdict, at_most, within};
 use crate::eval::interval::Estimate;
 use crate::eval::metrics::{Change, ClassRow, check_cells, estimate, table};
 use crate::recipe::{BatchMode, Recipe};
@@ -65,8 +65,11 @@ pub struct BatchResult {
     pub concepts: Vec<ConceptRow>,
     /// Every concept before the batch and after each run.
     pub cross_effects: Vec<CrossRow>,
-    /// A joint run's checks that concern all concepts at once (kept datasets, templates...).
-    pub joint_checks: Vec<Check>,
+    /// Checks of the batch as a whole: a joint run's checks of what it kept (datasets,
+    /// templates...), or, in a sequential batch, each evaluation dataset from before the
+    /// first run to after the last (each run judges only its own change, and small losses
+    /// add up).
+    pub batch_checks: Vec<Check>,
     /// All checks combined (`None` when the recipe states no criteria).
     pub verdict: Option<Verdict>,
 }
@@ -77,7 +80,7 @@ impl BatchResult {
         self.concepts
             .iter()
             .flat_map(|c| &c.checks)
-            .chain(&self.joint_checks)
+            .chain(&self.batch_checks)
     }
 }
 
@@ -207,11 +210,28 @@ pub fn run_batch(
                         }
                     })
                     .collect();
+                let batch_checks = match recipe.audit.as_ref().map(|a| a.retained_within) {
+                    Some(Limit::At(points)) => {
+                        let (first, last) = (&runs[0].1, &runs[runs.len() - 1].1);
+                        // The evaluation datasets: the head's rows mix in the forgotten classes.
+                        first
+                            .datasets
+                            .iter()
+                            .filter(|d| d.other_classes_before.is_none())
+                            .filter_map(|b| {
+                                let a = last.datasets.iter().find(|a| a.name == b.name)?;
+                                let subject = format!("{} (whole batch)", b.name);
+                                Some(within(&subject, &b.before, &a.after, points))
+                            })
+                            .collect()
+                    }
+                    _ => Vec::new(),
+                };
                 BatchResult {
                     mode: BatchMode::Sequential,
                     concepts: rows,
                     cross_effects,
-                    joint_checks: Vec::new(),
+                    batch_checks,
                     verdict: None,
                 }
             }
@@ -265,7 +285,7 @@ pub fn run_batch(
                     })
                     .collect();
                 // The union's target check is replaced by one per concept.
-                let joint_checks = m.audit.as_ref().map_or(Vec::new(), |a| {
+                let batch_checks = m.audit.as_ref().map_or(Vec::new(), |a| {
                     a.checks
                         .iter()
                         .filter(|c| c.check != "target")
@@ -276,14 +296,14 @@ pub fn run_batch(
                     mode: BatchMode::Joint,
                     concepts: rows,
                     cross_effects,
-                    joint_checks,
+                    batch_checks,
                     verdict: None,
                 }
             }
         };
         let mut batch = batch;
         let any_criteria =
-            batch.concepts.iter().any(|c| c.verdict.is_some()) || !batch.joint_checks.is_empty();
+            batch.concepts.iter().any(|c| c.verdict.is_some()) || !batch.batch_checks.is_empty();
         batch.verdict = any_criteria.then(|| Verdict::combine(batch.checks().map(|c| c.verdict)));
         fs::write(
             staging.join(BATCH_JSON),
@@ -361,8 +381,8 @@ pub fn batch_markdown(recipe: &Recipe, batch: &BatchResult) -> String {
                 cells
             })
         })
-        .chain(batch.joint_checks.iter().map(|check| {
-            let mut cells = vec!["all (joint run)".to_string()];
+        .chain(batch.batch_checks.iter().map(|check| {
+            let mut cells = vec!["whole batch".to_string()];
             cells.extend(check_cells(check));
             cells
         }))

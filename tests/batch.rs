@@ -21,12 +21,12 @@ batch = 4
 max_steps = 8
 stop_accuracy = 0.1
 [eval]
-datasets = []
+datasets = ["shapes:fruits?seed=53&n=40"]
 relearn_steps = 0
 retrieval_per_class = 0
 [audit]
 target_at_most = 0.5
-retained_within = false
+retained_within = 0.5
 templates_at_most = false
 [[scenario]]
 name = "red (strict)"
@@ -100,8 +100,23 @@ fn a_sequential_batch_reports_each_concept_and_gates_the_exit_code() {
             .iter()
             .map(|c| c["check"].as_str().unwrap())
             .collect();
-        assert_eq!(kinds, ["target", "still-forgotten"], "{concept}");
+        assert_eq!(kinds.first(), Some(&"target"), "{concept}");
+        assert_eq!(kinds.last(), Some(&"still-forgotten"), "{concept}");
     }
+    // The strict concept has its own criteria (no retained checks); the others take the
+    // recipe's, which keep the head's other classes and the fruits within 50 points.
+    assert_eq!(concepts[0]["checks"].as_array().unwrap().len(), 2);
+    assert_eq!(concepts[1]["checks"].as_array().unwrap().len(), 4);
+    // The fruits are judged from before the first run to after the last as well.
+    let whole = batch["batch_checks"].as_array().unwrap();
+    assert_eq!(whole.len(), 1, "{batch}");
+    assert_eq!(whole[0]["check"], "retained");
+    assert!(
+        whole[0]["subject"]
+            .as_str()
+            .unwrap()
+            .ends_with("(whole batch)")
+    );
     assert_eq!(batch["verdict"], "fail");
     assert_eq!(concepts[0]["verdict"], "fail", "{}", concepts[0]);
     // Runs after the first start from the previous run's checkpoint, and their recipes say so.

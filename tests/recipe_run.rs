@@ -45,6 +45,19 @@ fn lethe(args: &[&str], cache: &Path) -> Output {
         .expect("the lethe binary runs")
 }
 
+/// `lethe run RECIPE --out OUT`.
+fn lethe_run(recipe: &Path, out: &Path, cache: &Path) -> Output {
+    lethe(
+        &[
+            "run",
+            recipe.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        cache,
+    )
+}
+
 /// The short recipe with `key = "spec"` added to its `[forget]` table.
 fn short_with_forget(key: &str, spec: &str) -> String {
     SHORT.replace(
@@ -71,15 +84,7 @@ fn an_audit_judges_the_run_and_gates_the_exit_code() {
         let recipe = dir.path().join(format!("{verdict}.toml"));
         std::fs::write(&recipe, format!("{SHORT}[audit]\n{audit}\n")).unwrap();
         let out = dir.path().join(verdict);
-        let output = lethe(
-            &[
-                "run",
-                recipe.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            dir.path(),
-        );
+        let output = lethe_run(&recipe, &out, dir.path());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(code), "{verdict}: {stderr}");
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -124,13 +129,7 @@ fn a_run_writes_checkpoint_recipe_metrics_and_report() {
     let recipe = dir.path().join("short.toml");
     std::fs::write(&recipe, SHORT).unwrap();
     let out = dir.path().join("result");
-    let args = [
-        "run",
-        recipe.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let output = lethe(&args, dir.path());
+    let output = lethe_run(&recipe, &out, dir.path());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     for file in [
@@ -251,7 +250,7 @@ fn a_run_writes_checkpoint_recipe_metrics_and_report() {
         "{}",
         String::from_utf8_lossy(&eval.stderr)
     );
-    let again = lethe(&args, dir.path());
+    let again = lethe_run(&recipe, &out, dir.path());
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(!again.status.success());
     assert!(
@@ -282,15 +281,7 @@ fn bad_recipes_are_refused_naming_the_file_and_the_problem() {
         let recipe = dir.path().join(format!("bad{i}.toml"));
         std::fs::write(&recipe, text).unwrap();
         let out = dir.path().join(format!("out{i}"));
-        let output = lethe(
-            &[
-                "run",
-                recipe.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            dir.path(),
-        );
+        let output = lethe_run(&recipe, &out, dir.path());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "case {i} succeeded");
         assert!(

@@ -133,7 +133,7 @@ fn run_batch_recipe(args: &RunArgs, recipe: &Recipe, text: &str) -> Result<()> {
         );
         print_checks("  ", &concept.checks);
     }
-    print_checks("", &batch.joint_checks);
+    print_checks("", &batch.batch_checks);
     println!("wrote {}", args.out.display());
     let Some(verdict) = batch.verdict else {
         return Ok(());

@@ -187,7 +187,7 @@ pub fn at_most(check: &str, subject: &str, measured: &Estimate, limit: f64, what
 }
 
 /// A check that an accuracy fell by at most `points` (a fraction) from `before` to `after`.
-fn within(subject: &str, before: &Estimate, after: &Estimate, points: f64) -> Check {
+pub fn within(subject: &str, before: &Estimate, after: &Estimate, points: f64) -> Check {
     let (low, high) = difference(before, after);
     let verdict = if low >= -points {
         Verdict::Pass
