@@ -127,181 +127,27 @@ pub fn run_batch(
 ) -> Result<BatchResult> {
     let input = crate::demo::resolve_model(&recipe.model.path).map_err(anyhow::Error::msg)?;
     check_output(out, &input)?;
-    let concepts = recipe.concepts();
     let mut result = None;
     crate::atomic::write_folder(out, false, |staging| {
-        let batch = match recipe.batch_mode() {
-            BatchMode::Sequential => {
-                let mut model_path = recipe.model.path.clone();
-                let mut runs = Vec::new();
-                let mut last = None;
-                for (k, (name, concept)) in concepts.iter().enumerate() {
-                    on_run(&format!("concept {}/{}: {name}", k + 1, concepts.len()));
-                    let folder = folder_name(k, name);
-                    let dir = staging.join(&folder);
-                    fs::create_dir_all(&dir)?;
-                    // The run starts from the previous run's checkpoint in the staging folder;
-                    // its recipe names where that checkpoint will be once the batch is written.
-                    let mut run = concept.clone();
-                    let mut shown = concept.clone();
-                    if let Some(previous) = runs.last().map(|(folder, _): &(String, _)| folder) {
-                        run.model.path = model_path.clone();
-                        shown.model.path = out.join(previous).display().to_string();
-                    }
-                    let opened = Opened::open(run, shown.to_toml())
-                        .with_context(|| format!("[[scenario]] {} ({name})", k + 1))?;
-                    let mut finished = execute(&opened, cancel, &mut on_event)
-                        .with_context(|| format!("[[scenario]] {} ({name})", k + 1))?;
-                    fill_result(&opened, &mut finished, &dir)?;
-                    model_path = dir.display().to_string();
-                    runs.push((folder, finished.metrics.clone()));
-                    last = Some((opened, finished));
-                }
-                let (opened, finished) = last.expect("a batch has at least one scenario");
-                opened.checkpoint.export(&finished.model, staging)?;
-                fs::write(staging.join("recipe.toml"), recipe_text)?;
-                let classes_of = |j: usize| &concepts[j].1.forget.classes;
-                let row = |label: String, per_class: &[ClassRow], after: bool| CrossRow {
-                    after: label,
-                    targets: (0..concepts.len())
-                        .map(|j| concept_accuracy(per_class, classes_of(j), after))
-                        .collect(),
-                };
-                let mut cross_effects = vec![row("before".into(), &runs[0].1.per_class, false)];
-                cross_effects.extend(
-                    runs.iter()
-                        .zip(&concepts)
-                        .map(|((_, m), (name, _))| row(name.clone(), &m.per_class, true)),
-                );
-                let at_end = cross_effects
-                    .last()
-                    .expect("rows were added")
-                    .targets
-                    .clone();
-                let rows = concepts
-                    .iter()
-                    .zip(&runs)
-                    .zip(at_end)
-                    .map(|(((name, concept), (folder, m)), end)| {
-                        let mut checks = m.audit.as_ref().map_or(Vec::new(), |a| a.checks.clone());
-                        if let (Some(limit), Some(end)) =
-                            (target_limit(concept.audit.as_ref()), &end)
-                        {
-                            checks.push(at_most(
-                                "still-forgotten",
-                                name,
-                                end,
-                                limit,
-                                "target after the whole batch",
-                            ));
-                        }
-                        ConceptRow {
-                            name: name.clone(),
-                            classes: concept.forget.classes.clone(),
-                            target: Some(m.target),
-                            target_at_end: end,
-                            avg_score: Some(m.avg_score),
-                            folder: Some(folder.clone()),
-                            verdict: concept
-                                .audit
-                                .is_some()
-                                .then(|| Verdict::combine(checks.iter().map(|c| c.verdict))),
-                            checks,
-                        }
-                    })
-                    .collect();
-                let batch_checks = match recipe.audit.as_ref().map(|a| a.retained_within) {
-                    Some(Limit::At(points)) => {
-                        let (first, last) = (&runs[0].1, &runs[runs.len() - 1].1);
-                        // The evaluation datasets: the head's rows mix in the forgotten classes.
-                        first
-                            .datasets
-                            .iter()
-                            .filter(|d| d.other_classes_before.is_none())
-                            .filter_map(|b| {
-                                let a = last.datasets.iter().find(|a| a.name == b.name)?;
-                                let subject = format!("{} (whole batch)", b.name);
-                                Some(within(&subject, &b.before, &a.after, points))
-                            })
-                            .collect()
-                    }
-                    _ => Vec::new(),
-                };
-                BatchResult {
-                    mode: BatchMode::Sequential,
-                    concepts: rows,
-                    cross_effects,
-                    batch_checks,
-                    verdict: None,
-                }
-            }
-            BatchMode::Joint => {
-                let names: Vec<&str> = concepts.iter().map(|(n, _)| n.as_str()).collect();
-                on_run(&format!(
-                    "all {} concepts in one run: {}",
-                    names.len(),
-                    names.join(", ")
-                ));
-                let opened = Opened::open(recipe.joint(), recipe_text.to_string())?;
-                let mut finished = execute(&opened, cancel, &mut on_event)?;
-                fill_result(&opened, &mut finished, staging)?;
-                let m = &finished.metrics;
-                let rows = concepts
-                    .iter()
-                    .map(|(name, concept)| {
-                        let classes = &concept.forget.classes;
-                        let before = concept_accuracy(&m.per_class, classes, false);
-                        let after = concept_accuracy(&m.per_class, classes, true);
-                        let checks: Vec<Check> = target_limit(concept.audit.as_ref())
-                            .zip(after.as_ref())
-                            .map(|(limit, after)| {
-                                at_most("target", name, after, limit, "target accuracy")
-                            })
-                            .into_iter()
-                            .collect();
-                        ConceptRow {
-                            name: name.clone(),
-                            classes: classes.clone(),
-                            target: before
-                                .zip(after)
-                                .map(|(before, after)| Change { before, after }),
-                            target_at_end: after,
-                            avg_score: None,
-                            folder: None,
-                            verdict: (!checks.is_empty())
-                                .then(|| Verdict::combine(checks.iter().map(|c| c.verdict))),
-                            checks,
-                        }
-                    })
-                    .collect::<Vec<_>>();
-                let cross_effects = [("before", false), ("joint run", true)]
-                    .into_iter()
-                    .map(|(label, after)| CrossRow {
-                        after: label.into(),
-                        targets: rows
-                            .iter()
-                            .map(|r| concept_accuracy(&m.per_class, &r.classes, after))
-                            .collect(),
-                    })
-                    .collect();
-                // The union's target check is replaced by one per concept.
-                let batch_checks = m.audit.as_ref().map_or(Vec::new(), |a| {
-                    a.checks
-                        .iter()
-                        .filter(|c| c.check != "target")
-                        .cloned()
-                        .collect()
-                });
-                BatchResult {
-                    mode: BatchMode::Joint,
-                    concepts: rows,
-                    cross_effects,
-                    batch_checks,
-                    verdict: None,
-                }
-            }
+        let mut batch = match recipe.batch_mode() {
+            BatchMode::Sequential => run_sequential(
+                recipe,
+                recipe_text,
+                out,
+                staging,
+                cancel,
+                &mut on_run,
+                &mut on_event,
+            )?,
+            BatchMode::Joint => run_joint(
+                recipe,
+                recipe_text,
+                staging,
+                cancel,
+                &mut on_run,
+                &mut on_event,
+            )?,
         };
-        let mut batch = batch;
         let any_criteria =
             batch.concepts.iter().any(|c| c.verdict.is_some()) || !batch.batch_checks.is_empty();
         batch.verdict = any_criteria.then(|| Verdict::combine(batch.checks().map(|c| c.verdict)));
@@ -318,8 +164,195 @@ pub fn run_batch(
         result = Some(batch);
         Ok(())
     })
-    .with_context(|| format!("cannot write the batch to {}", out.display()))?;
+    .with_context(|| format!("batch {}", out.display()))?;
     Ok(result.expect("the batch was written"))
+}
+
+/// A sequential batch, assembled in `staging`: each concept's run from the previous run's
+/// checkpoint, its result in `concepts/NN-name/`, the final checkpoint at the top.
+fn run_sequential(
+    recipe: &Recipe,
+    recipe_text: &str,
+    out: &Path,
+    staging: &Path,
+    cancel: &AtomicBool,
+    on_run: &mut impl FnMut(&str),
+    on_event: &mut impl FnMut(&Event),
+) -> Result<BatchResult> {
+    let concepts = recipe.concepts();
+    let mut model_path = recipe.model.path.clone();
+    let mut runs = Vec::new();
+    let mut last = None;
+    for (k, (name, concept)) in concepts.iter().enumerate() {
+        on_run(&format!("concept {}/{}: {name}", k + 1, concepts.len()));
+        let folder = folder_name(k, name);
+        let dir = staging.join(&folder);
+        fs::create_dir_all(&dir)?;
+        // The run starts from the previous run's checkpoint in the staging folder;
+        // its recipe names where that checkpoint will be once the batch is written.
+        let mut run = concept.clone();
+        let mut shown = concept.clone();
+        if let Some(previous) = runs.last().map(|(folder, _): &(String, _)| folder) {
+            run.model.path = model_path.clone();
+            shown.model.path = out.join(previous).display().to_string();
+        }
+        let opened = Opened::open(run, shown.to_toml())
+            .with_context(|| format!("[[scenario]] {} ({name})", k + 1))?;
+        let mut finished = execute(&opened, cancel, &mut *on_event)
+            .with_context(|| format!("[[scenario]] {} ({name})", k + 1))?;
+        fill_result(&opened, &mut finished, &dir)?;
+        model_path = dir.display().to_string();
+        runs.push((folder, finished.metrics.clone()));
+        last = Some((opened, finished));
+    }
+    let (opened, finished) = last.expect("a batch has at least one scenario");
+    opened.checkpoint.export(&finished.model, staging)?;
+    fs::write(staging.join("recipe.toml"), recipe_text)?;
+    let classes_of = |j: usize| &concepts[j].1.forget.classes;
+    let row = |label: String, per_class: &[ClassRow], after: bool| CrossRow {
+        after: label,
+        targets: (0..concepts.len())
+            .map(|j| concept_accuracy(per_class, classes_of(j), after))
+            .collect(),
+    };
+    let mut cross_effects = vec![row("before".into(), &runs[0].1.per_class, false)];
+    cross_effects.extend(
+        runs.iter()
+            .zip(&concepts)
+            .map(|((_, m), (name, _))| row(name.clone(), &m.per_class, true)),
+    );
+    let at_end = cross_effects
+        .last()
+        .expect("rows were added")
+        .targets
+        .clone();
+    let rows = concepts
+        .iter()
+        .zip(&runs)
+        .zip(at_end)
+        .map(|(((name, concept), (folder, m)), end)| {
+            let mut checks = m.audit.as_ref().map_or(Vec::new(), |a| a.checks.clone());
+            if let (Some(limit), Some(end)) = (target_limit(concept.audit.as_ref()), &end) {
+                checks.push(at_most(
+                    "still-forgotten",
+                    name,
+                    end,
+                    limit,
+                    "target after the whole batch",
+                ));
+            }
+            ConceptRow {
+                name: name.clone(),
+                classes: concept.forget.classes.clone(),
+                target: Some(m.target),
+                target_at_end: end,
+                avg_score: Some(m.avg_score),
+                folder: Some(folder.clone()),
+                verdict: concept
+                    .audit
+                    .is_some()
+                    .then(|| Verdict::combine(checks.iter().map(|c| c.verdict))),
+                checks,
+            }
+        })
+        .collect();
+    let batch_checks = match recipe.audit.as_ref().map(|a| a.retained_within) {
+        Some(Limit::At(points)) => {
+            let (first, last) = (&runs[0].1, &runs[runs.len() - 1].1);
+            // The evaluation datasets: the head's rows mix in the forgotten classes.
+            first
+                .datasets
+                .iter()
+                .filter(|d| d.other_classes_before.is_none())
+                .filter_map(|b| {
+                    let a = last.datasets.iter().find(|a| a.name == b.name)?;
+                    let subject = format!("{} (whole batch)", b.name);
+                    Some(within(&subject, &b.before, &a.after, points))
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    Ok(BatchResult {
+        mode: BatchMode::Sequential,
+        concepts: rows,
+        cross_effects,
+        batch_checks,
+        verdict: None,
+    })
+}
+
+/// A joint batch, assembled in `staging`: one run forgetting every concept's classes.
+fn run_joint(
+    recipe: &Recipe,
+    recipe_text: &str,
+    staging: &Path,
+    cancel: &AtomicBool,
+    on_run: &mut impl FnMut(&str),
+    on_event: &mut impl FnMut(&Event),
+) -> Result<BatchResult> {
+    let concepts = recipe.concepts();
+    let names: Vec<&str> = concepts.iter().map(|(n, _)| n.as_str()).collect();
+    on_run(&format!(
+        "all {} concepts in one run: {}",
+        names.len(),
+        names.join(", ")
+    ));
+    let opened = Opened::open(recipe.joint(), recipe_text.to_string())?;
+    let mut finished = execute(&opened, cancel, &mut *on_event)?;
+    fill_result(&opened, &mut finished, staging)?;
+    let m = &finished.metrics;
+    let rows = concepts
+        .iter()
+        .map(|(name, concept)| {
+            let classes = &concept.forget.classes;
+            let before = concept_accuracy(&m.per_class, classes, false);
+            let after = concept_accuracy(&m.per_class, classes, true);
+            let checks: Vec<Check> = target_limit(concept.audit.as_ref())
+                .zip(after.as_ref())
+                .map(|(limit, after)| at_most("target", name, after, limit, "target accuracy"))
+                .into_iter()
+                .collect();
+            ConceptRow {
+                name: name.clone(),
+                classes: classes.clone(),
+                target: before
+                    .zip(after)
+                    .map(|(before, after)| Change { before, after }),
+                target_at_end: after,
+                avg_score: None,
+                folder: None,
+                verdict: (!checks.is_empty())
+                    .then(|| Verdict::combine(checks.iter().map(|c| c.verdict))),
+                checks,
+            }
+        })
+        .collect::<Vec<_>>();
+    let cross_effects = [("before", false), ("joint run", true)]
+        .into_iter()
+        .map(|(label, after)| CrossRow {
+            after: label.into(),
+            targets: rows
+                .iter()
+                .map(|r| concept_accuracy(&m.per_class, &r.classes, after))
+                .collect(),
+        })
+        .collect();
+    // The union's target check is replaced by one per concept.
+    let batch_checks = m.audit.as_ref().map_or(Vec::new(), |a| {
+        a.checks
+            .iter()
+            .filter(|c| c.check != "target")
+            .cloned()
+            .collect()
+    });
+    Ok(BatchResult {
+        mode: BatchMode::Joint,
+        concepts: rows,
+        cross_effects,
+        batch_checks,
+        verdict: None,
+    })
 }
 
 /// The batch as Markdown: verdict, one row per concept, every check, the cross-effects.
