@@ -213,12 +213,18 @@ impl RunJob {
         Ok(recipe)
     }
 
-    /// What the "before" measurement depends on: the model, what is measured, and the sets.
+    /// What the "before" measurement depends on: the model, what is measured, the sets, and
+    /// whether the picked forget images are the verification pictures (measured too).
     fn measurement_key(&self) -> String {
         let w = &self.workspace;
         format!(
-            "{:?}{:?}{:?}{:?}{}",
-            w.recipe.model, w.recipe.forget, w.recipe.eval, w.sets, w.browse
+            "{:?}{:?}{:?}{:?}{}{}",
+            w.recipe.model,
+            w.recipe.forget,
+            w.recipe.eval,
+            w.sets,
+            w.browse,
+            w.verify_with_forget_images
         )
     }
 

@@ -206,8 +206,8 @@ pub struct RunFacts {
     pub hashes: Hashes,
 }
 
-/// Whether each picture of `snapshot`'s dataset `hits` with a label for which `include`
-/// holds was classified correctly.
+/// Whether each picture of `hits` (label, correct) whose label `include` accepts was
+/// classified correctly, in order.
 fn hits_where(hits: &[(usize, bool)], include: impl Fn(usize) -> bool) -> Vec<bool> {
     hits.iter()
         .filter(|(label, _)| include(*label))
