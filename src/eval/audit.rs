@@ -158,19 +158,36 @@ pub struct Audit {
     pub checks: Vec<Check>,
 }
 
+/// The verdict on an interval, and for an undecided one the pictures that would decide it:
+/// `passes` and `fails` state the criterion once, on the measured interval and on the interval
+/// `at(n)` that the observed rate would give on `n` pictures.
+fn judge(
+    interval: (f64, f64),
+    at: impl Fn(usize) -> (f64, f64),
+    passes: impl Fn((f64, f64)) -> bool,
+    fails: impl Fn((f64, f64)) -> bool,
+) -> (Verdict, Option<usize>) {
+    if passes(interval) {
+        (Verdict::Pass, None)
+    } else if fails(interval) {
+        (Verdict::Fail, None)
+    } else {
+        let decided = |n: usize| {
+            let at_n = at(n);
+            passes(at_n) || fails(at_n)
+        };
+        (Verdict::Inconclusive, smallest_deciding(decided))
+    }
+}
+
 /// A check that an accuracy is at most `limit`; `what` names the accuracy in the criterion.
 pub fn at_most(check: &str, subject: &str, measured: &Estimate, limit: f64, what: &str) -> Check {
-    let verdict = if measured.ci_high <= limit {
-        Verdict::Pass
-    } else if measured.ci_low > limit {
-        Verdict::Fail
-    } else {
-        Verdict::Inconclusive
-    };
-    let decided = |n: usize| {
-        let (low, high) = wilson(measured.value * n as f64, n, Z95);
-        high <= limit || low > limit
-    };
+    let (verdict, pictures_to_decide) = judge(
+        (measured.ci_low, measured.ci_high),
+        |n| wilson(measured.value * n as f64, n, Z95),
+        |(_, high)| high <= limit,
+        |(low, _)| low > limit,
+    );
     Check {
         check: check.into(),
         subject: subject.into(),
@@ -180,29 +197,24 @@ pub fn at_most(check: &str, subject: &str, measured: &Estimate, limit: f64, what
         n: measured.n,
         criterion: format!("{what} ≤ {:.1}%", limit * 100.0),
         verdict,
-        pictures_to_decide: (verdict == Verdict::Inconclusive)
-            .then(|| smallest_deciding(decided))
-            .flatten(),
+        pictures_to_decide,
     }
 }
 
 /// A check that an accuracy fell by at most `points` (a fraction) from `before` to `after`.
 pub fn within(subject: &str, before: &Estimate, after: &Estimate, points: f64) -> Check {
     let (low, high) = difference(before, after);
-    let verdict = if low >= -points {
-        Verdict::Pass
-    } else if high < -points {
-        Verdict::Fail
-    } else {
-        Verdict::Inconclusive
-    };
-    let decided = |n: usize| {
-        let (low, high) = difference(
-            &Estimate::from_rate(before.value, n),
-            &Estimate::from_rate(after.value, n),
-        );
-        low >= -points || high < -points
-    };
+    let (verdict, pictures_to_decide) = judge(
+        (low, high),
+        |n| {
+            difference(
+                &Estimate::from_rate(before.value, n),
+                &Estimate::from_rate(after.value, n),
+            )
+        },
+        |(low, _)| low >= -points,
+        |(_, high)| high < -points,
+    );
     Check {
         check: "retained".into(),
         subject: subject.into(),
@@ -212,9 +224,7 @@ pub fn within(subject: &str, before: &Estimate, after: &Estimate, points: f64) -
         n: after.n,
         criterion: format!("within {:.1} points of before", points * 100.0),
         verdict,
-        pictures_to_decide: (verdict == Verdict::Inconclusive)
-            .then(|| smallest_deciding(decided))
-            .flatten(),
+        pictures_to_decide,
     }
 }
 
