@@ -30,8 +30,8 @@ pub struct ConceptRow {
     pub name: String,
     /// Its classes.
     pub classes: Vec<String>,
-    /// Its classes' accuracy before the batch, and after its own run (sequential) or the
-    /// joint run.
+    /// Its classes' accuracy before and after its own run (sequential: an earlier run may
+    /// already have moved it) or the joint run.
     pub target: Option<Change>,
     /// Its classes' accuracy after the whole batch.
     pub target_at_end: Option<Estimate>,
@@ -115,14 +115,15 @@ fn target_limit(audit: Option<&AuditSection>) -> Option<f64> {
 }
 
 /// Runs the batch recipe `recipe` (text `recipe_text`) into the new folder `out`: announces
-/// each run to `on_run` (e.g. "concept 2/3: green"), passes every run's events to `on_event`.
+/// each run to `on_run` with the indices of the concepts it forgets and a label (e.g.
+/// "concept 2/3: green"), passes every run's events to `on_event`.
 /// Written atomically: a failed or cancelled batch leaves no folder.
 pub fn run_batch(
     recipe: &Recipe,
     recipe_text: &str,
     out: &Path,
     cancel: &AtomicBool,
-    mut on_run: impl FnMut(&str),
+    mut on_run: impl FnMut(&[usize], &str),
     mut on_event: impl FnMut(&Event),
 ) -> Result<BatchResult> {
     let input = crate::demo::resolve_model(&recipe.model.path).map_err(anyhow::Error::msg)?;
@@ -176,7 +177,7 @@ fn run_sequential(
     out: &Path,
     staging: &Path,
     cancel: &AtomicBool,
-    on_run: &mut impl FnMut(&str),
+    on_run: &mut impl FnMut(&[usize], &str),
     on_event: &mut impl FnMut(&Event),
 ) -> Result<BatchResult> {
     let concepts = recipe.concepts();
@@ -184,7 +185,10 @@ fn run_sequential(
     let mut runs = Vec::new();
     let mut last = None;
     for (k, (name, concept)) in concepts.iter().enumerate() {
-        on_run(&format!("concept {}/{}: {name}", k + 1, concepts.len()));
+        on_run(
+            &[k],
+            &format!("concept {}/{}: {name}", k + 1, concepts.len()),
+        );
         let folder = folder_name(k, name);
         let dir = staging.join(&folder);
         fs::create_dir_all(&dir)?;
@@ -288,16 +292,20 @@ fn run_joint(
     recipe_text: &str,
     staging: &Path,
     cancel: &AtomicBool,
-    on_run: &mut impl FnMut(&str),
+    on_run: &mut impl FnMut(&[usize], &str),
     on_event: &mut impl FnMut(&Event),
 ) -> Result<BatchResult> {
     let concepts = recipe.concepts();
     let names: Vec<&str> = concepts.iter().map(|(n, _)| n.as_str()).collect();
-    on_run(&format!(
-        "all {} concepts in one run: {}",
-        names.len(),
-        names.join(", ")
-    ));
+    let all: Vec<usize> = (0..names.len()).collect();
+    on_run(
+        &all,
+        &format!(
+            "all {} concepts in one run: {}",
+            names.len(),
+            names.join(", ")
+        ),
+    );
     let opened = Opened::open(recipe.joint(), recipe_text.to_string())?;
     let mut finished = execute(&opened, cancel, &mut *on_event)?;
     fill_result(&opened, &mut finished, staging)?;
@@ -395,7 +403,7 @@ pub fn batch_markdown(recipe: &Recipe, batch: &BatchResult) -> String {
         &[
             "concept",
             "classes",
-            "before",
+            "before its run",
             "after its run",
             "after the batch",
             "Avg Score",

@@ -432,15 +432,130 @@ fn a_cancelled_run_keeps_nothing_and_the_workspace_reopens() {
     );
 }
 
+#[test]
+fn three_colours_queued_in_the_app_run_as_one_batch_with_a_verdict_per_concept() {
+    let home = tempfile::tempdir().unwrap();
+    let mut harness = harness(home.path());
+    wait_for_demo(&mut harness);
+    // Gradient ascent on each colour's own picked pictures, a handful of steps.
+    {
+        let recipe = &mut harness.state_mut().workspace.recipe;
+        recipe.forget.dataset = "shapes:colors?seed=101&n=200".into();
+        recipe.method.name = "ga".into();
+        recipe.method.settings =
+            "learning_rate = 3e-4\nbatch = 4\nmax_steps = 8\nstop_accuracy = 0.1\n"
+                .parse()
+                .unwrap();
+        recipe.eval.datasets = vec!["shapes:fruits?seed=103&n=60".into()];
+        recipe.eval.relearn_steps = 0;
+        recipe.eval.retrieval_per_class = 0;
+    }
+    // Queue red (the demo's class), then green and blue, each with its browsed pictures.
+    click(&mut harness, "2  Sets");
+    wait_for_label(&mut harness, 60, "green");
+    click(&mut harness, "Forget with the picked forget images");
+    for (previous, next) in [
+        (None, "red"),
+        (Some("red"), "green"),
+        (Some("green"), "blue"),
+    ] {
+        click(&mut harness, "2  Sets");
+        if let Some(previous) = previous {
+            click(&mut harness, previous);
+            click(&mut harness, next);
+        }
+        harness.get_all_by_label("clear").next().unwrap().click();
+        harness.step();
+        click(&mut harness, "Add whole class to forget set");
+        click(&mut harness, "4  Run");
+        click(&mut harness, "Add to queue");
+    }
+    let queue = &harness.state().workspace.queue;
+    assert!(queue.iter().all(|c| c.images.is_some()), "{queue:?}");
+    assert_ne!(
+        queue[0].images, queue[1].images,
+        "each concept keeps its own pictures"
+    );
+    // The same concept twice is refused.
+    click(&mut harness, "Add to queue");
+    let notice = harness.state().notice.clone().unwrap();
+    assert!(
+        notice.error && notice.text.contains("already in the queue"),
+        "{notice:?}"
+    );
+    let queued: Vec<String> = harness
+        .state()
+        .workspace
+        .queue
+        .iter()
+        .map(|c| c.title())
+        .collect();
+    assert_eq!(queued, ["red", "green", "blue"]);
+
+    click(&mut harness, "Run queue");
+    assert!(harness.state().runner.is_running());
+    screenshot_named(&mut harness, "queue");
+    use lethe::app::run_panel::ConceptState;
+    wait_until(&mut harness, 300, "the first concept's run", |app| {
+        app.runner.queue.first() == Some(&ConceptState::Running)
+    });
+    wait_until(&mut harness, 900, "the batch to finish", |app| {
+        !app.runner.is_running()
+    });
+    let app = harness.state();
+    assert_eq!(app.page, Page::Results, "{:?}", app.notice);
+    let batch = &app.results.batches[0];
+    let names: Vec<&str> = batch
+        .result
+        .concepts
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["red", "green", "blue"]);
+    // Before the batch and after each of the three runs.
+    assert_eq!(batch.result.cross_effects.len(), 4);
+    for (concept, state) in batch.result.concepts.iter().zip(&app.runner.queue) {
+        let target = concept.target.as_ref().unwrap();
+        assert!(
+            target.after.value < target.before.value,
+            "{}: {} -> {}",
+            concept.name,
+            target.before.value,
+            target.after.value
+        );
+        let verdict = concept
+            .verdict
+            .expect("the default criteria judge each concept");
+        assert_eq!(*state, ConceptState::Judged(Some(verdict)));
+    }
+    // Written as `lethe run` writes a batch recipe, inside the workspace folder.
+    assert!(batch.folder.starts_with(home.path().join("batches")));
+    for file in [
+        "batch.json",
+        "report.md",
+        "recipe.toml",
+        "concepts/03-blue/metrics.json",
+    ] {
+        assert!(batch.folder.join(file).is_file(), "{file}");
+    }
+    let recipe = lethe::recipe::Recipe::load(&batch.folder.join("recipe.toml"))
+        .unwrap()
+        .0;
+    assert_eq!(recipe.scenario.len(), 3);
+    // The Results page shows the batch: a row per concept and its verdict.
+    screenshot_named(&mut harness, "batch");
+    harness.get_by_label("Each concept's accuracy through the batch");
+    harness.get_by_label("after the batch");
+    for name in ["red", "green", "blue"] {
+        assert!(harness.query_all_by_label(name).count() >= 2, "{name}");
+    }
+}
+
 /// Renders the current page, checks it is not blank and differs from the last one, and saves
 /// it into `$LETHE_SCREENSHOTS` when that is set (how the README's screenshots are made).
 fn screenshot(harness: &mut Harness<'static, LetheApp>, previous: &mut Option<image::RgbaImage>) {
-    harness.run_steps(4);
     let page = harness.state().page;
-    let picture = harness.render().expect("the app renders headlessly");
-    assert_eq!(picture.width(), 1280);
-    let first = picture.get_pixel(0, 0);
-    assert!(picture.pixels().any(|p| p != first), "{page:?} is blank");
+    let picture = screenshot_named(harness, &format!("{page:?}").to_lowercase());
     if let Some(previous) = previous {
         assert_ne!(
             previous.as_raw(),
@@ -448,13 +563,23 @@ fn screenshot(harness: &mut Harness<'static, LetheApp>, previous: &mut Option<im
             "{page:?} looks like the page before"
         );
     }
+    *previous = Some(picture);
+}
+
+/// Renders the window, checks it is not blank, and saves it as `NAME.png` into
+/// `$LETHE_SCREENSHOTS` when that is set.
+fn screenshot_named(harness: &mut Harness<'static, LetheApp>, name: &str) -> image::RgbaImage {
+    harness.run_steps(4);
+    let picture = harness.render().expect("the app renders headlessly");
+    assert_eq!(picture.width(), 1280);
+    let first = picture.get_pixel(0, 0);
+    assert!(picture.pixels().any(|p| p != first), "{name} is blank");
     if let Some(dir) = std::env::var_os("LETHE_SCREENSHOTS") {
         let dir = std::path::PathBuf::from(dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let name = format!("{page:?}.png").to_lowercase();
-        picture.save(dir.join(name)).unwrap();
+        picture.save(dir.join(format!("{name}.png"))).unwrap();
     }
-    *previous = Some(picture);
+    picture
 }
 
 #[test]

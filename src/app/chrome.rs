@@ -7,12 +7,13 @@ use super::workspace::Workspace;
 use super::{LetheApp, Page};
 
 /// Every keyboard shortcut with what it does, as the help overlay lists them.
-pub const SHORTCUTS: [(&str, &str); 9] = [
+pub const SHORTCUTS: [(&str, &str); 10] = [
     (
         "Ctrl+1 … Ctrl+5",
         "Go to step 1–5 (Data, Sets, Method, Run, Results)",
     ),
     ("Ctrl+R", "Run the method"),
+    ("Ctrl+Shift+R", "Run the queue of concepts"),
     ("Escape", "Cancel the run / close this overlay"),
     ("Ctrl+A", "Select every visible image"),
     ("Ctrl+F", "Add the selected images to the forget set"),
@@ -57,6 +58,10 @@ pub fn shortcuts(app: &mut LetheApp, ctx: &egui::Context) {
     // While a text field has the keyboard, its own Ctrl+A/F/K/T/R/+/- win.
     if ctx.egui_wants_keyboard_input() {
         return;
+    }
+    // Before Ctrl+R, which would also match it (extra Shift is ignored in matching).
+    if pressed(ctx, Modifiers::COMMAND | Modifiers::SHIFT, Key::R) {
+        app.start_queue(ctx);
     }
     if pressed(ctx, Modifiers::COMMAND, Key::R) {
         app.start_run(ctx);

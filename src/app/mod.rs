@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use eframe::egui;
 
+pub mod batch_view;
 pub mod browser;
 pub mod chrome;
 pub mod grid;
@@ -22,7 +23,7 @@ pub mod workspace;
 use browser::Browser;
 use model_slot::ModelSlot;
 use results::Results;
-use run_panel::Runner;
+use run_panel::{Outcome, Runner};
 use thumbnails::Thumbnails;
 use workspace::{WORKSPACE_FILE, Workspace};
 
@@ -222,9 +223,14 @@ impl LetheApp {
         }
         if let Some(outcome) = self.runner.poll(ctx) {
             match outcome {
-                Ok(record) => {
+                Ok(Outcome::Run(record)) => {
                     self.notify(format!("Run finished: {}", record.headline()), false);
-                    self.results.add(record);
+                    self.results.add(*record);
+                    self.page = Page::Results;
+                }
+                Ok(Outcome::Batch(record)) => {
+                    self.notify(format!("Batch finished: {}", record.headline()), false);
+                    self.results.add_batch(*record);
                     self.page = Page::Results;
                 }
                 Err(error) => self.notify(error, true),
@@ -278,6 +284,46 @@ impl LetheApp {
         match self
             .runner
             .start(ctx, &self.workspace, browsed, self.home())
+        {
+            Ok(()) => self.page = Page::Run,
+            Err(error) => self.notify(error, true),
+        }
+    }
+
+    /// Adds the current scenario to the queue; when it uses the picked forget pictures, they
+    /// are saved under the workspace folder for this concept alone, as they are now.
+    pub fn queue_scenario(&mut self) {
+        let browsed = self.browser.dataset.clone();
+        let forget: Vec<usize> = self.workspace.sets.forget.iter().copied().collect();
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let folder = self.home().join("queue").join(millis.to_string());
+        let save = move || {
+            let browsed = browsed.ok_or("The browsed images are still loading.")?;
+            if forget.is_empty() {
+                return Err(
+                    "The forget set's images are to be used, but the forget set is empty.".into(),
+                );
+            }
+            crate::data::subset::save_subset(&browsed, &forget, &folder)
+                .map_err(|e| format!("{e:#}"))
+        };
+        match self.workspace.queue_scenario(save) {
+            Ok(()) => self.runner.queue.clear(),
+            Err(error) => self.notify(error, true),
+        }
+    }
+
+    /// Runs the queue as one batch.
+    pub fn start_queue(&mut self, ctx: &egui::Context) {
+        if self.runner.is_running() {
+            return;
+        }
+        let browsed = self.browser.dataset.clone();
+        match self
+            .runner
+            .start_queue(ctx, &self.workspace, browsed, self.home())
         {
             Ok(()) => self.page = Page::Run,
             Err(error) => self.notify(error, true),

@@ -8,11 +8,12 @@ use eframe::egui;
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
 
 use super::LetheApp;
+use super::batch_view::{self, BatchRecord};
 use super::run_panel::{StepPoint, curves};
 use super::task::{Task, take_finished};
 use super::thumbnails::texture_from_rgb;
 use crate::data::dataset::Dataset;
-use crate::eval::audit::Verdict;
+use crate::eval::audit::{Check, Verdict};
 use crate::eval::interval::Estimate;
 use crate::eval::metrics::report_markdown;
 use crate::workflow::{Finished, Opened, export_checkpoint, synthetic_pictures, write_outputs};
@@ -73,8 +74,12 @@ impl RunRecord {
 pub struct Results {
     /// Every finished run, oldest first.
     pub runs: Vec<RunRecord>,
+    /// Every finished batch of queued concepts, oldest first.
+    pub batches: Vec<BatchRecord>,
     /// The run shown.
     pub shown: usize,
+    /// The batch shown instead of a run, if one is picked.
+    pub shown_batch: Option<usize>,
     /// A run to compare the shown one with.
     pub compare: Option<usize>,
     saving: Option<Task<Result<String, String>>>,
@@ -121,6 +126,13 @@ impl Results {
     pub fn add(&mut self, record: RunRecord) {
         self.runs.push(record);
         self.shown = self.runs.len() - 1;
+        self.shown_batch = None;
+    }
+
+    /// Adds a finished batch and shows it.
+    pub fn add_batch(&mut self, record: BatchRecord) {
+        self.batches.push(record);
+        self.shown_batch = Some(self.batches.len() - 1);
     }
 }
 
@@ -132,7 +144,7 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
             Err(error) => app.notify(error, true),
         }
     }
-    if app.results.runs.is_empty() {
+    if app.results.runs.is_empty() && app.results.batches.is_empty() {
         ui.heading("Results");
         ui.label("No run yet: go to step 4 and press Run.");
         return;
@@ -144,6 +156,14 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
     let ctx = ui.ctx().clone();
     egui::CentralPanel::default().show(ui, |ui| {
         egui::ScrollArea::vertical().show(ui, |ui| {
+            let results = &app.results;
+            if let Some(batch) = results.shown_batch.and_then(|i| results.batches.get(i)) {
+                batch_view::ui(batch, ui);
+                return;
+            }
+            if results.runs.is_empty() {
+                return;
+            }
             let results = &mut app.results;
             let shown = results.shown.min(results.runs.len() - 1);
             ui.heading(results.runs[shown].headline());
@@ -163,11 +183,29 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
 }
 
 fn history(results: &mut Results, ui: &mut egui::Ui) {
+    if !results.batches.is_empty() {
+        ui.heading("Batches");
+        for i in (0..results.batches.len()).rev() {
+            let text = results.batches[i].headline();
+            if ui
+                .selectable_label(results.shown_batch == Some(i), text)
+                .clicked()
+            {
+                results.shown_batch = Some(i);
+            }
+        }
+        ui.separator();
+    }
+    if results.runs.is_empty() {
+        return;
+    }
     ui.heading("Runs");
     for i in (0..results.runs.len()).rev() {
         let text = results.runs[i].headline();
-        if ui.selectable_label(results.shown == i, text).clicked() {
+        let shown = results.shown_batch.is_none() && results.shown == i;
+        if ui.selectable_label(shown, text).clicked() {
             results.shown = i;
+            results.shown_batch = None;
         }
     }
     ui.separator();
@@ -249,7 +287,7 @@ fn cell(ui: &mut egui::Ui, value: Option<f64>) {
 }
 
 /// An accuracy with its 95% interval; the hover says how many pictures it rests on.
-fn estimate_cell(ui: &mut egui::Ui, value: Option<&Estimate>) {
+pub fn estimate_cell(ui: &mut egui::Ui, value: Option<&Estimate>) {
     match value {
         Some(e) => {
             ui.label(format!(
@@ -272,31 +310,57 @@ fn estimate_cell(ui: &mut egui::Ui, value: Option<&Estimate>) {
 
 /// The audit's verdicts, first thing under the headline when the recipe has `[audit]`.
 fn verdicts(m: &crate::eval::metrics::Metrics, ui: &mut egui::Ui) {
-    let Some(audit) = &m.audit else {
-        return;
-    };
-    let colour = |verdict: Verdict| match verdict {
+    if let Some(audit) = &m.audit {
+        verdict_line(ui, audit.verdict);
+        check_grid(ui, "verdicts", None, audit.checks.iter());
+    }
+}
+
+/// A verdict's colour: green, red, or amber for inconclusive.
+pub fn verdict_colour(verdict: Verdict) -> egui::Color32 {
+    match verdict {
         Verdict::Pass => egui::Color32::from_rgb(40, 140, 60),
         Verdict::Fail => egui::Color32::from_rgb(200, 40, 40),
         Verdict::Inconclusive => egui::Color32::from_rgb(200, 140, 20),
-    };
+    }
+}
+
+/// The combined verdict, in its colour, with what the words mean on hover.
+pub fn verdict_line(ui: &mut egui::Ui, verdict: Verdict) {
     ui.add_space(6.0);
     ui.horizontal(|ui| {
         ui.strong("Verdict:");
-        ui.colored_label(colour(audit.verdict), egui::RichText::new(audit.verdict.word()).strong())
+        ui.colored_label(verdict_colour(verdict), egui::RichText::new(verdict.word()).strong())
             .on_hover_text("A check passes when its whole 95% interval meets the criterion, fails when the whole interval misses it, and is inconclusive when the interval straddles the threshold.");
     });
-    egui::Grid::new("verdicts").striped(true).show(ui, |ui| {
-        for heading in ["verdict", "check", "on", "criterion", "measured", "n"] {
+}
+
+/// One row per check, coloured; with `concepts`, each row first names the concept its check
+/// belongs to.
+pub fn check_grid<'a>(
+    ui: &mut egui::Ui,
+    id: &str,
+    concepts: Option<&[String]>,
+    checks: impl Iterator<Item = &'a Check>,
+) {
+    egui::Grid::new(id).striped(true).show(ui, |ui| {
+        let mut headings = vec!["verdict", "check", "on", "criterion", "measured", "n"];
+        if concepts.is_some() {
+            headings.insert(1, "concept");
+        }
+        for heading in headings {
             ui.strong(heading);
         }
         ui.end_row();
-        for c in &audit.checks {
-            let label = ui.colored_label(colour(c.verdict), c.verdict.word());
+        for (i, c) in checks.enumerate() {
+            let label = ui.colored_label(verdict_colour(c.verdict), c.verdict.word());
             if let Some(n) = c.pictures_to_decide {
                 label.on_hover_text(format!(
                     "About {n} pictures would decide it at the rate measured."
                 ));
+            }
+            if let Some(concepts) = concepts {
+                ui.label(concepts.get(i).map_or("", String::as_str));
             }
             ui.label(&c.check);
             ui.label(display_name(&c.subject));

@@ -1,7 +1,7 @@
 //! The Run panel: the scenario runs on a background thread through the same workflow as
 //! `lethe run`; progress, live curves and Cancel, with the UI repainting throughout.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,11 +14,14 @@ use eframe::egui;
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use super::LetheApp;
+use super::batch_view::BatchRecord;
 use super::results::RunRecord;
 use super::workspace::Workspace;
+use crate::batch::run_batch;
 use crate::data::dataset::Dataset;
 use crate::data::subset::save_subset;
-use crate::recipe::Recipe;
+use crate::eval::audit::Verdict;
+use crate::recipe::{BatchMode, Recipe};
 use crate::unlearn::job::Event;
 use crate::workflow::{Before, Opened, RunStopped, execute_from, measure_before};
 
@@ -38,9 +41,61 @@ pub struct StepPoint {
 }
 
 enum Message {
-    Phase(&'static str),
-    Step { point: StepPoint, max_steps: usize },
-    Done(Result<Box<RunRecord>, String>),
+    Phase(String),
+    /// A batch started the run forgetting these queued concepts (and says so in words).
+    Concepts(Vec<usize>, String),
+    Step {
+        point: StepPoint,
+        max_steps: usize,
+    },
+    Done(Result<Outcome, String>),
+}
+
+/// What a finished job hands back.
+pub enum Outcome {
+    /// One scenario's run.
+    Run(Box<RunRecord>),
+    /// The queue's batch.
+    Batch(Box<BatchRecord>),
+}
+
+/// Where one queued concept stands while the queue runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConceptState {
+    /// Its run has not started.
+    Waiting,
+    /// Its run is under way.
+    Running,
+    /// Its run has ended; it is judged once the whole batch has run (a later run may bring
+    /// it back).
+    Ran,
+    /// The batch has ended: its combined verdict (`None` without criteria).
+    Judged(Option<Verdict>),
+    /// The batch failed or was cancelled before it was judged; nothing was kept.
+    Stopped,
+}
+
+impl ConceptState {
+    /// The state in words, for the queue's status column.
+    pub fn word(self) -> &'static str {
+        match self {
+            ConceptState::Waiting => "waiting",
+            ConceptState::Running => "running",
+            ConceptState::Ran => "forgotten; judged when the batch ends",
+            ConceptState::Judged(Some(verdict)) => verdict.word(),
+            ConceptState::Judged(None) => "done (no criteria)",
+            ConceptState::Stopped => "stopped, nothing kept",
+        }
+    }
+}
+
+/// What a job runs.
+#[derive(Clone)]
+enum JobKind {
+    /// The workspace's scenario.
+    Scenario,
+    /// The queue, written as a batch into the new folder.
+    Queue(PathBuf),
 }
 
 /// The run in progress and the curves of the latest run.
@@ -49,7 +104,11 @@ pub struct Runner {
     receiver: Option<Receiver<Message>>,
     cancel: Arc<AtomicBool>,
     started: Option<Instant>,
-    phase: Option<&'static str>,
+    phase: Option<String>,
+    /// Which run of a batch is under way, in words.
+    stage: Option<String>,
+    /// Each queued concept's state, while the queue runs and after (empty for a single run).
+    pub queue: Vec<ConceptState>,
     /// Steps so far.
     pub points: Vec<StepPoint>,
     /// The method's bound on steps.
@@ -67,9 +126,13 @@ impl Runner {
         self.receiver.is_some()
     }
 
-    /// What the run is doing now.
-    pub fn phase(&self) -> Option<&'static str> {
-        self.phase
+    /// What the run is doing now (and, in a batch, for which concept).
+    pub fn phase(&self) -> Option<String> {
+        let phase = self.phase.as_deref()?;
+        Some(match &self.stage {
+            Some(stage) => format!("{stage} · {phase}"),
+            None => phase.to_string(),
+        })
     }
 
     /// Asks the run to stop; it ends after the current step and keeps nothing.
@@ -93,16 +156,48 @@ impl Runner {
                 "The forget set's images are to be used, but the forget set is empty.".into(),
             );
         }
+        self.spawn(ctx, workspace, browsed, home, JobKind::Scenario);
+        Ok(())
+    }
+
+    /// Starts the workspace's queue as one batch, written into a new folder under `home`.
+    pub fn start_queue(
+        &mut self,
+        ctx: &egui::Context,
+        workspace: &Workspace,
+        browsed: Option<Arc<Dataset>>,
+        home: PathBuf,
+    ) -> Result<(), String> {
+        workspace.batch_recipe(&workspace.recipe)?;
+        let out = home
+            .join("batches")
+            .join(format!("{}-batch-{}", unix_seconds(), self.runs + 1));
+        self.spawn(ctx, workspace, browsed, home, JobKind::Queue(out));
+        self.queue = vec![ConceptState::Waiting; workspace.queue.len()];
+        Ok(())
+    }
+
+    fn spawn(
+        &mut self,
+        ctx: &egui::Context,
+        workspace: &Workspace,
+        browsed: Option<Arc<Dataset>>,
+        home: PathBuf,
+        kind: JobKind,
+    ) {
         let (sender, receiver) = mpsc::channel();
         self.receiver = Some(receiver);
         self.cancel = Arc::new(AtomicBool::new(false));
         self.started = Some(Instant::now());
-        self.phase = Some("starting");
+        self.phase = Some("starting".into());
+        self.stage = None;
         self.points.clear();
         self.max_steps = 0;
+        self.queue.clear();
         self.runs += 1;
         let job = RunJob {
             id: self.runs,
+            kind,
             before: Arc::clone(&self.before),
             workspace: workspace.clone(),
             browsed,
@@ -112,39 +207,71 @@ impl Runner {
             ctx: ctx.clone(),
         };
         thread::spawn(move || job.run());
-        Ok(())
     }
 
     /// Takes in the run's messages; returns its outcome once it has ended.
-    pub fn poll(&mut self, ctx: &egui::Context) -> Option<Result<RunRecord, String>> {
+    pub fn poll(&mut self, ctx: &egui::Context) -> Option<Result<Outcome, String>> {
         let receiver = self.receiver.as_ref()?;
         ctx.request_repaint_after(Duration::from_millis(200));
         loop {
             match receiver.try_recv() {
                 Ok(Message::Phase(phase)) => self.phase = Some(phase),
+                Ok(Message::Concepts(running, label)) => {
+                    self.stage = Some(label);
+                    for (i, state) in self.queue.iter_mut().enumerate() {
+                        if running.contains(&i) {
+                            *state = ConceptState::Running;
+                        } else if *state == ConceptState::Running {
+                            *state = ConceptState::Ran;
+                        }
+                    }
+                    // Each run of a batch draws its own curves.
+                    self.points.clear();
+                    self.max_steps = 0;
+                }
                 Ok(Message::Step { point, max_steps }) => {
                     self.max_steps = max_steps;
                     self.points.push(point);
                 }
                 Ok(Message::Done(result)) => {
-                    self.finish();
-                    return Some(result.map(|mut record| {
-                        record.curve = self.points.clone();
-                        *record
+                    self.finish(result.as_ref().ok());
+                    return Some(result.map(|outcome| match outcome {
+                        Outcome::Run(mut record) => {
+                            record.curve = self.points.clone();
+                            Outcome::Run(record)
+                        }
+                        batch => batch,
                     }));
                 }
                 Err(TryRecvError::Empty) => return None,
                 Err(TryRecvError::Disconnected) => {
-                    self.finish();
+                    self.finish(None);
                     return Some(Err("the run stopped unexpectedly".into()));
                 }
             }
         }
     }
 
-    fn finish(&mut self) {
+    /// Ends the job; a finished batch judges every queued concept, anything else leaves
+    /// the concepts that had not been judged stopped.
+    fn finish(&mut self, outcome: Option<&Outcome>) {
         self.receiver = None;
         self.phase = None;
+        self.stage = None;
+        match outcome {
+            Some(Outcome::Batch(record)) => {
+                self.queue = record
+                    .result
+                    .concepts
+                    .iter()
+                    .map(|c| ConceptState::Judged(c.verdict))
+                    .collect();
+            }
+            _ => self
+                .queue
+                .iter_mut()
+                .for_each(|s| *s = ConceptState::Stopped),
+        }
     }
 
     /// Seconds since the run started.
@@ -153,9 +280,17 @@ impl Runner {
     }
 }
 
+/// Seconds since 1970, to name batch folders in the order they ran.
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// What the background thread needs.
 struct RunJob {
     id: usize,
+    kind: JobKind,
     before: Arc<Mutex<Option<(String, Before)>>>,
     workspace: Workspace,
     browsed: Option<Arc<Dataset>>,
@@ -172,8 +307,11 @@ impl RunJob {
     }
 
     fn run(self) {
-        let result = self.work().map(Box::new).map_err(|e| format!("{e:#}"));
-        self.send(Message::Done(result));
+        let result = match &self.kind {
+            JobKind::Scenario => self.work().map(|r| Outcome::Run(Box::new(r))),
+            JobKind::Queue(out) => self.work_queue(out).map(|r| Outcome::Batch(Box::new(r))),
+        };
+        self.send(Message::Done(result.map_err(|e| format!("{e:#}"))));
     }
 
     fn check_cancel(&self) -> Result<()> {
@@ -184,8 +322,9 @@ impl RunJob {
     }
 
     /// The recipe with the picked sets saved as manifests: forget images (when asked for, to
-    /// train on or to judge the stop on), the retain set as the retain images of a method's
-    /// retain term, and the retain set and evaluation split as extra evaluation datasets.
+    /// train on or to judge the stop on; a queued concept carries its own), the retain set as
+    /// the retain images of a method's retain term, and the retain set and evaluation split as
+    /// extra evaluation datasets.
     fn recipe(&self) -> Result<Recipe> {
         let mut recipe = self.workspace.recipe.clone();
         let Some(browsed) = &self.browsed else {
@@ -193,12 +332,14 @@ impl RunJob {
         };
         let sets = &self.workspace.sets;
         let folder = self.home.join("sets");
-        let forget: Vec<usize> = sets.forget.iter().copied().collect();
-        if self.workspace.use_forget_images {
-            recipe.forget.images = Some(save_subset(browsed, &forget, &folder.join("forget"))?);
-        }
-        if self.workspace.verify_with_forget_images {
-            recipe.forget.verify = Some(save_subset(browsed, &forget, &folder.join("verify"))?);
+        if matches!(self.kind, JobKind::Scenario) {
+            let forget: Vec<usize> = sets.forget.iter().copied().collect();
+            if self.workspace.use_forget_images {
+                recipe.forget.images = Some(save_subset(browsed, &forget, &folder.join("forget"))?);
+            }
+            if self.workspace.verify_with_forget_images {
+                recipe.forget.verify = Some(save_subset(browsed, &forget, &folder.join("verify"))?);
+            }
         }
         for (name, set) in [("retain", &sets.retain), ("eval", &sets.eval)] {
             if !set.is_empty() {
@@ -243,7 +384,7 @@ impl RunJob {
                 ..before
             };
         }
-        self.send(Message::Phase("measuring the model before"));
+        self.send(Message::Phase("measuring the model before".into()));
         let before = measure_before(opened);
         if let Ok(mut slot) = self.before.lock() {
             *slot = Some((key, before.clone()));
@@ -251,25 +392,17 @@ impl RunJob {
         before
     }
 
-    fn work(&self) -> Result<RunRecord> {
-        self.send(Message::Phase("saving the picked images"));
-        let recipe = self.recipe()?;
-        let text = recipe.to_toml();
-        self.check_cancel()?;
-        self.send(Message::Phase("opening the model and data"));
-        let opened = Opened::open(recipe, text)?;
-        self.check_cancel()?;
-        let before = self.measure_before(&opened);
-        self.check_cancel()?;
-        self.send(Message::Phase("making forget images"));
-        let finished = execute_from(&opened, &before, &self.cancel, |event| match event {
+    /// Passes a method's event on to the panel: a step for the curves, or the end of
+    /// unlearning.
+    fn forward(&self, event: &Event) {
+        match event {
             Event::Step {
                 step,
                 max_steps,
                 report,
                 elapsed,
             } => {
-                self.send(Message::Phase("unlearning"));
+                self.send(Message::Phase("unlearning".into()));
                 self.send(Message::Step {
                     point: StepPoint {
                         step: *step,
@@ -281,9 +414,47 @@ impl RunJob {
                     max_steps: *max_steps,
                 });
             }
-            Event::Ended(_) => self.send(Message::Phase("measuring the model after")),
-        })?;
+            Event::Ended(_) => self.send(Message::Phase("measuring the model after".into())),
+        }
+    }
+
+    fn work(&self) -> Result<RunRecord> {
+        self.send(Message::Phase("saving the picked images".into()));
+        let recipe = self.recipe()?;
+        let text = recipe.to_toml();
+        self.check_cancel()?;
+        self.send(Message::Phase("opening the model and data".into()));
+        let opened = Opened::open(recipe, text)?;
+        self.check_cancel()?;
+        let before = self.measure_before(&opened);
+        self.check_cancel()?;
+        self.send(Message::Phase("making forget images".into()));
+        let finished = execute_from(&opened, &before, &self.cancel, |e| self.forward(e))?;
         Ok(RunRecord::new(self.id, Arc::new(opened), finished))
+    }
+
+    /// Runs the queue as a batch recipe into `out`, as `lethe run` would.
+    fn work_queue(&self, out: &Path) -> Result<BatchRecord> {
+        self.send(Message::Phase("saving the picked images".into()));
+        let shared = self.recipe()?;
+        let recipe = self
+            .workspace
+            .batch_recipe(&shared)
+            .map_err(anyhow::Error::msg)?;
+        let text = recipe.to_toml();
+        self.check_cancel()?;
+        let result = run_batch(
+            &recipe,
+            &text,
+            out,
+            &self.cancel,
+            |concepts, label| {
+                self.send(Message::Concepts(concepts.to_vec(), label.to_string()));
+                self.send(Message::Phase("opening the model and measuring it".into()));
+            },
+            |e| self.forward(e),
+        )?;
+        Ok(BatchRecord::new(self.id, recipe, out.to_path_buf(), result))
     }
 }
 
@@ -319,6 +490,138 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
     });
     progress(&app.runner, ui);
     curves(&app.runner.points, ui);
+    queue(app, ui);
+}
+
+/// The queue: concepts forgotten in one batch, as a recipe's `[[scenario]]` entries are, each
+/// with where it stands.
+fn queue(app: &mut LetheApp, ui: &mut egui::Ui) {
+    ui.separator();
+    ui.heading("Queue");
+    ui.label(
+        "Forget several concepts in one batch. The scenario above supplies what they share: \
+         model, method, settings, retain and evaluation sets.",
+    );
+    let running = app.runner.is_running();
+    let workspace = &mut app.workspace;
+    let mut add = false;
+    let mut start = false;
+    let mut saved = None;
+    ui.horizontal(|ui| {
+        let classes = workspace.recipe.forget.classes.join(" + ");
+        add = ui
+            .add_enabled(
+                !running && !classes.is_empty(),
+                egui::Button::new("Add to queue"),
+            )
+            .on_hover_text(format!(
+                "Queue the scenario's classes ({classes}) as one concept, with the picked forget pictures if the scenario uses them."
+            ))
+            .clicked();
+        ui.separator();
+        ui.label("Run them");
+        ui.add_enabled_ui(!running, |ui| {
+            ui.radio_value(&mut workspace.queue_mode, BatchMode::Sequential, "one after another")
+                .on_hover_text("Each concept's run starts from the model the previous one left; every concept is measured again after every run, so you see whether forgetting one brings another back.");
+            ui.radio_value(&mut workspace.queue_mode, BatchMode::Joint, "all at once")
+                .on_hover_text("One run forgets every queued class (they must share the zero-shot head's dataset).");
+        });
+        start = ui
+            .add_enabled(
+                !running && !workspace.queue.is_empty(),
+                egui::Button::new("Run queue"),
+            )
+            .on_hover_text("Run the queue in the background (Ctrl+Shift+R); the batch is written to a new folder in the workspace, as `lethe run` writes a batch recipe.")
+            .clicked();
+        if ui
+            .add_enabled(!workspace.queue.is_empty(), egui::Button::new("Save queue as recipe…"))
+            .on_hover_text("Save the queue as a batch recipe, to run with `lethe run` on another machine.")
+            .clicked()
+            && let Some(path) = rfd::FileDialog::new()
+                .set_file_name("batch.toml")
+                .save_file()
+        {
+            saved = Some(
+                workspace
+                    .batch_recipe(&workspace.recipe)
+                    .and_then(|recipe| {
+                        crate::atomic::write_file(&path, recipe.to_toml().as_bytes())
+                            .map_err(|e| format!("{e:#}"))
+                    })
+                    .map(|()| format!("Saved {}", path.display())),
+            );
+        }
+    });
+    if workspace.queue.is_empty() {
+        ui.weak("The queue is empty.");
+    }
+    let states = (app.runner.queue.len() == workspace.queue.len()).then_some(&app.runner.queue);
+    let step = app
+        .runner
+        .points
+        .last()
+        .map(|p| (p.step, app.runner.max_steps));
+    let mut remove = None;
+    egui::Grid::new("queue").striped(true).show(ui, |ui| {
+        if !workspace.queue.is_empty() {
+            for heading in ["concept", "zero-shot head", "pictures", "status", ""] {
+                ui.strong(heading);
+            }
+            ui.end_row();
+        }
+        for (i, concept) in workspace.queue.iter().enumerate() {
+            ui.label(concept.title());
+            ui.label(
+                concept
+                    .dataset
+                    .as_deref()
+                    .unwrap_or(&workspace.recipe.forget.dataset),
+            );
+            ui.label(match (&concept.images, &concept.verify) {
+                (Some(_), _) => "picked, trained on",
+                (_, Some(_)) => "picked, to verify",
+                _ => "–",
+            });
+            let state = states.map_or(ConceptState::Waiting, |s| s[i]);
+            let text = match (state, step) {
+                (ConceptState::Running, Some((step, max))) if max > 0 => {
+                    format!("running · step {step} / {max}")
+                }
+                _ => state.word().to_string(),
+            };
+            match state {
+                ConceptState::Judged(Some(verdict)) => {
+                    ui.colored_label(super::results::verdict_colour(verdict), text);
+                }
+                _ => {
+                    ui.label(text);
+                }
+            }
+            if ui
+                .add_enabled(!running, egui::Button::new("Remove").small())
+                .on_hover_text(format!("Take {} out of the queue.", concept.title()))
+                .clicked()
+            {
+                remove = Some(i);
+            }
+            ui.end_row();
+        }
+    });
+    if let Some(i) = remove {
+        app.workspace.queue.remove(i);
+        app.runner.queue.clear();
+    }
+    match saved {
+        Some(Ok(message)) => app.notify(message, false),
+        Some(Err(error)) => app.notify(error, true),
+        None => {}
+    }
+    if add {
+        app.queue_scenario();
+    }
+    if start {
+        app.start_queue(ui.ctx());
+    }
 }
 
 fn progress(runner: &Runner, ui: &mut egui::Ui) {
@@ -410,6 +713,7 @@ mod tests {
         let (sender, _receiver) = mpsc::channel();
         let job = RunJob {
             id: 1,
+            kind: JobKind::Scenario,
             before: Arc::default(),
             workspace,
             browsed: Some(browsed),

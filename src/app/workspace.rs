@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use super::sets::Sets;
 use crate::eval::audit::AuditSection;
-use crate::recipe::{EvalSection, ForgetSection, MethodSection, ModelSection, Recipe};
+use crate::recipe::{
+    BatchMode, BatchSection, EvalSection, ForgetSection, MethodSection, ModelSection, Recipe,
+    ScenarioSection,
+};
 use crate::unlearn::methods::{Preset, UnlearningMethod, emb::Emb};
 
 /// The file name of a saved workspace.
@@ -37,6 +40,11 @@ pub struct Workspace {
     pub dark: bool,
     /// UI zoom factor (1.0 = 100 %).
     pub zoom: f32,
+    /// Concepts queued to be forgotten in one batch (a batch recipe's `[[scenario]]`s); the
+    /// scenario above supplies what they share: model, method, retain and evaluation sets.
+    pub queue: Vec<ScenarioSection>,
+    /// How the queue runs: one concept after another on the same model, or all at once.
+    pub queue_mode: BatchMode,
 }
 
 impl Workspace {
@@ -86,6 +94,8 @@ impl Default for Workspace {
             preset: Preset::Careful,
             dark: true,
             zoom: 1.0,
+            queue: Vec::new(),
+            queue_mode: BatchMode::Sequential,
         }
     }
 }
@@ -113,19 +123,73 @@ impl Workspace {
     }
 
     /// Replaces the scenario with the recipe in `path`, after checking it as `lethe run` would
-    /// (structure, then the method's settings); on any error the workspace is unchanged.
+    /// (structure, then the method's settings); on any error the workspace is unchanged. A
+    /// batch recipe fills the queue, and its first concept becomes the scenario.
     pub fn open_recipe(&mut self, path: &Path) -> Result<()> {
-        let (recipe, _) = Recipe::load(path)?;
-        if recipe.is_batch() {
-            anyhow::bail!(
-                "recipe {} is a batch of [[scenario]]s; run it with `lethe run`",
-                path.display()
-            );
-        }
+        let (mut recipe, _) = Recipe::load(path)?;
         crate::unlearn::methods::check(&recipe.method.name, &recipe.method.settings)
             .with_context(|| format!("recipe {} is not valid", path.display()))?;
+        if recipe.is_batch() {
+            self.queue_mode = recipe.batch_mode();
+            self.queue = std::mem::take(&mut recipe.scenario);
+            recipe.batch = None;
+            recipe.forget.classes = self.queue[0].classes.clone();
+        }
         self.recipe = recipe;
         Ok(())
+    }
+
+    /// Adds the scenario's classes (forgotten through the zero-shot head of its dataset) to the
+    /// queue as one concept. When the scenario uses the picked forget set, `save_pictures`
+    /// saves it for this concept alone and returns its dataset spec; it is called only once
+    /// the concept is known to be new.
+    pub fn queue_scenario(
+        &mut self,
+        save_pictures: impl FnOnce() -> Result<String, String>,
+    ) -> Result<(), String> {
+        let forget = &self.recipe.forget;
+        if forget.classes.is_empty() {
+            return Err("Nothing to queue: choose a class to forget in step 2 (Sets).".into());
+        }
+        let mut concept = ScenarioSection {
+            name: None,
+            classes: forget.classes.clone(),
+            dataset: Some(forget.dataset.clone()),
+            images: None,
+            retain: None,
+            verify: None,
+            audit: None,
+        };
+        if self.queue.iter().any(|c| c.title() == concept.title()) {
+            return Err(format!("{} is already in the queue.", concept.title()));
+        }
+        if self.uses_forget_set() {
+            let pictures = save_pictures()?;
+            if self.use_forget_images {
+                concept.images = Some(pictures);
+            } else {
+                concept.verify = Some(pictures);
+            }
+        }
+        self.queue.push(concept);
+        Ok(())
+    }
+
+    /// The queue as a batch recipe, built on `shared` (the scenario with its picked retain
+    /// and evaluation sets applied) and checked as `lethe run` checks a batch recipe.
+    pub fn batch_recipe(&self, shared: &Recipe) -> Result<Recipe, String> {
+        if self.queue.is_empty() {
+            return Err("The queue is empty: add concepts with \"Add to queue\".".into());
+        }
+        let mut batch = shared.clone();
+        batch.forget.classes.clear();
+        batch.forget.images = None;
+        batch.forget.verify = None;
+        batch.scenario = self.queue.clone();
+        batch.batch = Some(BatchSection {
+            mode: self.queue_mode,
+        });
+        Recipe::parse(&batch.to_toml()).map_err(|e| format!("The queue cannot run: {e}"))
     }
 
     /// Writes the workspace to `path` through a temporary sibling file renamed into place, so
@@ -187,6 +251,70 @@ mod tests {
             "{error}"
         );
         assert_eq!(workspace.recipe, recipe);
+    }
+
+    #[test]
+    fn a_batch_recipe_opens_into_the_queue_and_comes_back_as_the_same_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut workspace = Workspace::default();
+        let mut batch = workspace.recipe.clone();
+        batch.forget.classes.clear();
+        batch.batch = Some(BatchSection {
+            mode: BatchMode::Joint,
+        });
+        for class in ["red", "green"] {
+            batch.scenario.push(ScenarioSection {
+                name: None,
+                classes: vec![class.into()],
+                dataset: None,
+                images: None,
+                retain: None,
+                verify: None,
+                audit: None,
+            });
+        }
+        let path = dir.path().join("batch.toml");
+        fs::write(&path, batch.to_toml()).unwrap();
+        workspace.open_recipe(&path).unwrap();
+        assert_eq!(workspace.recipe.forget.classes, ["red"]);
+        assert_eq!(workspace.queue_mode, BatchMode::Joint);
+        assert!(!workspace.recipe.is_batch());
+        assert_eq!(workspace.batch_recipe(&workspace.recipe).unwrap(), batch);
+    }
+
+    #[test]
+    fn queueing_refuses_nothing_and_twice_and_saves_pictures_only_for_a_new_concept() {
+        let mut workspace = Workspace {
+            verify_with_forget_images: true,
+            ..Workspace::default()
+        };
+        let saved = std::cell::Cell::new(0);
+        let save = || {
+            saved.set(saved.get() + 1);
+            Ok("manifest:red.csv".to_string())
+        };
+        workspace.queue_scenario(save).unwrap();
+        let error = workspace.queue_scenario(save).unwrap_err();
+        assert!(error.contains("red is already in the queue"), "{error}");
+        assert_eq!(saved.get(), 1);
+        assert_eq!(
+            workspace.queue[0].verify.as_deref(),
+            Some("manifest:red.csv")
+        );
+        assert_eq!(workspace.queue[0].images, None);
+        workspace.recipe.forget.classes.clear();
+        let error = workspace.queue_scenario(save).unwrap_err();
+        assert!(error.contains("Nothing to queue"), "{error}");
+        // Joint batches need one zero-shot head; the message says so before anything runs.
+        workspace.recipe.forget.classes = vec!["apple".into()];
+        workspace.recipe.forget.dataset = "shapes:fruits?seed=1&n=50".into();
+        workspace.queue_scenario(save).unwrap();
+        workspace.queue_mode = BatchMode::Joint;
+        let error = workspace.batch_recipe(&workspace.recipe).unwrap_err();
+        assert!(error.contains("same dataset"), "{error}");
+        workspace.queue.clear();
+        let error = workspace.batch_recipe(&workspace.recipe).unwrap_err();
+        assert!(error.contains("queue is empty"), "{error}");
     }
 
     #[test]

@@ -116,7 +116,7 @@ fn run_batch_recipe(args: &RunArgs, recipe: &Recipe, text: &str) -> Result<()> {
         text,
         &args.out,
         &never_cancelled,
-        |run| eprintln!("{run} ({})", recipe.method.name),
+        |_, run| eprintln!("{run} ({})", recipe.method.name),
         |event| progress.show(event),
     )
     .with_context(|| format!("recipe {}", args.recipe.display()))?;
