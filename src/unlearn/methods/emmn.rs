@@ -95,26 +95,7 @@ impl Default for EmmnOptions {
 
 impl Emmn {
     fn options(&self, settings: &toml::Table) -> Result<EmmnOptions, MethodError> {
-        let options: EmmnOptions = parse_options(self.name(), settings)?;
-        if options.batch == 0 || options.retain_batch == 0 {
-            return Err(MethodError::Settings {
-                method: self.name(),
-                problem: "batch and retain_batch must be at least 1".into(),
-            });
-        }
-        for (key, value, zero_allowed) in [
-            ("noise_step_size", options.noise_step_size, false),
-            ("noise_weight", options.noise_weight, true),
-        ] {
-            if !value.is_finite() || value < 0.0 || (value == 0.0 && !zero_allowed) {
-                let allowed = if zero_allowed { "0 or more" } else { "above 0" };
-                return Err(MethodError::Settings {
-                    method: self.name(),
-                    problem: format!("{key} must be a finite number {allowed}, got {value}"),
-                });
-            }
-        }
-        Ok(options)
+        parse_options(self.name(), settings)
     }
 }
 

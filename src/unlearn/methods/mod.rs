@@ -143,7 +143,8 @@ pub fn defaults_of<O: Serialize + Default>() -> toml::Table {
 }
 
 /// Reads a method's typed options from its `[method]` table: keys not given keep their
-/// defaults, and a key the method does not have is refused by name (nested tables too).
+/// defaults, a key the method does not have is refused by name (nested tables too), and so is
+/// a value outside its range ([`crate::limits::SETTINGS`]).
 pub fn parse_options<O: DeserializeOwned + Serialize + Default>(
     method: &'static str,
     settings: &toml::Table,
@@ -159,6 +160,8 @@ pub fn parse_options<O: DeserializeOwned + Serialize + Default>(
             ),
         });
     }
+    crate::limits::check_settings(settings)
+        .map_err(|problem| MethodError::Settings { method, problem })?;
     O::deserialize(toml::Value::Table(settings.clone())).map_err(|e| MethodError::Settings {
         method,
         problem: e.to_string().trim().to_string(),

@@ -51,18 +51,7 @@ impl Default for SalUnOptions {
 
 impl SalUn {
     fn options(&self, settings: &toml::Table) -> Result<SalUnOptions, MethodError> {
-        let options: SalUnOptions = parse_options(self.name(), settings)?;
-        if !(options.saliency > 0.0 && options.saliency <= 1.0) {
-            return Err(MethodError::Settings {
-                method: self.name(),
-                problem: format!(
-                    "saliency is the share of weights allowed to change: it must be above 0 and \
-                     at most 1, got {}",
-                    options.saliency
-                ),
-            });
-        }
-        Ok(options)
+        parse_options(self.name(), settings)
     }
 }
 
