@@ -24,6 +24,54 @@ fn staging_for(target: &Path) -> Result<PathBuf> {
     )))
 }
 
+/// Where `path` is, with links and `..` resolved, whether it exists yet or not (a missing
+/// path is resolved through its nearest existing ancestor).
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(real) = path.canonicalize() {
+        return real;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => resolved(parent).join(name),
+        _ => std::env::current_dir()
+            .map(|cwd| cwd.join(path))
+            .unwrap_or_else(|_| path.to_path_buf()),
+    }
+}
+
+/// Refuses an output `out` that is one of `inputs`, lies inside one, or would replace a folder
+/// holding one: a run never writes over what it reads.
+pub fn refuse_inputs<'a>(out: &Path, inputs: impl IntoIterator<Item = &'a Path>) -> Result<()> {
+    let target = resolved(out);
+    for input in inputs {
+        let input_real = resolved(input);
+        if target == input_real
+            || target.starts_with(&input_real)
+            || input_real.starts_with(&target)
+        {
+            anyhow::bail!(
+                "{}: this would write over the input {}; choose another output",
+                out.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Checks, before any long work, that `target` can be written: its folder can be created and
+/// takes a file. A run that could not save its result should fail at once, not at the end.
+pub fn check_writable(target: &Path) -> Result<()> {
+    let probe = staging_for(target)?;
+    fs::write(&probe, b"")
+        .and_then(|()| fs::remove_file(&probe))
+        .with_context(|| {
+            format!(
+                "{}: cannot write here (is the folder writable?)",
+                target.display()
+            )
+        })
+}
+
 /// Writes `bytes` to the file `path`.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let staging = staging_for(path)?;

@@ -10,15 +10,19 @@ use std::fmt;
 pub const MAX_SHAPES_ITEMS: u64 = 1_000_000;
 /// Pictures per batch on the command line (`bench --batch`).
 pub const MAX_BATCH: usize = 4096;
+/// [`MAX_BATCH`] as a command-line bound.
+pub const MAX_BATCH_ARG: u64 = MAX_BATCH as u64;
+/// Timed repetitions of a benchmark.
+pub const MAX_ITERS: u64 = 100_000;
 /// Width and height a picture may declare in its header before it is decoded (a
 /// decompression bomb declares far more than it stores).
 pub const MAX_IMAGE_SIDE: u32 = 16_384;
 /// Bytes a decoded picture may allocate.
 pub const MAX_IMAGE_BYTES: u64 = 512 * 1024 * 1024;
 /// Side of one contact-sheet tile, in pixels.
-pub const MAX_TILE: u32 = 1024;
+pub const MAX_TILE: u64 = 1024;
 /// Columns of a contact sheet.
-pub const MAX_COLUMNS: usize = 256;
+pub const MAX_COLUMNS: u64 = 256;
 /// A model's width (hidden size), layer count, image size and vocabulary, as a config may
 /// state them: far above any CLIP, far below what would exhaust memory before a tensor exists.
 pub const MAX_WIDTH: usize = 16_384;
@@ -102,9 +106,27 @@ pub const SETTINGS: &[(&str, Bound)] = &[
     ("escalation_steps", int(0, STEPS)),
     ("stop_accuracy", at_least(0.0, 1.0)),
     ("retain_weight", at_least(0.0, WEIGHT)),
-    ("sigma", Bound::RealPair { min: 0.0, max: 100.0 }),
-    ("vision_layers", Bound::IntPair { min: 0, max: 100_000 }),
-    ("text_layers", Bound::IntPair { min: 0, max: 100_000 }),
+    (
+        "sigma",
+        Bound::RealPair {
+            min: 0.0,
+            max: 100.0,
+        },
+    ),
+    (
+        "vision_layers",
+        Bound::IntPair {
+            min: 0,
+            max: 100_000,
+        },
+    ),
+    (
+        "text_layers",
+        Bound::IntPair {
+            min: 0,
+            max: 100_000,
+        },
+    ),
     ("alpha", at_least(0.0, WEIGHT)),
     ("epochs", int(1, 100_000)),
     ("forget_weight", at_least(0.0, WEIGHT)),
@@ -217,6 +239,65 @@ fn has_non_finite(value: &toml::Value) -> bool {
     }
 }
 
+/// Refuses a picture whose header declares more than [`MAX_IMAGE_SIDE`] on a side or more than
+/// [`MAX_IMAGE_BYTES`] once decoded, before it is decoded.
+pub fn check_picture_size(width: u32, height: u32) -> Result<(), String> {
+    let bytes = width as u64 * height as u64 * 4;
+    if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE || bytes > MAX_IMAGE_BYTES {
+        return Err(format!(
+            "a picture of {width}×{height} pixels is larger than Lethe reads (at most {MAX_IMAGE_SIDE} on a side and {} megapixels)",
+            MAX_IMAGE_BYTES / 4 / 1_000_000
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses anything but a regular file (or a link to one) before it is opened: reading a FIFO
+/// named like a picture would wait forever, and a device would never end.
+pub fn check_regular_file(path: &std::path::Path) -> Result<(), String> {
+    regular(path).map_err(|e| e.to_string())
+}
+
+fn regular(path: &std::path::Path) -> std::io::Result<()> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a folder, pipe or device cannot be read as one)",
+        ));
+    }
+    Ok(())
+}
+
+/// `std::fs::read`, for regular files only (see [`check_regular_file`]).
+pub fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    regular(path)?;
+    std::fs::read(path)
+}
+
+/// `std::fs::read_to_string`, for regular files only (see [`check_regular_file`]).
+pub fn read_text(path: &std::path::Path) -> std::io::Result<String> {
+    regular(path)?;
+    std::fs::read_to_string(path)
+}
+
+/// Bytes of memory the system can still give (Linux's `MemAvailable`); `None` where unknown.
+pub fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A command-line count from 1 to `MAX`, as clap's `value_parser` (clap names the argument).
+pub fn count_arg<T: TryFrom<u64>, const MAX: u64>(text: &str) -> Result<T, String> {
+    let problem = || format!("must be a whole number from 1 to {MAX}");
+    let n: u64 = text.trim().parse().map_err(|_| problem())?;
+    if n == 0 || n > MAX {
+        return Err(problem());
+    }
+    T::try_from(n).map_err(|_| problem())
+}
+
 /// Refuses a count above `max`, naming `what`.
 pub fn check_count(what: &str, value: u64, max: u64) -> Result<(), String> {
     if value > max {
@@ -248,7 +329,11 @@ mod tests {
                 }
                 let bound = setting_bound(&key)
                     .unwrap_or_else(|| panic!("{}: {key} has no range", method.name()));
-                assert!(bound.admits(&value), "{}: default {key} = {value}", method.name());
+                assert!(
+                    bound.admits(&value),
+                    "{}: default {key} = {value}",
+                    method.name()
+                );
             }
         }
     }
@@ -269,7 +354,11 @@ mod tests {
             ("sigma = 1.0", "sigma", "two numbers"),
             ("stop_accuracy = 1.5", "stop_accuracy", "from 0 to 1"),
             ("[synthetic]\ncount = 0", "synthetic.count", "from 1"),
-            ("[synthetic]\nthreshold = nan", "synthetic.threshold", "from 0 to 1"),
+            (
+                "[synthetic]\nthreshold = nan",
+                "synthetic.threshold",
+                "from 0 to 1",
+            ),
             ("max_steps = 99999999999", "max_steps", "to 1000000"),
             ("unknown_float = nan", "unknown_float", "finite"),
         ] {

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use lethe::cli::{Cli, run};
 use lethe::eval::audit::AuditNotPassed;
 
@@ -13,7 +12,7 @@ const DEFAULT_LOG: &str = "warn,wgpu_hal=off,wgpu_core=error";
 fn main() -> ExitCode {
     keep_freed_memory();
     quiet_headless_graphics();
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

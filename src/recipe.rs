@@ -191,7 +191,7 @@ impl Recipe {
     /// Reads and checks a recipe file; returns the recipe and its text, which a run keeps
     /// verbatim (copied into the result folder and hashed).
     pub fn load(path: &Path) -> Result<(Self, String), RecipeError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RecipeError::Read {
+        let text = crate::limits::read_text(path).map_err(|source| RecipeError::Read {
             path: path.to_path_buf(),
             source,
         })?;

@@ -338,16 +338,14 @@ pub fn execute_from(
 /// The contact sheet of synthetic forget images in a result folder.
 pub const SYNTHETIC_SHEET: &str = "synthetic.png";
 
-/// Checks that `out` can receive a run's result: not the input checkpoint, and empty if it exists.
+/// Checks that `out` can receive a run's result: not the input checkpoint nor in or around
+/// it, writable, and empty if it exists.
 pub fn check_output(out: &Path, input: &Path) -> Result<()> {
-    if let (Ok(a), Ok(b)) = (out.canonicalize(), input.canonicalize())
-        && a == b
-    {
-        bail!(
-            "{}: this is the input checkpoint; choose another output folder",
-            out.display()
-        );
+    crate::atomic::refuse_inputs(out, [input])?;
+    if out.exists() && !out.is_dir() {
+        bail!("{}: is a file; the result is a folder", out.display());
     }
+    crate::atomic::check_writable(out)?;
     if out.exists() {
         let empty = fs::read_dir(out)
             .with_context(|| format!("cannot read {}", out.display()))?

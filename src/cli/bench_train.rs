@@ -9,6 +9,7 @@ use clap::Args;
 
 use crate::backend::{self, DeviceChoice};
 use crate::clip::Clip;
+use crate::limits::{MAX_BATCH_ARG, MAX_ITERS, count_arg};
 use crate::train::StageStart;
 use crate::train::arch::DemoArch;
 use crate::train::init::initialize;
@@ -24,10 +25,10 @@ pub struct BenchTrainArgs {
     #[arg(long)]
     stage: String,
     /// Batch (default: the stage's training batch).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = count_arg::<usize, MAX_BATCH_ARG>)]
     batch: Option<usize>,
     /// Timed steps (after two warm-up steps).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = count_arg::<usize, MAX_ITERS>)]
     iters: usize,
     /// Print the result as JSON.
     #[arg(long)]

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use crate::data::contact_sheet::contact_sheet;
 use crate::data::dataset;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
+
+use crate::limits::{MAX_COLUMNS, MAX_TILE, count_arg};
 
 /// `lethe grid`.
 #[derive(Debug, Args)]
@@ -17,22 +19,42 @@ pub struct GridArgs {
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
     /// Images per row.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true, value_parser = count_arg::<u32, MAX_COLUMNS>)]
     columns: u32,
     /// Rows.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = count_arg::<u32, MAX_COLUMNS>)]
     rows: u32,
     /// Side of each tile in pixels.
-    #[arg(long, default_value_t = 96)]
+    #[arg(long, default_value_t = 96, allow_negative_numbers = true, value_parser = count_arg::<u32, MAX_TILE>)]
     tile: u32,
 }
 
 /// Runs `lethe grid`; prints each tile's label (and caption) in reading order.
 pub fn grid(args: GridArgs) -> Result<()> {
-    if args.columns == 0 || args.rows == 0 || args.tile == 0 {
-        bail!("--columns, --rows and --tile must be at least 1");
+    if args.out.is_dir()
+        || args
+            .out
+            .extension()
+            .is_none_or(|e| !e.eq_ignore_ascii_case("png"))
+    {
+        bail!(
+            "--out {}: give a file name ending in .png",
+            args.out.display()
+        );
     }
+    crate::limits::check_picture_size(args.columns * args.tile, args.rows * args.tile)
+        .map_err(|problem| anyhow::anyhow!("--columns, --rows and --tile: {problem}"))?;
     let data = dataset::open(&args.dataset)?;
+    let inputs: Vec<&std::path::Path> = data
+        .items
+        .iter()
+        .filter_map(|item| match &item.source {
+            dataset::ImageSource::File(path) => Some(path.as_path()),
+            dataset::ImageSource::Shapes(_) => None,
+        })
+        .collect();
+    crate::atomic::refuse_inputs(&args.out, inputs)?;
+    crate::atomic::check_writable(&args.out)?;
     let wanted = (args.columns * args.rows) as usize;
     let mut tiles = Vec::new();
     for item in &data.items {
@@ -53,8 +75,7 @@ pub fn grid(args: GridArgs) -> Result<()> {
         );
     }
     let sheet = contact_sheet(&tiles, args.columns, args.tile);
-    sheet
-        .save(&args.out)
-        .with_context(|| format!("{}: cannot write the image", args.out.display()))?;
-    Ok(())
+    let mut png = Vec::new();
+    sheet.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    crate::atomic::write_file(&args.out, &png)
 }

@@ -13,6 +13,7 @@ use crate::data::dataset;
 use crate::engine::LoadedModel;
 use crate::eval::interval::Estimate;
 use crate::eval::{class_probabilities, zero_shot};
+use crate::limits::{MAX_BATCH_ARG, MAX_ITERS, count_arg};
 
 mod bench_methods;
 mod bench_train;
@@ -47,6 +48,38 @@ pub struct Cli {
     /// What to do; without a command, the app window opens.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// Parses the process's arguments as clap does, except that an argument that is not valid
+    /// UTF-8 where text is expected is named (clap only says one of them is).
+    pub fn parse_args() -> Self {
+        match Self::try_parse() {
+            Ok(cli) => cli,
+            Err(error) if error.kind() == clap::error::ErrorKind::InvalidUtf8 => {
+                eprintln!("error: {}", non_utf8_argument(std::env::args_os()));
+                std::process::exit(2);
+            }
+            Err(error) => error.exit(),
+        }
+    }
+}
+
+/// Which argument of `args` is not valid UTF-8, with the option it belongs to.
+fn non_utf8_argument(args: impl Iterator<Item = std::ffi::OsString>) -> String {
+    let args: Vec<_> = args.collect();
+    let Some(i) = args.iter().position(|a| a.to_str().is_none()) else {
+        return "an argument is not valid UTF-8".into();
+    };
+    let shown = args[i].to_string_lossy();
+    match args[..i]
+        .last()
+        .and_then(|a| a.to_str())
+        .filter(|a| a.starts_with('-'))
+    {
+        Some(option) => format!("the value of {option} is not valid UTF-8: '{shown}'"),
+        None => format!("argument {i} is not valid UTF-8: '{shown}'"),
+    }
 }
 
 /// The subcommands.
@@ -137,7 +170,7 @@ pub struct EvalArgs {
     #[arg(long)]
     template: Option<String>,
     /// Images per batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = count_arg::<usize, MAX_BATCH_ARG>)]
     batch: usize,
     /// Print exactly {"datasets": [{"name", "n", "accuracy", "per_class"}]} on stdout.
     #[arg(long)]
@@ -156,10 +189,10 @@ pub enum BenchCommand {
         #[command(flatten)]
         model: ModelArgs,
         /// Batch size.
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 8, allow_negative_numbers = true, value_parser = count_arg::<usize, MAX_BATCH_ARG>)]
         batch: usize,
         /// Timed batches per encoder (after one warm-up batch).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = count_arg::<usize, MAX_ITERS>)]
         iters: usize,
         /// Print the result as JSON.
         #[arg(long)]
@@ -169,9 +202,11 @@ pub enum BenchCommand {
 
 fn check_files(paths: &[PathBuf]) -> Result<()> {
     for path in paths {
-        if !path.is_file() {
+        if !path.exists() {
             bail!("{}: no such image file", path.display());
         }
+        crate::limits::check_regular_file(path)
+            .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?;
     }
     Ok(())
 }
@@ -344,9 +379,6 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 fn bench_encode(args: &ModelArgs, batch: usize, iters: usize, json: bool) -> Result<()> {
-    if batch == 0 || iters == 0 {
-        bail!("--batch and --iters must be at least 1");
-    }
     let loaded = LoadedModel::open_spec(&args.model, args.device)?;
     let size = loaded.preprocessor.size;
     let device = &loaded.device.device;

@@ -1,6 +1,6 @@
 //! `lethe train-demo`: trains a Shapes demo model in stages, a progress bar per stage.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
@@ -133,13 +133,6 @@ const CHECKS: [&str; 4] = [
 ];
 
 /// True when `a` and `b` name the same existing folder.
-fn same_folder(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
-}
-
 /// Runs `lethe train-demo`.
 pub fn train_demo(args: TrainDemoArgs) -> Result<()> {
     let mut plan = TrainPlan::new(args.arch);
@@ -150,12 +143,7 @@ pub fn train_demo(args: TrainDemoArgs) -> Result<()> {
     let init = match &args.init {
         None => None,
         Some(dir) => {
-            if same_folder(dir, &args.out) {
-                bail!(
-                    "--out {} is the --init checkpoint; write the result to another folder",
-                    args.out.display()
-                );
-            }
+            crate::atomic::refuse_inputs(&args.out, [dir.as_path()])?;
             let checkpoint = Checkpoint::open(dir)?;
             if checkpoint.spec != args.arch.spec() {
                 bail!(

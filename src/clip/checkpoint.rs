@@ -166,7 +166,7 @@ impl fmt::Display for Format {
 }
 
 fn read_json(path: &Path) -> Result<Value, CheckpointError> {
-    let text = fs::read_to_string(path).map_err(|source| CheckpointError::Io {
+    let text = crate::limits::read_text(path).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -209,6 +209,23 @@ impl Checkpoint {
             path.to_path_buf()
         };
         let has = |name: &str| dir.join(name).is_file();
+        // PyTorch pickles are named, config or not: they are a common first try.
+        let not_readable = || {
+            let pickle = [
+                "pytorch_model.bin",
+                "open_clip_pytorch_model.bin",
+                "model.pt",
+            ]
+            .into_iter()
+            .map(|name| dir.join(name))
+            .find(|p| p.is_file());
+            match pickle {
+                Some(path) => CheckpointError::Pickle { path },
+                None => CheckpointError::NotACheckpoint {
+                    path: path.to_path_buf(),
+                },
+            }
+        };
         let (format, config_name, single, index) = if has("open_clip_config.json") {
             (
                 Format::OpenClip,
@@ -224,21 +241,10 @@ impl Checkpoint {
                 "model.safetensors.index.json",
             )
         } else {
-            return Err(CheckpointError::NotACheckpoint { path: dir });
+            return Err(not_readable());
         };
         if !has(single) && !has(index) {
-            let pickle = [
-                "pytorch_model.bin",
-                "open_clip_pytorch_model.bin",
-                "model.pt",
-            ]
-            .into_iter()
-            .map(|name| dir.join(name))
-            .find(|p| p.is_file());
-            return Err(match pickle {
-                Some(path) => CheckpointError::Pickle { path },
-                None => CheckpointError::NotACheckpoint { path: dir },
-            });
+            return Err(not_readable());
         }
         let config_path = dir.join(config_name);
         let json = read_json(&config_path)?;
@@ -260,6 +266,10 @@ impl Checkpoint {
                 }
             })?;
         }
+        spec.check().map_err(|problem| CheckpointError::Config {
+            path: dir.join(config_name),
+            problem,
+        })?;
         let weights = read_weights(&dir, single, index)?;
         Ok(Self {
             dir,

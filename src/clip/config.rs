@@ -141,6 +141,105 @@ pub struct ClipSpec {
     pub std: [f32; 3],
 }
 
+impl ClipSpec {
+    /// Sizes within [`crate::limits`], a usable normalisation, and a model that fits in the
+    /// memory available: checked before any tensor exists, so a mistyped config is refused with
+    /// its value instead of aborting on allocation.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        use crate::limits::{MAX_CONTEXT, MAX_IMAGE_SIZE, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH};
+        fn within(what: &str, value: usize, max: usize) -> Result<(), ConfigError> {
+            if value == 0 || value > max {
+                return Err(format!("{what} must be from 1 to {max}, found {value}"));
+            }
+            Ok(())
+        }
+        fn transformer(t: &TransformerSpec, tower: &str) -> Result<(), ConfigError> {
+            within(&format!("the {tower} width"), t.width, MAX_WIDTH)?;
+            within(&format!("the {tower} layer count"), t.layers, MAX_LAYERS)?;
+            within(
+                &format!("the {tower} MLP width"),
+                t.mlp_width,
+                4 * MAX_WIDTH,
+            )?;
+            within(&format!("the {tower} head count"), t.heads, t.width)
+        }
+        within("the embedding width", self.embed_dim, MAX_WIDTH)?;
+        within("the image size", self.vision.image_size(), MAX_IMAGE_SIZE)?;
+        match &self.vision {
+            VisionSpec::Vit(v) => {
+                within("the patch size", v.patch_size, v.image_size)?;
+                transformer(&v.transformer, "vision")?;
+            }
+            VisionSpec::ResNet(r) => {
+                within("the ResNet stem width", r.width, MAX_WIDTH / 32)?;
+                for layers in r.layers {
+                    within("each ResNet stage's block count", layers, MAX_LAYERS)?;
+                }
+                within("the attention-pool head count", r.heads, r.feature_width())?;
+            }
+        }
+        within("the context length", self.text.context_length, MAX_CONTEXT)?;
+        within("the vocabulary size", self.text.vocab_size, MAX_VOCAB)?;
+        transformer(&self.text.transformer, "text")?;
+        if self.mean.iter().any(|m| !m.is_finite())
+            || self.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+        {
+            return Err(format!(
+                "the normalisation mean must be finite and its std above 0, found mean {:?}, std {:?}",
+                self.mean, self.std
+            ));
+        }
+        let bytes = self.parameter_estimate() * 4;
+        if let Some(available) = crate::limits::available_memory()
+            && bytes > available
+        {
+            return Err(format!(
+                "the config describes about {:.1} GB of weights, more than the {:.1} GB of memory available",
+                bytes as f64 / 1e9,
+                available as f64 / 1e9
+            ));
+        }
+        Ok(())
+    }
+
+    /// About how many parameters the model has (weights of every linear and convolution
+    /// layer and embedding; norms and biases left out), to refuse one too big for memory.
+    pub fn parameter_estimate(&self) -> u64 {
+        let layers = |t: &TransformerSpec| {
+            let (w, m) = (t.width as u64, t.mlp_width as u64);
+            t.layers as u64 * (4 * w * w + 2 * w * m)
+        };
+        let embed = self.embed_dim as u64;
+        let vision = match &self.vision {
+            VisionSpec::Vit(v) => {
+                let (w, p, g) = (
+                    v.transformer.width as u64,
+                    v.patch_size as u64,
+                    v.grid() as u64,
+                );
+                layers(&v.transformer) + 3 * p * p * w + (g * g + 1) * w + w * embed
+            }
+            VisionSpec::ResNet(r) => {
+                // A bottleneck of `planes` channels holds about 17·planes² weights.
+                let stages: u64 = (0..4)
+                    .map(|s| {
+                        let planes = (r.width as u64) << s;
+                        r.layers[s] as u64 * 17 * planes * planes
+                    })
+                    .sum();
+                let features = r.feature_width() as u64;
+                stages + 4 * features * features + features * embed
+            }
+        };
+        let t = &self.text;
+        let w = t.transformer.width as u64;
+        vision
+            + layers(&t.transformer)
+            + (t.vocab_size as u64 + t.context_length as u64) * w
+            + w * embed
+    }
+}
+
 /// CLIP's normalisation constants (OpenAI, also the open_clip and Hugging Face default).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// See [`CLIP_MEAN`].
@@ -233,11 +332,12 @@ pub fn from_hf_config(config: &Value) -> Result<ClipSpec, ConfigError> {
             "'model_type' is '{kind}'; Lethe reads CLIP models ('clip')"
         ));
     }
-    let section = |key: &str| {
-        config
-            .get(key)
-            .filter(|v| v.is_object())
-            .ok_or_else(|| format!("'{key}' is missing (is this a CLIPModel config?)"))
+    let section = |key: &str| match config.get(key) {
+        Some(value) if value.is_object() => Ok(value),
+        Some(value) => Err(format!(
+            "'{key}' must be an object of settings, found {value}"
+        )),
+        None => Err(format!("'{key}' is missing (is this a CLIPModel config?)")),
     };
     let vision = section("vision_config")?;
     let text = section("text_config")?;

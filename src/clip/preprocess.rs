@@ -117,10 +117,25 @@ pub fn decode(path: &Path) -> Result<DynamicImage, ImageError> {
         path: path.to_path_buf(),
         problem,
     };
-    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-    let mut decoder = ImageReader::new(Cursor::new(&bytes))
-        .with_guessed_format()
-        .map_err(|e| fail(e.to_string()))?
+    let bytes = crate::limits::read_file(path).map_err(|e| fail(e.to_string()))?;
+    let reader = || {
+        ImageReader::new(Cursor::new(&bytes))
+            .with_guessed_format()
+            .map_err(|e| fail(e.to_string()))
+    };
+    // The header's size is checked before a single pixel is decoded: a small file may
+    // declare a picture of gigabytes.
+    let mut header = reader()?;
+    header.no_limits();
+    let (width, height) = header
+        .into_dimensions()
+        .map_err(|e| fail(format!("not a readable image ({e})")))?;
+    crate::limits::check_picture_size(width, height).map_err(fail)?;
+    let mut reader = reader()?;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(crate::limits::MAX_IMAGE_BYTES);
+    reader.limits(limits);
+    let mut decoder = reader
         .into_decoder()
         .map_err(|e| fail(format!("not a readable image ({e})")))?;
     let orientation = decoder.orientation().ok();

@@ -103,7 +103,7 @@ pub fn read_shard(
     path: &Path,
     tensors: &mut BTreeMap<String, StoredTensor>,
 ) -> Result<Shard, CheckpointError> {
-    let bytes = fs::read(path).map_err(|e| io_error(path, e))?;
+    let bytes = crate::limits::read_file(path).map_err(|e| io_error(path, e))?;
     let damaged = |e: safetensors::SafeTensorError| CheckpointError::Damaged {
         path: path.to_path_buf(),
         problem: format!("not a valid safetensors file ({e})"),
@@ -145,7 +145,7 @@ pub fn read_weights(dir: &Path, single: &str, index: &str) -> Result<WeightFiles
         });
     }
     let index_path = dir.join(index);
-    let text = fs::read_to_string(&index_path).map_err(|e| io_error(&index_path, e))?;
+    let text = crate::limits::read_text(&index_path).map_err(|e| io_error(&index_path, e))?;
     let json: Value = serde_json::from_str(&text).map_err(|e| CheckpointError::Damaged {
         path: index_path.clone(),
         problem: format!("not valid JSON ({e})"),

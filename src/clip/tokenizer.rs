@@ -692,7 +692,7 @@ fn json_id(value: &serde_json::Value) -> Option<u32> {
 
 /// Reads a whole file, telling a missing file apart from other I/O errors.
 fn read_file(path: &Path) -> Result<Vec<u8>, TokenizerError> {
-    std::fs::read(path).map_err(|source| match source.kind() {
+    crate::limits::read_file(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => TokenizerError::Missing {
             path: path.to_path_buf(),
         },

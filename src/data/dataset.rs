@@ -98,14 +98,22 @@ pub fn open(spec: &str) -> Result<Dataset, DatasetError> {
     let (scheme, rest) = spec
         .split_once(':')
         .ok_or_else(|| fail("expected shapes:<subset>, folder:PATH or manifest:FILE".into()))?;
-    match scheme {
+    if matches!(scheme, "folder" | "manifest") && rest.is_empty() {
+        return Err(fail(format!("{scheme}: needs a path after the colon")));
+    }
+    let dataset = match scheme {
         "shapes" => open_shapes(spec, rest),
         "folder" => open_folder(spec, Path::new(rest)),
         "manifest" => open_manifest(spec, Path::new(rest)),
         other => Err(fail(format!(
             "unknown source '{other}' (use shapes:, folder: or manifest:)"
         ))),
+    }?;
+    // Accuracy over no pictures is not a number: refuse here rather than report 0.
+    if dataset.items.is_empty() {
+        return Err(fail("holds no pictures".into()));
     }
+    Ok(dataset)
 }
 
 fn open_shapes(spec: &str, rest: &str) -> Result<Dataset, DatasetError> {
@@ -119,20 +127,27 @@ fn open_shapes(spec: &str, rest: &str) -> Result<Dataset, DatasetError> {
         let (key, value) = pair
             .split_once('=')
             .ok_or_else(|| fail(format!("'{pair}' is not key=value")))?;
-        let number: u64 = value.parse().map_err(|_| {
-            fail(format!(
-                "'{key}' must be a non-negative integer, got '{value}'"
-            ))
-        })?;
-        match key {
-            "seed" => seed = number,
-            "n" => count = number,
+        let slot = match key {
+            "seed" => &mut seed,
+            "n" => &mut count,
             other => {
                 return Err(fail(format!(
                     "unknown parameter '{other}' (use seed and n)"
                 )));
             }
-        }
+        };
+        *slot = value.parse().map_err(|_| {
+            fail(format!(
+                "'{key}' must be a whole number from 0 to {}, got '{value}'",
+                u64::MAX
+            ))
+        })?;
+    }
+    crate::limits::check_count("'n'", count, crate::limits::MAX_SHAPES_ITEMS).map_err(fail)?;
+    if count == 0 {
+        return Err(fail(
+            "'n' must be at least 1: a dataset needs pictures".into(),
+        ));
     }
     let subset = ShapesSubset::parse(subset).ok_or_else(|| {
         fail(format!(
@@ -300,6 +315,10 @@ fn open_folder(spec: &str, dir: &Path) -> Result<Dataset, DatasetError> {
             .into_iter()
             .filter(|p| is_image(p))
         {
+            crate::limits::check_regular_file(&file).map_err(|problem| DatasetError::File {
+                path: file.clone(),
+                problem,
+            })?;
             items.push(Item {
                 source: ImageSource::File(file),
                 label,
@@ -328,7 +347,7 @@ fn open_manifest(spec: &str, file: &Path) -> Result<Dataset, DatasetError> {
         path: file.to_path_buf(),
         problem,
     };
-    let text = fs::read_to_string(file).map_err(|e| fail(e.to_string()))?;
+    let text = crate::limits::read_text(file).map_err(|e| fail(e.to_string()))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let is_jsonl = file
         .extension()

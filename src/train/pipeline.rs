@@ -374,7 +374,8 @@ fn read_progress(dir: &Path) -> Result<Option<Progress>> {
     if !path.is_file() {
         return Ok(None);
     }
-    let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = crate::limits::read_file(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let progress = serde_json::from_slice(&bytes).with_context(|| {
         format!(
             "{}: not a training progress file; remove the folder to train the stage again",
