@@ -48,6 +48,36 @@ pub struct Opened {
     pub verify_images: Option<Dataset>,
 }
 
+/// Refuses forget pictures that are also the pictures to keep or to verify with: one picture
+/// cannot be both forgotten and kept, and a stop judged on the pictures trained on proves
+/// nothing.
+fn check_distinct_sets(forget: &crate::recipe::ForgetSection) -> Result<()> {
+    let same = |a: &Option<String>, b: &Option<String>| {
+        a.as_deref()
+            .map(str::trim)
+            .is_some_and(|a| Some(a) == b.as_deref().map(str::trim))
+    };
+    if same(&forget.images, &forget.retain) {
+        bail!(
+            "[forget] images and retain are the same pictures ({}): a picture cannot be both forgotten and kept",
+            forget.images.as_deref().unwrap_or_default()
+        );
+    }
+    if same(&forget.images, &forget.verify) {
+        bail!(
+            "[forget] images and verify are the same pictures ({}): verification needs pictures the method never trains on",
+            forget.images.as_deref().unwrap_or_default()
+        );
+    }
+    if same(&forget.retain, &forget.verify) {
+        bail!(
+            "[forget] retain and verify are the same pictures ({}): the pictures kept cannot be the ones that must be forgotten",
+            forget.retain.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 impl Opened {
     /// Opens everything `recipe` names; errors say which part is wrong.
     pub fn open(recipe: Recipe, recipe_text: String) -> Result<Self> {
@@ -61,6 +91,7 @@ impl Opened {
             .map_err(anyhow::Error::msg)
             .context("[model] device")?;
         check(&recipe.method.name, &recipe.method.settings)?;
+        check_distinct_sets(&recipe.forget)?;
         let path = crate::demo::resolve_model(&recipe.model.path).map_err(anyhow::Error::msg)?;
         let checkpoint = Checkpoint::open(&path)?;
         let loaded = LoadedModel::from_checkpoint(&checkpoint, choice)?;
@@ -263,9 +294,17 @@ pub fn execute_from(
         Ending::Cancelled => bail!(RunStopped::Cancelled {
             steps: outcome.steps
         }),
-        Ending::Diverged { step } => bail!(RunStopped::Failed(format!(
-            "the loss stopped being finite at step {step}"
-        ))),
+        Ending::Diverged { step } => {
+            let rate = recipe
+                .method
+                .settings
+                .get("learning_rate")
+                .map_or("its default".to_string(), |v| v.to_string());
+            bail!(RunStopped::Failed(format!(
+                "method '{}' on {}: the loss stopped being finite at step {step}; the updates are too large for this model: lower learning_rate (now {rate}) or a loss weight, and nothing was kept",
+                recipe.method.name, recipe.model.path
+            )))
+        }
         Ending::Failed(message) => bail!(RunStopped::Failed(message.clone())),
     }
     let clock = Instant::now();

@@ -551,6 +551,41 @@ fn three_colours_queued_in_the_app_run_as_one_batch_with_a_verdict_per_concept()
     }
 }
 
+#[test]
+fn bad_input_in_the_app_gets_the_message_the_command_line_gives() {
+    let home = tempfile::tempdir().unwrap();
+    let mut harness = harness(home.path());
+    wait_for_demo(&mut harness);
+    let error_with = |app: &LetheApp, words: &[&str]| {
+        app.notice
+            .as_ref()
+            .is_some_and(|n| n.error && words.iter().all(|w| n.text.contains(w)))
+    };
+    // A dataset of a trillion scenes is refused, not allocated.
+    type_into(&mut harness, "Dataset", "shapes:colors?n=1000000000000");
+    click(&mut harness, "Open");
+    wait_until(&mut harness, 60, "the refusal of the dataset", |app| {
+        error_with(app, &["'n' must be at most 1000000", "n=1000000000000"])
+    });
+    harness.get_by_label(&harness.state().notice.clone().unwrap().text);
+    // A method setting out of range stops the run before any work, naming the key.
+    harness.state_mut().workspace.recipe.method.settings = "perturbations = 0".parse().unwrap();
+    click(&mut harness, "4  Run");
+    click(&mut harness, "Start run");
+    wait_until(&mut harness, 120, "the refusal of the settings", |app| {
+        !app.runner.is_running()
+    });
+    assert!(
+        error_with(
+            harness.state(),
+            &["perturbations must be a whole number from 1 to 1024, got 0"]
+        ),
+        "{:?}",
+        harness.state().notice
+    );
+    assert!(harness.state().results.runs.is_empty());
+}
+
 /// Renders the current page, checks it is not blank and differs from the last one, and saves
 /// it into `$LETHE_SCREENSHOTS` when that is set (how the README's screenshots are made).
 fn screenshot(harness: &mut Harness<'static, LetheApp>, previous: &mut Option<image::RgbaImage>) {

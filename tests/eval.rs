@@ -37,7 +37,10 @@ fn shapes_specs_are_deterministic_and_labelled() {
     assert_eq!(dataset::open("shapes:fruits").unwrap().classes.len(), 5);
     for (spec, needle) in [
         ("shapes:nope", "unknown Shapes subset 'nope'"),
-        ("shapes:shapes?n=ten", "'n' must be a non-negative integer"),
+        (
+            "shapes:shapes?n=ten",
+            "'n' must be a whole number from 1 to 1000000",
+        ),
         ("shapes:shapes?size=3", "unknown parameter 'size'"),
         ("pictures:x", "unknown source 'pictures'"),
         ("folder:/no/such/dir", "/no/such/dir"),

@@ -273,6 +273,20 @@ fn malformed_recipes_are_refused_by_key() {
         RECIPE.replace("max_steps = 1", "max_steps = 0"),
         &["max_steps"],
     );
+    for (name, a, b, culprit) in [
+        ("forget-is-retain", "images", "retain", "retain"),
+        ("forget-is-verify", "images", "verify", "verify"),
+        ("retain-is-verify", "retain", "verify", "verify"),
+    ] {
+        let sets = format!(
+            "{a} = \"shapes:colors?seed=9&n=20\"\n{b} = \"shapes:colors?seed=9&n=20\"\n[method]"
+        );
+        recipe(
+            name,
+            RECIPE.replace("[method]", &sets),
+            &["[forget]", culprit],
+        );
+    }
     recipe(
         "unknown-method",
         RECIPE.replace("\"lip\"", "\"lipp\""),
@@ -1114,4 +1128,92 @@ fn an_argument_that_is_not_utf8_is_named() {
         line.starts_with("error") && line.contains("--dataset"),
         "{stderr}"
     );
+}
+
+/// Starts `lethe run RECIPE --out OUT`, kills it (SIGKILL) once `kill_when` holds, and
+/// returns whether it was killed (rather than finishing first).
+fn run_and_kill(recipe: &Path, out: &Path, home: &Path, kill_when: impl Fn() -> bool) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .args([
+            "run",
+            recipe.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env("XDG_CACHE_HOME", home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while start.elapsed() < TIME_LIMIT {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if kill_when() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the run neither finished nor reached the moment to kill it");
+}
+
+#[test]
+fn a_run_killed_mid_way_or_mid_write_leaves_no_result_and_the_next_run_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs");
+    let recipe = inputs.join("recipe.toml");
+    write(&recipe, RECIPE.replace("max_steps = 1", "max_steps = 3"));
+    let before = snapshot(&inputs);
+    let results = dir.path().join("results");
+    fs::create_dir_all(&results).unwrap();
+    let out = results.join("out");
+    // While the result folder is being assembled (the checkpoint export and the reports).
+    let staging = || {
+        fs::read_dir(&results).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".out.partial")
+        })
+    };
+    assert!(
+        run_and_kill(&recipe, &out, dir.path(), staging),
+        "the run finished before its write could be interrupted"
+    );
+    assert!(
+        !out.exists(),
+        "a killed write left a result under its final name"
+    );
+    // Early, while it is opening the model and unlearning.
+    let started = Instant::now();
+    run_and_kill(&recipe, &out, dir.path(), || {
+        started.elapsed() > Duration::from_secs(2)
+    });
+    assert!(!out.exists());
+    assert_eq!(snapshot(&inputs), before, "the recipe changed");
+    let status = Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .args([
+            "run",
+            recipe.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env("XDG_CACHE_HOME", dir.path())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for file in [
+        "metrics.json",
+        "report.md",
+        "recipe.toml",
+        "open_clip_config.json",
+    ] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -143,7 +143,7 @@ pub fn train_demo(args: TrainDemoArgs) -> Result<()> {
     let init = match &args.init {
         None => None,
         Some(dir) => {
-            crate::atomic::refuse_inputs(&args.out, [dir.as_path()])?;
+            crate::atomic::refuse_inputs(&args.out, [dir.as_path()]).context("--out and --init")?;
             let checkpoint = Checkpoint::open(dir)?;
             if checkpoint.spec != args.arch.spec() {
                 bail!(

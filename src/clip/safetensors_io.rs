@@ -49,7 +49,7 @@ impl StoredTensor {
     /// Decodes the values as `f32` (from f32, f16, bf16 or f64).
     pub fn to_f32(&self, key: &str, file: &Path) -> Result<Vec<f32>, CheckpointError> {
         let chunks = |n: usize| self.bytes.chunks_exact(n);
-        Ok(match self.dtype {
+        let values: Vec<f32> = match self.dtype {
             Dtype::F32 => chunks(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect(),
@@ -68,7 +68,18 @@ impl StoredTensor {
                     problem: format!("tensor '{key}' has dtype {other:?}, expected a float type"),
                 });
             }
-        })
+        };
+        // A model with NaN weights answers NaN to everything; say so once, at load.
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Err(CheckpointError::Damaged {
+                path: file.to_path_buf(),
+                problem: format!(
+                    "tensor '{key}' holds {bad} non-finite value(s) (NaN or infinity), as a diverged training run leaves them"
+                ),
+            });
+        }
+        Ok(values)
     }
 
     /// Encodes `f32` values in this tensor's dtype (the inverse of [`Self::to_f32`]).

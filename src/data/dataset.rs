@@ -127,27 +127,24 @@ fn open_shapes(spec: &str, rest: &str) -> Result<Dataset, DatasetError> {
         let (key, value) = pair
             .split_once('=')
             .ok_or_else(|| fail(format!("'{pair}' is not key=value")))?;
-        let slot = match key {
-            "seed" => &mut seed,
-            "n" => &mut count,
+        let (slot, min, max) = match key {
+            "seed" => (&mut seed, 0, u64::MAX),
+            "n" => (&mut count, 1, crate::limits::MAX_SHAPES_ITEMS),
             other => {
                 return Err(fail(format!(
                     "unknown parameter '{other}' (use seed and n)"
                 )));
             }
         };
-        *slot = value.parse().map_err(|_| {
-            fail(format!(
-                "'{key}' must be a whole number from 0 to {}, got '{value}'",
-                u64::MAX
-            ))
-        })?;
-    }
-    crate::limits::check_count("'n'", count, crate::limits::MAX_SHAPES_ITEMS).map_err(fail)?;
-    if count == 0 {
-        return Err(fail(
-            "'n' must be at least 1: a dataset needs pictures".into(),
-        ));
+        *slot = value
+            .parse()
+            .ok()
+            .filter(|v| (min..=max).contains(v))
+            .ok_or_else(|| {
+                fail(format!(
+                    "'{key}' must be a whole number from {min} to {max}, got '{value}'"
+                ))
+            })?;
     }
     let subset = ShapesSubset::parse(subset).ok_or_else(|| {
         fail(format!(
