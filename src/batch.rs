@@ -20,6 +20,17 @@ use crate::recipe::{BatchMode, Recipe};
 use crate::unlearn::job::Event;
 use crate::workflow::{Opened, check_output, execute, fill_result};
 
+/// The columns of a batch's table of concepts, in the report and the app.
+pub const CONCEPT_COLUMNS: [&str; 7] = [
+    "concept",
+    "classes",
+    "before its run",
+    "after its run",
+    "after the batch",
+    "Avg Score",
+    "verdict",
+];
+
 /// The batch's own record, beside the runs' `metrics.json`.
 pub const BATCH_JSON: &str = "batch.json";
 
@@ -400,16 +411,7 @@ pub fn batch_markdown(recipe: &Recipe, batch: &BatchResult) -> String {
     table(
         w,
         "Concepts",
-        &[
-            "concept",
-            "classes",
-            "before its run",
-            "after its run",
-            "after the batch",
-            "Avg Score",
-            "verdict",
-            "run",
-        ],
+        &[CONCEPT_COLUMNS.as_slice(), &["run"]].concat(),
         concepts,
     );
     let checks: Vec<Vec<String>> = batch

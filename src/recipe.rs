@@ -170,12 +170,12 @@ impl Default for EvalSection {
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
     /// The file could not be read.
-    #[error("cannot read recipe {path}: {source}")]
+    #[error("cannot read recipe {path}: {cause}")]
     Read {
         /// The recipe file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not a valid recipe.
     #[error("recipe {path} is not valid: {message}")]
@@ -193,7 +193,7 @@ impl Recipe {
     pub fn load(path: &Path) -> Result<(Self, String), RecipeError> {
         let text = crate::limits::read_text(path).map_err(|source| RecipeError::Read {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         let recipe = Self::parse(&text).map_err(|message| RecipeError::Invalid {
             path: path.to_path_buf(),

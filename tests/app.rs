@@ -565,9 +565,19 @@ fn bad_input_in_the_app_gets_the_message_the_command_line_gives() {
     type_into(&mut harness, "Dataset", "shapes:colors?n=1000000000000");
     click(&mut harness, "Open");
     wait_until(&mut harness, 60, "the refusal of the dataset", |app| {
-        error_with(app, &["'n' must be at most 1000000", "n=1000000000000"])
+        error_with(
+            app,
+            &[
+                "'n' must be a whole number from 1 to 1000000",
+                "n=1000000000000",
+            ],
+        )
     });
-    harness.get_by_label(&harness.state().notice.clone().unwrap().text);
+    let shown = harness.state().notice.clone().unwrap().text;
+    assert!(
+        harness.query_all_by_label(&shown).count() >= 1,
+        "the status bar shows it"
+    );
     // A method setting out of range stops the run before any work, naming the key.
     harness.state_mut().workspace.recipe.method.settings = "perturbations = 0".parse().unwrap();
     click(&mut harness, "4  Run");

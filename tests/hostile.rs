@@ -265,14 +265,8 @@ fn malformed_recipes_are_refused_by_key() {
         ("unknown-setting", "learning_rat = 1e-3", "learning_rat"),
         ("wrong-type", "batch = \"eight\"", "batch"),
     ] {
-        // `max_steps = 0` is the same check as the others; the line is replaced for it.
         recipe(name, method(setting), &[culprit]);
     }
-    recipe(
-        "max-steps-zero",
-        RECIPE.replace("max_steps = 1", "max_steps = 0"),
-        &["max_steps"],
-    );
     for (name, a, b, culprit) in [
         ("forget-is-retain", "images", "retain", "retain"),
         ("forget-is-verify", "images", "verify", "verify"),
@@ -287,129 +281,103 @@ fn malformed_recipes_are_refused_by_key() {
             &["[forget]", culprit],
         );
     }
-    recipe(
-        "unknown-method",
-        RECIPE.replace("\"lip\"", "\"lipp\""),
-        &["lipp"],
-    );
-    recipe(
-        "no-model",
-        RECIPE.replace("[model]\npath = \"demo:vit\"\n", ""),
-        &["model"],
-    );
-    recipe(
-        "model-missing",
-        RECIPE.replace("demo:vit", "/no/such/model"),
-        &["/no/such/model"],
-    );
-    recipe(
-        "device-unknown",
-        RECIPE.replace("\"cpu\"", "\"tpu\""),
-        &["tpu"],
-    );
-    recipe(
-        "seed-string",
-        RECIPE.replace("seed = 1", "seed = \"one\""),
-        &["seed"],
-    );
-    recipe(
-        "classes-empty",
-        RECIPE.replace("[\"red\"]", "[]"),
-        &["classes"],
-    );
-    recipe(
-        "class-unknown",
-        RECIPE.replace("[\"red\"]", "[\"mauve\"]"),
-        &["mauve"],
-    );
-    recipe(
-        "n-huge",
-        RECIPE.replace("n=20", "n=1000000000000"),
-        &["'n'", "1000000"],
-    );
-    recipe(
-        "n-overflow",
-        RECIPE.replace("n=20", "n=18446744073709551616"),
-        &["'n'"],
-    );
-    recipe("n-negative", RECIPE.replace("n=20", "n=-1"), &["'n'"]);
-    recipe("n-zero", RECIPE.replace("n=20", "n=0"), &["'n'"]);
-    recipe(
-        "spec-unknown-key",
-        RECIPE.replace("n=20", "colour=red"),
-        &["colour"],
-    );
-    recipe(
-        "spec-unknown-subset",
-        RECIPE.replace("shapes:colors", "shapes:cars"),
-        &["cars"],
-    );
-    recipe(
-        "spec-no-scheme",
-        RECIPE.replace("shapes:colors?seed=1&n=20", "colors"),
-        &["colors"],
-    );
-    recipe(
-        "spec-folder-empty",
-        RECIPE.replace("shapes:colors?seed=1&n=20", "folder:"),
-        &["folder:", "path"],
-    );
-    recipe(
-        "spec-http",
-        RECIPE.replace("shapes:colors?seed=1&n=20", "http://x/y"),
-        &["http"],
-    );
-    recipe(
-        "eval-huge",
-        RECIPE.replace(
+    // One edit of the recipe each: (name, text replaced, replacement, words of the error).
+    let spec = "shapes:colors?seed=1&n=20";
+    let edits: [(&str, &str, &str, &[&str]); 19] = [
+        ("unknown-method", "\"lip\"", "\"lipp\"", &["lipp"]),
+        ("no-model", "[model]\npath = \"demo:vit\"\n", "", &["model"]),
+        (
+            "model-missing",
+            "demo:vit",
+            "/no/such/model",
+            &["/no/such/model"],
+        ),
+        ("device-unknown", "\"cpu\"", "\"tpu\"", &["tpu"]),
+        ("seed-string", "seed = 1", "seed = \"one\"", &["seed"]),
+        ("classes-empty", "[\"red\"]", "[]", &["classes"]),
+        ("class-unknown", "[\"red\"]", "[\"mauve\"]", &["mauve"]),
+        ("n-huge", "n=20", "n=1000000000000", &["'n'", "1000000"]),
+        ("n-overflow", "n=20", "n=18446744073709551616", &["'n'"]),
+        ("n-negative", "n=20", "n=-1", &["'n'"]),
+        ("n-zero", "n=20", "n=0", &["'n'"]),
+        ("spec-unknown-key", "n=20", "colour=red", &["colour"]),
+        (
+            "spec-unknown-subset",
+            "shapes:colors",
+            "shapes:cars",
+            &["cars"],
+        ),
+        ("spec-no-scheme", spec, "colors", &["colors"]),
+        ("spec-folder-empty", spec, "folder:", &["folder:", "path"]),
+        ("spec-http", spec, "http://x/y", &["http"]),
+        (
+            "eval-huge",
             "datasets = []",
             "datasets = [\"shapes:fruits?n=99999999999\"]",
+            &["fruits", "'n'"],
         ),
-        &["fruits", "'n'"],
-    );
-    recipe(
-        "audit-above-one",
-        format!("{RECIPE}[audit]\ntarget_at_most = 2.0\n"),
-        &["target_at_most"],
-    );
-    recipe(
-        "audit-nan",
-        format!("{RECIPE}[audit]\ntarget_at_most = nan\n"),
-        &["target_at_most"],
-    );
-    recipe(
-        "audit-string",
-        format!("{RECIPE}[audit]\nretained_within = \"a lot\"\n"),
-        &["retained_within"],
-    );
-    recipe(
-        "batch-without-scenarios",
-        format!("{RECIPE}[batch]\nmode = \"joint\"\n"),
-        &["[batch]"],
-    );
+        (
+            "max-steps-zero",
+            "max_steps = 1",
+            "max_steps = 0",
+            &["max_steps"],
+        ),
+        (
+            "not-toml",
+            RECIPE,
+            "\u{0}\u{1}garbage [[[",
+            &["not-toml.toml"],
+        ),
+    ];
+    for (name, from, to, culprit) in edits {
+        recipe(name, RECIPE.replace(from, to), culprit);
+    }
+    // Sections added to the recipe, and batches built on it.
     let batch = RECIPE.replace("classes = [\"red\"]\n", "");
-    recipe(
-        "scenario-no-classes",
-        format!("{batch}[[scenario]]\nclasses = []\n"),
-        &["scenario", "classes"],
-    );
-    recipe(
-        "scenario-twice",
-        format!("{batch}[[scenario]]\nclasses = [\"red\"]\n[[scenario]]\nclasses = [\"red\"]\n"),
-        &["red", "twice"],
-    );
-    recipe(
-        "joint-two-heads",
-        format!(
-            "{batch}[batch]\nmode = \"joint\"\n[[scenario]]\nclasses = [\"red\"]\n[[scenario]]\nclasses = [\"apple\"]\ndataset = \"shapes:fruits\"\n"
+    let additions: [(&str, String, &[&str]); 7] = [
+        (
+            "audit-above-one",
+            format!("{RECIPE}[audit]\ntarget_at_most = 2.0\n"),
+            &["target_at_most"],
         ),
-        &["joint", "dataset"],
-    );
-    recipe(
-        "not-toml",
-        "\u{0}\u{1}garbage [[[".into(),
-        &["not-toml.toml"],
-    );
+        (
+            "audit-nan",
+            format!("{RECIPE}[audit]\ntarget_at_most = nan\n"),
+            &["target_at_most"],
+        ),
+        (
+            "audit-string",
+            format!("{RECIPE}[audit]\nretained_within = \"a lot\"\n"),
+            &["retained_within"],
+        ),
+        (
+            "batch-without-scenarios",
+            format!("{RECIPE}[batch]\nmode = \"joint\"\n"),
+            &["[batch]"],
+        ),
+        (
+            "scenario-no-classes",
+            format!("{batch}[[scenario]]\nclasses = []\n"),
+            &["scenario", "classes"],
+        ),
+        (
+            "scenario-twice",
+            format!(
+                "{batch}[[scenario]]\nclasses = [\"red\"]\n[[scenario]]\nclasses = [\"red\"]\n"
+            ),
+            &["red", "twice"],
+        ),
+        (
+            "joint-two-heads",
+            format!(
+                "{batch}[batch]\nmode = \"joint\"\n[[scenario]]\nclasses = [\"red\"]\n[[scenario]]\nclasses = [\"apple\"]\ndataset = \"shapes:fruits\"\n"
+            ),
+            &["joint", "dataset"],
+        ),
+    ];
+    for (name, text, culprit) in additions {
+        recipe(name, text, culprit);
+    }
     // Forget pictures from a folder holding a pipe named like a picture: refused, not read.
     let piped = inputs.join("piped");
     write(&piped.join("red/a.png"), png_declaring(8));
@@ -1075,6 +1043,11 @@ fn out_of_range_arguments_and_outputs_over_inputs_are_refused() {
                 "0",
             ],
             &["attributes"],
+        ),
+        case(
+            "train-demo-out-unwritable",
+            &["train-demo", "--arch", "vit", "--out", "/proc/lethe-demo"],
+            &["--out", "/proc/lethe-demo"],
         ),
         case(
             "train-demo-init-is-out",

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use eframe::egui;
 
 use super::results::{check_grid, estimate_cell, verdict_colour, verdict_line};
-use crate::batch::BatchResult;
+use crate::batch::{BatchResult, CONCEPT_COLUMNS};
 use crate::recipe::{BatchMode, Recipe};
 
 /// One finished batch, kept for the history.
@@ -81,15 +81,7 @@ pub fn ui(record: &BatchRecord, ui: &mut egui::Ui) {
     egui::Grid::new("batch_concepts")
         .striped(true)
         .show(ui, |ui| {
-            for heading in [
-                "concept",
-                "classes",
-                "before its run",
-                "after its run",
-                "after the batch",
-                "Avg Score",
-                "verdict",
-            ] {
+            for heading in CONCEPT_COLUMNS {
                 ui.strong(heading);
             }
             ui.end_row();

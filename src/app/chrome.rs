@@ -61,10 +61,10 @@ pub fn shortcuts(app: &mut LetheApp, ctx: &egui::Context) {
     }
     // Before Ctrl+R, which would also match it (extra Shift is ignored in matching).
     if pressed(ctx, Modifiers::COMMAND | Modifiers::SHIFT, Key::R) {
-        app.start_queue(ctx);
+        app.start_run(ctx, super::run_panel::Start::Queue);
     }
     if pressed(ctx, Modifiers::COMMAND, Key::R) {
-        app.start_run(ctx);
+        app.start_run(ctx, super::run_panel::Start::Scenario);
     }
     if pressed(ctx, Modifiers::COMMAND, Key::A) {
         let visible = app.browser.visible().to_vec();

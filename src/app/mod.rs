@@ -23,7 +23,7 @@ pub mod workspace;
 use browser::Browser;
 use model_slot::ModelSlot;
 use results::Results;
-use run_panel::{Outcome, Runner};
+use run_panel::{Outcome, Runner, Start};
 use thumbnails::Thumbnails;
 use workspace::{WORKSPACE_FILE, Workspace};
 
@@ -275,15 +275,15 @@ impl LetheApp {
         }
     }
 
-    /// Starts a run of the current scenario.
-    pub fn start_run(&mut self, ctx: &egui::Context) {
+    /// Starts a run of the current scenario, or of the queue.
+    pub fn start_run(&mut self, ctx: &egui::Context, what: Start) {
         if self.runner.is_running() {
             return;
         }
         let browsed = self.browser.dataset.clone();
         match self
             .runner
-            .start(ctx, &self.workspace, browsed, self.home())
+            .start(ctx, &self.workspace, browsed, self.home(), what)
         {
             Ok(()) => self.page = Page::Run,
             Err(error) => self.notify(error, true),
@@ -311,21 +311,6 @@ impl LetheApp {
         };
         match self.workspace.queue_scenario(save) {
             Ok(()) => self.runner.queue.clear(),
-            Err(error) => self.notify(error, true),
-        }
-    }
-
-    /// Runs the queue as one batch.
-    pub fn start_queue(&mut self, ctx: &egui::Context) {
-        if self.runner.is_running() {
-            return;
-        }
-        let browsed = self.browser.dataset.clone();
-        match self
-            .runner
-            .start_queue(ctx, &self.workspace, browsed, self.home())
-        {
-            Ok(()) => self.page = Page::Run,
             Err(error) => self.notify(error, true),
         }
     }

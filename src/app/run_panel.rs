@@ -89,6 +89,15 @@ impl ConceptState {
     }
 }
 
+/// What the user starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// The workspace's scenario.
+    Scenario,
+    /// The queue of concepts, as one batch.
+    Queue,
+}
+
 /// What a job runs.
 #[derive(Clone)]
 enum JobKind {
@@ -140,40 +149,41 @@ impl Runner {
         self.cancel.store(true, Ordering::Relaxed);
     }
 
-    /// Starts the workspace's scenario. Picked images are saved under `home` for the recipe.
+    /// Starts the workspace's scenario or its queue. Picked images are saved under `home` for
+    /// the recipe; a queue's batch is written into a new folder there.
     pub fn start(
         &mut self,
         ctx: &egui::Context,
         workspace: &Workspace,
         browsed: Option<Arc<Dataset>>,
         home: PathBuf,
+        what: Start,
     ) -> Result<(), String> {
-        if workspace.recipe.forget.classes.is_empty() {
-            return Err("Nothing to forget: choose a class in step 2 (Sets).".into());
+        let kind = match what {
+            Start::Scenario => {
+                if workspace.recipe.forget.classes.is_empty() {
+                    return Err("Nothing to forget: choose a class in step 2 (Sets).".into());
+                }
+                if workspace.uses_forget_set()
+                    && (browsed.is_none() || workspace.sets.forget.is_empty())
+                {
+                    return Err(
+                        "The forget set's images are to be used, but the forget set is empty."
+                            .into(),
+                    );
+                }
+                JobKind::Scenario
+            }
+            Start::Queue => {
+                workspace.batch_recipe(&workspace.recipe)?;
+                let name = format!("{}-batch-{}", unix_seconds(), self.runs + 1);
+                JobKind::Queue(home.join("batches").join(name))
+            }
+        };
+        self.spawn(ctx, workspace, browsed, home, kind);
+        if what == Start::Queue {
+            self.queue = vec![ConceptState::Waiting; workspace.queue.len()];
         }
-        if workspace.uses_forget_set() && (browsed.is_none() || workspace.sets.forget.is_empty()) {
-            return Err(
-                "The forget set's images are to be used, but the forget set is empty.".into(),
-            );
-        }
-        self.spawn(ctx, workspace, browsed, home, JobKind::Scenario);
-        Ok(())
-    }
-
-    /// Starts the workspace's queue as one batch, written into a new folder under `home`.
-    pub fn start_queue(
-        &mut self,
-        ctx: &egui::Context,
-        workspace: &Workspace,
-        browsed: Option<Arc<Dataset>>,
-        home: PathBuf,
-    ) -> Result<(), String> {
-        workspace.batch_recipe(&workspace.recipe)?;
-        let out = home
-            .join("batches")
-            .join(format!("{}-batch-{}", unix_seconds(), self.runs + 1));
-        self.spawn(ctx, workspace, browsed, home, JobKind::Queue(out));
-        self.queue = vec![ConceptState::Waiting; workspace.queue.len()];
         Ok(())
     }
 
@@ -476,7 +486,7 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
             .on_hover_text("Start the method in the background (Ctrl+R).")
             .clicked()
         {
-            app.start_run(ui.ctx());
+            app.start_run(ui.ctx(), Start::Scenario);
         }
         if ui
             .add_enabled(running, egui::Button::new("Cancel"))
@@ -620,7 +630,7 @@ fn queue(app: &mut LetheApp, ui: &mut egui::Ui) {
         app.queue_scenario();
     }
     if start {
-        app.start_queue(ui.ctx());
+        app.start_run(ui.ctx(), Start::Queue);
     }
 }
 

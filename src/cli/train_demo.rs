@@ -139,6 +139,7 @@ pub fn train_demo(args: TrainDemoArgs) -> Result<()> {
     plan.seed = args.seed;
     args.stages.apply(&mut plan);
     plan.validate()?;
+    crate::atomic::check_writable(&args.out).context("--out")?;
     let device = backend::resolve(args.device).map_err(anyhow::Error::msg)?;
     let init = match &args.init {
         None => None,

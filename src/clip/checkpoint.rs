@@ -50,12 +50,12 @@ pub enum CheckpointError {
         path: PathBuf,
     },
     /// Reading or writing failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The operating-system error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The configuration file is not usable.
     #[error("{}: {problem}", path.display())]
@@ -168,7 +168,7 @@ impl fmt::Display for Format {
 fn read_json(path: &Path) -> Result<Value, CheckpointError> {
     let text = crate::limits::read_text(path).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     serde_json::from_str(&text).map_err(|e| CheckpointError::Config {
         path: path.to_path_buf(),
@@ -341,7 +341,7 @@ impl Checkpoint {
     pub fn export(&self, model: &Clip, out_dir: &Path) -> Result<(), CheckpointError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| CheckpointError::Io { path, source }
+            move |cause| CheckpointError::Io { path, cause }
         };
         fs::create_dir_all(out_dir).map_err(io(out_dir))?;
         let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
@@ -390,7 +390,7 @@ pub fn write_open_clip(
 ) -> Result<(), CheckpointError> {
     fs::create_dir_all(out_dir).map_err(|source| CheckpointError::Io {
         path: out_dir.to_path_buf(),
-        source,
+        cause: source,
     })?;
     let tensors: BTreeMap<String, StoredTensor> = named_tensors(model, Format::OpenClip, None)
         .into_iter()
@@ -421,7 +421,7 @@ pub fn write_open_clip(
     write_atomically(&path, |temp| {
         fs::write(temp, &text).map_err(|source| CheckpointError::Io {
             path: path.clone(),
-            source,
+            cause: source,
         })
     })
 }

@@ -105,7 +105,7 @@ impl StoredTensor {
 fn io_error(path: &Path, source: std::io::Error) -> CheckpointError {
     CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     }
 }
 

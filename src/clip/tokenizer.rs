@@ -112,20 +112,20 @@ pub enum TokenizerError {
         path: PathBuf,
     },
     /// The file exists but could not be read.
-    #[error("cannot read tokenizer file {}: {source}", path.display())]
+    #[error("cannot read tokenizer file {}: {cause}", path.display())]
     Io {
         /// The unreadable file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is named or looks like gzip but does not decompress.
-    #[error("{} is not a valid gzip file: {source}", path.display())]
+    #[error("{} is not a valid gzip file: {cause}", path.display())]
     Gzip {
         /// The corrupt file.
         path: PathBuf,
         /// The decompression error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The (decompressed) contents are not UTF-8 text.
     #[error("{} is not valid UTF-8 text", path.display())]
@@ -144,12 +144,12 @@ pub enum TokenizerError {
         content: String,
     },
     /// A JSON file does not parse.
-    #[error("{} is not valid JSON: {source}", path.display())]
+    #[error("{} is not valid JSON: {cause}", path.display())]
     Json {
         /// The offending file.
         path: PathBuf,
         /// The parse error.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// The files parse but do not describe a usable CLIP vocabulary.
     #[error("{}: {problem}", path.display())]
@@ -274,7 +274,7 @@ impl Tokenizer {
         let encoder: HashMap<String, u32> =
             serde_json::from_str(&vocab_text).map_err(|source| TokenizerError::Json {
                 path: vocab_path.to_path_buf(),
-                source,
+                cause: source,
             })?;
         let merges_text = decode_file_bytes(merges_path, read_file(merges_path)?, false)?;
         // `CLIPTokenizer` strips the whole file before splitting it into lines.
@@ -299,7 +299,7 @@ impl Tokenizer {
         let json: serde_json::Value =
             serde_json::from_str(&text).map_err(|source| TokenizerError::Json {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })?;
         let invalid = |problem: String| TokenizerError::Invalid {
             path: path.to_path_buf(),
@@ -698,7 +698,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, TokenizerError> {
         },
         _ => TokenizerError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         },
     })
 }
@@ -712,7 +712,7 @@ fn decode_file_bytes(path: &Path, bytes: Vec<u8>, gz_name: bool) -> Result<Strin
             .read_to_end(&mut out)
             .map_err(|source| TokenizerError::Gzip {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })?;
         out
     } else {
