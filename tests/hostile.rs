@@ -1190,3 +1190,55 @@ fn a_run_killed_mid_way_or_mid_write_leaves_no_result_and_the_next_run_works() {
         assert!(out.join(file).is_file(), "{file}");
     }
 }
+
+#[test]
+fn a_workspace_save_killed_mid_write_leaves_one_whole_workspace() {
+    use lethe::app::workspace::Workspace;
+    let small = Workspace {
+        zoom: 1.5,
+        ..Workspace::default()
+    };
+    // Large enough that writing it takes a while.
+    let mut large = Workspace::default();
+    large.sets.forget = (0..200_000).collect();
+    if let Some(path) = std::env::var_os("LETHE_SAVE_LOOP") {
+        // The child process: save the two workspaces in turn until it is killed.
+        let path = PathBuf::from(path);
+        loop {
+            small.save(&path).unwrap();
+            large.save(&path).unwrap();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("workspace.toml");
+    small.save(&path).unwrap();
+    for attempt in 0..4 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_workspace_save_killed_mid_write_leaves_one_whole_workspace",
+            ])
+            .env("LETHE_SAVE_LOOP", &path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Killed the moment its half-written file appears beside the workspace.
+        let staging = format!(".workspace.toml.partial-{}", child.id());
+        let start = Instant::now();
+        while !dir.path().join(&staging).exists() && start.elapsed() < TIME_LIMIT {
+            std::hint::spin_loop();
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let reopened = Workspace::load(&path).expect("the workspace file is whole");
+        assert!(reopened == small || reopened == large, "attempt {attempt}");
+        for entry in fs::read_dir(dir.path()).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                name == "workspace.toml" || name.starts_with(".workspace.toml.partial-"),
+                "{name}"
+            );
+        }
+    }
+}

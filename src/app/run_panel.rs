@@ -187,6 +187,7 @@ impl Runner {
         Ok(())
     }
 
+    /// Resets the progress and hands `kind` to a background thread.
     fn spawn(
         &mut self,
         ctx: &egui::Context,
