@@ -45,7 +45,7 @@ pub enum Bound {
         /// Largest allowed.
         max: i64,
     },
-    /// A finite number from `min` (excluded when `open`) to `max`.
+    /// A finite number from `min` (excluded when `open`) to `max` (infinite: no upper bound).
     Real {
         /// Smallest allowed (or bound from below, when `open`).
         min: f64,
@@ -97,7 +97,9 @@ const WEIGHT: f64 = 1e6;
 /// the same in every method that has it; a test checks every registered method's numeric
 /// settings are listed here and that their defaults lie inside.
 pub const SETTINGS: &[(&str, Bound)] = &[
-    ("learning_rate", above(0.0, 1e6)),
+    // No upper bound: a finite rate too large for the model diverges, and the run stops
+    // on the first non-finite loss keeping nothing.
+    ("learning_rate", above(0.0, f64::INFINITY)),
     ("weight_decay", at_least(0.0, 10.0)),
     ("batch", int(1, MAX_BATCH as i64)),
     ("retain_batch", int(1, MAX_BATCH as i64)),
@@ -151,6 +153,10 @@ impl fmt::Display for Bound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Bound::Int { min, max } => write!(f, "a whole number from {min} to {max}"),
+            Bound::Real { min, open, max } if max.is_infinite() => {
+                let from = if open { "above" } else { "from" };
+                write!(f, "a finite number {from} {min}")
+            }
             Bound::Real {
                 min,
                 open: false,
@@ -334,7 +340,11 @@ mod tests {
     fn nonsense_is_refused_by_key_with_the_allowed_range() {
         for (text, key, allowed) in [
             ("learning_rate = nan", "learning_rate", "above 0"),
-            ("learning_rate = inf", "learning_rate", "at most 1000000"),
+            (
+                "learning_rate = inf",
+                "learning_rate",
+                "finite number above 0",
+            ),
             ("learning_rate = 0.0", "learning_rate", "above 0"),
             ("weight_decay = nan", "weight_decay", "from 0"),
             ("retain_weight = inf", "retain_weight", "from 0"),

@@ -103,7 +103,6 @@ fn the_forget_pictures_move_away_from_their_captions() {
 
 #[test]
 fn a_diverging_run_writes_nothing_and_says_why() {
-    // The largest learning rate the settings allow.
     let (result, _) = run(recipe(PAIRS, "learning_rate = 1000000.0\nepochs = 2"));
     let error = format!("{:#}", result.err().unwrap());
     assert!(
