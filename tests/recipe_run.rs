@@ -365,12 +365,11 @@ fn real_retain_images_feed_the_retain_term_and_a_set_of_forget_classes_only_is_r
 #[test]
 fn a_verification_set_judges_the_stop_and_one_without_the_class_is_refused() {
     let with_verify = |spec: &str| short_with_forget("verify", spec);
-    // Stopping below accuracy 1.01 stops after the first step, whatever the pictures.
-    let text = with_verify("shapes:colors?seed=13&n=40")
-        .replace("max_steps = 3\n", "max_steps = 3\nstop_accuracy = 1.01\n");
+    // One step is enough to see what the stop is judged on.
+    let text =
+        with_verify("shapes:colors?seed=13&n=40").replace("max_steps = 3\n", "max_steps = 1\n");
     let opened = Opened::open(Recipe::parse(&text).unwrap(), text).unwrap();
     let finished = execute(&opened, &AtomicBool::new(false), |_| {}).unwrap();
-    assert_eq!(finished.metrics.steps, 1);
     let pictures = lethe::data::dataset::open("shapes:colors?seed=13&n=40").unwrap();
     let red = pictures
         .items
