@@ -36,8 +36,10 @@ const DEMOS: [DemoModel; 2] = [
 
 /// Where Lethe may keep files it can always recreate.
 fn cache_root() -> PathBuf {
+    // The XDG rule: an empty or relative XDG_CACHE_HOME is ignored.
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
+        .filter(|path| path.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
         .unwrap_or_else(std::env::temp_dir)
         .join("lethe")

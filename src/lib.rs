@@ -18,4 +18,5 @@ pub mod limits;
 pub mod recipe;
 pub mod train;
 pub mod unlearn;
+pub mod viz;
 pub mod workflow;

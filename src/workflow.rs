@@ -17,16 +17,20 @@ use crate::curation::Setup;
 use crate::data::contact_sheet::contact_sheet;
 use crate::data::dataset::{self, Dataset};
 use crate::engine::LoadedModel;
+use crate::eval::manifest::{digests, write_sha256sums};
 use crate::eval::metrics::{
     ForgetImages, Hashes, Metrics, RunFacts, Timings, Verification, hash_bytes, hash_folder,
     metrics, report_markdown,
 };
 use crate::eval::relearn::relearn;
+use crate::eval::report_html::{REPORT_HTML, ReportPage, report_html};
 use crate::eval::snapshot::{EvalPlan, Snapshot, measure};
 use crate::recipe::Recipe;
 use crate::unlearn::job::{Ending, Event, Job};
 use crate::unlearn::methods::{check, prepare};
 use crate::unlearn::synthetic::SyntheticImages;
+use crate::viz::compare::before_after;
+use crate::viz::saliency::method_name;
 
 /// A recipe with its model and data opened and checked, ready to run.
 pub struct Opened {
@@ -377,6 +381,12 @@ pub fn execute_from(
 /// The contact sheet of synthetic forget images in a result folder.
 pub const SYNTHETIC_SHEET: &str = "synthetic.png";
 
+/// The before/after saliency sheet of a result folder.
+pub const HEATMAPS: &str = "heatmaps.png";
+
+/// Pictures of the forgotten classes, and as many of the others, in [`HEATMAPS`].
+const HEATMAP_ROWS: usize = 3;
+
 /// Checks that `out` can receive a run's result: not the input checkpoint nor in or around
 /// it, writable, and empty if it exists.
 pub fn check_output(out: &Path, input: &Path) -> Result<()> {
@@ -401,13 +411,16 @@ pub fn check_output(out: &Path, input: &Path) -> Result<()> {
 }
 
 /// Writes the edited checkpoint (in the input's format), the recipe, `metrics.json`,
-/// `report.md` and a contact sheet of the synthetic forget images into `out`. Everything goes
+/// `report.md`, a contact sheet of the synthetic forget images and `SHA256SUMS` into `out`. Everything goes
 /// to a hidden sibling folder first, which is renamed into place at the end, so `out` either
 /// holds a complete result or nothing.
 pub fn write_outputs(opened: &Opened, finished: &mut Finished, out: &Path) -> Result<()> {
     check_output(out, opened.model_dir())?;
-    crate::atomic::write_folder(out, false, |staging| fill_result(opened, finished, staging))
-        .with_context(|| format!("cannot write the result to {}", out.display()))
+    crate::atomic::write_folder(out, false, |staging| {
+        fill_result(opened, finished, staging)?;
+        Ok(write_sha256sums(staging)?)
+    })
+    .with_context(|| format!("cannot write the result to {}", out.display()))
 }
 
 /// Writes what [`write_outputs`] writes into the empty folder `dir` (a batch assembles several
@@ -420,13 +433,42 @@ pub fn fill_result(opened: &Opened, finished: &mut Finished, dir: &Path) -> Resu
     fs::write(dir.join("metrics.json"), json)?;
     let mut report = report_markdown(&finished.metrics);
     let pictures = synthetic_pictures(opened, finished);
+    let mut inlined = Vec::new();
     if !pictures.is_empty() {
         contact_sheet(&pictures, 8, 64).save(dir.join(SYNTHETIC_SHEET))?;
+        inlined.push((SYNTHETIC_SHEET, fs::read(dir.join(SYNTHETIC_SHEET))?));
         report.push_str(&format!(
             "\n## Synthetic forget images\n\n![the synthetic pictures the method forgot]({SYNTHETIC_SHEET})\n"
         ));
     }
-    fs::write(dir.join("report.md"), report)?;
+    if let Some((sheet, classes)) = before_after(
+        &opened.loaded.model,
+        &finished.model,
+        &opened.loaded.preprocessor,
+        &opened.plan,
+        HEATMAP_ROWS,
+    ) {
+        sheet.save(dir.join(HEATMAPS))?;
+        inlined.push((HEATMAPS, fs::read(dir.join(HEATMAPS))?));
+        report.push_str(&format!(
+            "\n## Where the model looks\n\nEach row is a picture of the forget dataset ({}), then \
+             where the original model and the edited model look in it: the {} of the image \
+             tower, drawn over the picture (dark is low, bright is high).\n\n\
+             ![the original and the edited model's saliency]({HEATMAPS})\n",
+            classes.join(", "),
+            method_name(&finished.model),
+        ));
+    }
+    fs::write(dir.join("report.md"), &report)?;
+    let page = ReportPage {
+        markdown: &report,
+        recipe: &opened.recipe_text,
+        device: Some(&opened.loaded.device.description),
+        pictures: &inlined,
+        per_class: &finished.metrics.per_class,
+        files: &digests(dir)?,
+    };
+    fs::write(dir.join(REPORT_HTML), report_html(&page))?;
     Ok(())
 }
 
@@ -441,11 +483,12 @@ pub fn synthetic_pictures(opened: &Opened, finished: &Finished) -> Vec<image::Rg
 }
 
 /// Writes only the edited checkpoint into `out` (new or empty, never the input), in the
-/// input's format.
+/// input's format, with its `SHA256SUMS`.
 pub fn export_checkpoint(opened: &Opened, model: &Clip, out: &Path) -> Result<()> {
     check_output(out, opened.model_dir())?;
     crate::atomic::write_folder(out, false, |staging| {
-        Ok(opened.checkpoint.export(model, staging)?)
+        opened.checkpoint.export(model, staging)?;
+        Ok(write_sha256sums(staging)?)
     })
     .with_context(|| format!("cannot export the checkpoint to {}", out.display()))
 }

@@ -153,6 +153,17 @@ fn a_sequential_batch_reports_each_concept_and_gates_the_exit_code() {
     let first_section = report.lines().find(|l| l.starts_with("## ")).unwrap();
     assert!(first_section.starts_with("## Verdict:"), "{report}");
     assert!(report.contains("red (strict)"), "{report}");
+    // One SHA256SUMS at the top covers the concepts' folders too, and nothing has changed since.
+    let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+    let first_concept = sums
+        .lines()
+        .any(|l| l.contains("  concepts/01-red") && l.ends_with("/metrics.json"));
+    assert!(first_concept, "{sums}");
+    assert!(sums.contains("  batch.json\n"), "{sums}");
+    assert_eq!(
+        lethe::eval::manifest::check_sha256sums(&out).unwrap(),
+        Vec::<String>::new()
+    );
 }
 
 #[test]

@@ -274,3 +274,68 @@ fn train_demo_refuses_to_overwrite_its_starting_checkpoint_and_bad_settings() {
     bad.extend(["--lit-batch", "1", "--lit-pool", "8", "--device", "cpu"]);
     assert_one_line_error(&lethe(&bad), &["--lit-batch", "at least 2"]);
 }
+
+#[test]
+fn explain_draws_each_models_map_beside_the_picture() {
+    let dir = tempfile::tempdir().unwrap();
+    let picture = dir.path().join("scene.png");
+    let grid = lethe(&[
+        "grid",
+        "--dataset",
+        "shapes:shapes?seed=5&n=1",
+        "--columns",
+        "1",
+        "--rows",
+        "1",
+        "--tile",
+        "64",
+        "--out",
+        path(&picture),
+    ]);
+    assert!(grid.status.success(), "{grid:?}");
+    let out = dir.path().join("heat.png");
+    let explained = lethe(&[
+        "explain",
+        "--model",
+        "demo:vit",
+        "--compare",
+        "demo:rn",
+        "--image",
+        path(&picture),
+        "--out",
+        path(&out),
+    ]);
+    let stdout = String::from_utf8_lossy(&explained.stdout);
+    assert!(explained.status.success(), "{explained:?}");
+    assert!(
+        stdout.contains("panel 2: demo:vit — attention rollout"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("panel 3: demo:rn — attention-pool map"),
+        "{stdout}"
+    );
+    // Three 256-pixel panels with 8-pixel gaps, and the colour scale under the maps.
+    let sheet = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(sheet.dimensions(), (3 * 264 + 8, 256 + 24 + 14));
+    let panel = |i: u32| image::imageops::crop_imm(&sheet, 8 + i * 264, 8, 256, 256).to_image();
+    let (seen, vit, rn) = (panel(0), panel(1), panel(2));
+    assert_ne!(seen, vit, "the map is drawn over the picture");
+    assert_ne!(vit, rn, "the two models look at different places");
+
+    let refused = lethe(&[
+        "explain",
+        "--image",
+        path(&picture),
+        "--out",
+        path(&out),
+        "--opacity",
+        "1.5",
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("--opacity 1.5: give a number from 0 to 1"),
+        "{stderr}"
+    );
+}

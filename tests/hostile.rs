@@ -991,6 +991,35 @@ fn out_of_range_arguments_and_outputs_over_inputs_are_refused() {
             &[".png"],
         ),
         case(
+            "explain-out-over-input",
+            &["explain", "--image", a_png, "--out", a_png],
+            &["a.png", "input"],
+        ),
+        case(
+            "explain-opacity-nan",
+            &[
+                "explain",
+                "--image",
+                a_png,
+                "--out",
+                "{out}.png",
+                "--opacity",
+                "NaN",
+            ],
+            &["--opacity NaN", "from 0 to 1"],
+        ),
+        case(
+            "explain-image-missing",
+            &[
+                "explain",
+                "--image",
+                "{out}-missing.png",
+                "--out",
+                "{out}.png",
+            ],
+            &["missing.png", "no such image file"],
+        ),
+        case(
             "device-unknown",
             &["eval", "--dataset", "shapes:colors", "--device", "tpu"],
             &["tpu"],

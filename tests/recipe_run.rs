@@ -123,6 +123,93 @@ fn failure(text: String) -> String {
         .to_string()
 }
 
+/// Opens `out/report.html` in headless Chromium (Debian's `chromium`) and checks, on the page as
+/// the browser built it, that every picture decoded and that the numbers are `metrics.json`'s.
+fn assert_report_page_in_browser(out: &Path, metrics: &serde_json::Value) {
+    // The check runs in a copy of the page with a script that records, once the page has
+    // loaded, how many of its pictures the browser decoded.
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let probe = "<script>window.addEventListener('load', () => { \
+        const all = [...document.images]; \
+        const decoded = all.filter(i => i.complete && i.naturalWidth > 0).length; \
+        document.body.setAttribute('data-pictures', decoded + '/' + all.length); });</script>";
+    let checked = out.parent().unwrap().join("report-check.html");
+    std::fs::write(
+        &checked,
+        page.replace("</body>", &format!("{probe}</body>")),
+    )
+    .unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", checked.display());
+    let browser = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=10000",
+            &format!("--user-data-dir={}", profile.path().display()),
+            "--dump-dom",
+            &url,
+        ])
+        .output()
+        .expect("Debian's chromium runs (apt-get install chromium; .ci/run installs it)");
+    let dom = String::from_utf8_lossy(&browser.stdout);
+    assert!(browser.status.success() && !dom.is_empty(), "{browser:?}");
+    let images = page.matches("<img ").count();
+    assert_eq!(
+        images, 2,
+        "the synthetic pictures and the heatmaps are on the page"
+    );
+    assert!(
+        dom.contains(&format!("data-pictures=\"{images}/{images}\"")),
+        "not every picture decoded: {}",
+        dom.lines().find(|l| l.contains("<body")).unwrap_or("")
+    );
+    let percent = |e: &serde_json::Value| format!("{:.1}%", 100.0 * e["value"].as_f64().unwrap());
+    for row in metrics["datasets"].as_array().unwrap() {
+        let name = row["name"].as_str().unwrap().replace('&', "&amp;");
+        let line = dom
+            .lines()
+            .find(|l| l.contains(&format!("<td><code>{name}</code></td>")))
+            .unwrap_or_else(|| panic!("no row for {name} in the page"));
+        for key in ["before", "after"] {
+            assert!(
+                line.contains(&percent(&row[key])),
+                "{key} of {name}: {line}"
+            );
+        }
+    }
+    for class in metrics["per_class"].as_array().unwrap() {
+        let bar = format!(
+            "{} → {}",
+            percent(&class["before"]),
+            percent(&class["after"])
+        );
+        assert!(dom.contains(&bar), "no bar labelled {bar}");
+    }
+    let score = format!(
+        "<strong>{:.3}</strong>",
+        metrics["avg_score"].as_f64().unwrap()
+    );
+    assert!(dom.contains(&score), "no Avg Score {score}");
+    for line in std::fs::read_to_string(out.join("SHA256SUMS"))
+        .unwrap()
+        .lines()
+    {
+        let (digest, file) = line.split_once("  ").unwrap();
+        if file != "report.html" {
+            assert!(
+                dom.contains(&format!("<td>{file}</td><td><code>{digest}</code>")),
+                "{file}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_run_writes_checkpoint_recipe_metrics_and_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -230,6 +317,35 @@ fn a_run_writes_checkpoint_recipe_metrics_and_report() {
         "{:?}",
         (sheet.width(), sheet.height())
     );
+
+    // Every file of the result is in SHA256SUMS, which coreutils' sha256sum checks alone.
+    let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+    let mut listed: Vec<_> = sums
+        .lines()
+        .map(|l| l.split_once("  ").unwrap().1)
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            "heatmaps.png",
+            "metrics.json",
+            "open_clip_config.json",
+            "open_clip_model.safetensors",
+            "recipe.toml",
+            "report.html",
+            "report.md",
+            "synthetic.png"
+        ]
+    );
+    assert_report_page_in_browser(&out, &metrics);
+
+    let check = std::process::Command::new("sha256sum")
+        .args(["--check", "--strict", "SHA256SUMS"])
+        .current_dir(&out)
+        .output()
+        .expect("coreutils' sha256sum runs");
+    assert!(check.status.success(), "{check:?}");
 
     // The input is untouched, the edited model opens, and an occupied folder is refused.
     assert_eq!(hash_folder(&demo).unwrap(), model_in);

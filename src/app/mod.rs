@@ -30,6 +30,10 @@ use workspace::{WORKSPACE_FILE, Workspace};
 /// The app's identifier, for its storage folder.
 pub const APP_ID: &str = "lethe";
 
+/// The window's Wayland app id and X11 class: desktops match the window to the installed desktop
+/// entry of this name (`packaging/`), so it shows the entry's name and icon.
+pub const DESKTOP_ID: &str = "io.github.lethe.Lethe";
+
 /// The five steps of the workflow, in order; the left navigation lists them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Page {
@@ -335,15 +339,26 @@ fn is_checkpoint_folder(path: &std::path::Path) -> bool {
         .any(|name| path.join(name).is_file())
 }
 
+/// The application icon (the packaged one, `assets/icons/`) as the window's icon.
+fn window_icon() -> egui::IconData {
+    // The PNG is part of the binary and decoded by a test, so a failure here is a build error.
+    eframe::icon_data::from_png_bytes(WINDOW_ICON_PNG).unwrap_or_default()
+}
+
+/// The 256-pixel application icon, embedded so the window has it wherever the binary is.
+const WINDOW_ICON_PNG: &[u8] = include_bytes!("../../assets/icons/lethe-256.png");
+
 /// Opens the app window; returns when it is closed.
 pub fn launch() -> anyhow::Result<()> {
     let home = workspace::home();
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Lethe")
+            .with_app_id(DESKTOP_ID)
             .with_inner_size([1280.0, 820.0])
             .with_min_inner_size([900.0, 600.0])
-            .with_drag_and_drop(true),
+            .with_drag_and_drop(true)
+            .with_icon(window_icon()),
         persistence_path: Some(home.join("egui.ron")),
         ..Default::default()
     };
@@ -357,4 +372,80 @@ pub fn launch() -> anyhow::Result<()> {
             "cannot open the window: {e} (the commands of `lethe --help` work without a display)"
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DESKTOP_ID;
+    use std::path::Path;
+
+    fn source_file(path: &str) -> String {
+        let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+    }
+
+    #[test]
+    fn the_window_icon_decodes_to_a_256_pixel_square() {
+        let icon = eframe::icon_data::from_png_bytes(super::WINDOW_ICON_PNG).unwrap();
+        assert_eq!((icon.width, icon.height), (256, 256));
+        assert_eq!(icon.rgba.len(), 256 * 256 * 4);
+    }
+
+    /// Desktops tie the window to its menu entry and icon by one name; a mismatch shows a
+    /// generic icon and a second taskbar entry, which no validator notices.
+    #[test]
+    fn the_desktop_entry_metainfo_and_window_share_one_id() {
+        let entry = source_file(&format!("packaging/{DESKTOP_ID}.desktop"));
+        for line in [
+            "Exec=lethe".to_string(),
+            format!("Icon={DESKTOP_ID}"),
+            format!("StartupWMClass={DESKTOP_ID}"),
+        ] {
+            assert!(
+                entry.lines().any(|l| l == line),
+                "the desktop entry lacks {line}"
+            );
+        }
+        let metainfo = source_file(&format!("packaging/{DESKTOP_ID}.metainfo.xml"));
+        assert!(metainfo.contains(&format!("<id>{DESKTOP_ID}</id>")));
+        assert!(metainfo.contains(&format!(">{DESKTOP_ID}.desktop</launchable>")));
+        let version = format!("<release version=\"{}\"", env!("CARGO_PKG_VERSION"));
+        assert!(metainfo.contains(&version), "the metainfo lacks {version}");
+    }
+
+    /// `cargo deb` fails late, after a release build, on a missing asset; the icons must be
+    /// installed under the entry's icon name.
+    #[test]
+    fn every_packaged_file_exists_and_icons_carry_the_desktop_id() {
+        let manifest: toml::Table = toml::from_str(&source_file("Cargo.toml")).unwrap();
+        let assets = manifest["package"]["metadata"]["deb"]["assets"]
+            .as_array()
+            .unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut icons = 0;
+        for asset in assets {
+            let [source, target, _mode] = asset.as_array().unwrap().as_slice() else {
+                panic!("an asset is [source, target, mode], not {asset}");
+            };
+            let (source, target) = (source.as_str().unwrap(), target.as_str().unwrap());
+            if source.starts_with("target/release/") {
+                continue;
+            }
+            if let Some(folder) = source.strip_suffix("/*.toml") {
+                let recipes = std::fs::read_dir(root.join(folder)).unwrap().count();
+                assert!(recipes > 0, "{source} matches nothing");
+            } else {
+                assert!(root.join(source).is_file(), "{source} is not a file");
+            }
+            if target.starts_with("usr/share/icons/") {
+                assert!(
+                    target.ends_with(&format!("/apps/{DESKTOP_ID}.png"))
+                        || target.ends_with(&format!("/apps/{DESKTOP_ID}.svg")),
+                    "{target}"
+                );
+                icons += 1;
+            }
+        }
+        assert_eq!(icons, 7, "the SVG and six PNG sizes");
+    }
 }

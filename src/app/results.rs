@@ -90,7 +90,8 @@ pub struct Results {
 pub enum Saving {
     /// Only the edited checkpoint.
     Checkpoint,
-    /// Everything `lethe run` writes: checkpoint, recipe, metrics, report, synthetic images.
+    /// Everything `lethe run` writes: checkpoint, recipe, metrics, reports, synthetic images,
+    /// SHA256SUMS.
     ResultFolder,
 }
 
@@ -240,7 +241,7 @@ fn export_buttons(results: &mut Results, shown: usize, ui: &mut egui::Ui) -> Opt
             ),
             (
                 "Save result folder…",
-                "Checkpoint, recipe, metrics.json, report.md and the synthetic images, as `lethe run` writes them.",
+                "Checkpoint, recipe, metrics.json, report.md, report.html (one page for any browser), the synthetic images and SHA256SUMS, as `lethe run` writes them.",
                 Saving::ResultFolder,
             ),
         ] {

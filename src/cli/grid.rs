@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::data::contact_sheet::contact_sheet;
 use crate::data::dataset;
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 
 use crate::limits::{MAX_COLUMNS, MAX_TILE, count_arg};
@@ -31,17 +31,7 @@ pub struct GridArgs {
 
 /// Runs `lethe grid`; prints each tile's label (and caption) in reading order.
 pub fn grid(args: GridArgs) -> Result<()> {
-    if args.out.is_dir()
-        || args
-            .out
-            .extension()
-            .is_none_or(|e| !e.eq_ignore_ascii_case("png"))
-    {
-        bail!(
-            "--out {}: give a file name ending in .png",
-            args.out.display()
-        );
-    }
+    super::check_png_out(&args.out)?;
     crate::limits::check_picture_size(args.columns * args.tile, args.rows * args.tile)
         .map_err(|problem| anyhow::anyhow!("--columns, --rows and --tile: {problem}"))?;
     let data = dataset::open(&args.dataset)?;
@@ -74,8 +64,5 @@ pub fn grid(args: GridArgs) -> Result<()> {
                 .map_or(String::new(), |c| format!("  ({c})"))
         );
     }
-    let sheet = contact_sheet(&tiles, args.columns, args.tile);
-    let mut png = Vec::new();
-    sheet.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
-    crate::atomic::write_file(&args.out, &png)
+    super::write_png(&contact_sheet(&tiles, args.columns, args.tile), &args.out)
 }

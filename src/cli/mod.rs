@@ -17,6 +17,7 @@ use crate::limits::{MAX_BATCH_ARG, MAX_ITERS, count_arg};
 
 mod bench_methods;
 mod bench_train;
+mod explain;
 mod grid;
 mod run_recipe;
 mod train_demo;
@@ -31,6 +32,9 @@ mod train_demo;
 or open_clip (open_clip_config.json + open_clip_model.safetensors), or the built-in demo models \
 demo:vit (the default) and demo:rn.\n\n\
 Without a command, the app window opens (the Shapes demo is loaded; the last workspace reopens).\n\n\
+Files: the app's workspace is in ~/.local/share/lethe (LETHE_HOME moves it); built-in models are \
+unpacked once into ~/.cache/lethe (XDG_CACHE_HOME moves it). The example recipes are in the \
+source's recipes/ folder, or /usr/share/doc/lethe/examples/recipes/ where the package is installed.\n\n\
 Examples:\n  \
 lethe\n  \
 lethe eval --dataset 'shapes:shapes?seed=4242&n=1000' --dataset shapes:colors\n  \
@@ -40,6 +44,7 @@ lethe run recipes/forget-green-vit-verify.toml --out green-forgotten\n  \
 lethe classify --model demo:rn --image star.png --labels \"star,heart,ring\"\n  \
 lethe train-demo --arch vit --out my-shapes-vit\n  \
 lethe grid --dataset shapes:fruits --out fruits.png\n  \
+lethe explain --compare red-forgotten --image star.png --out where-it-looks.png\n  \
 lethe classify --model ~/models/clip-b32 --image cat.jpg --labels \"cat,dog,car\"\n  \
 lethe embed --model ~/models/clip-b32 --text \"a photo of a cat\" --json\n  \
 lethe bench encode --model ~/models/clip-b32 --device cpu"
@@ -101,6 +106,9 @@ pub enum Command {
     TrainDemo(train_demo::TrainDemoArgs),
     /// Save a contact sheet of a dataset's first images as a PNG.
     Grid(grid::GridArgs),
+    /// Draw where a model looks in a picture (attention rollout for a ViT, the attention-pool
+    /// map for a ResNet), beside where a second model, e.g. the edited one, looks.
+    Explain(explain::ExplainArgs),
     /// Measure speed.
     Bench {
         /// Which benchmark.
@@ -211,6 +219,25 @@ fn check_files(paths: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// Refuses an `--out` that is a folder or does not end in `.png`.
+fn check_png_out(out: &std::path::Path) -> Result<()> {
+    if out.is_dir()
+        || out
+            .extension()
+            .is_none_or(|e| !e.eq_ignore_ascii_case("png"))
+    {
+        bail!("--out {}: give a file name ending in .png", out.display());
+    }
+    Ok(())
+}
+
+/// Writes `picture` as a PNG file, atomically.
+fn write_png(picture: &image::RgbImage, out: &std::path::Path) -> Result<()> {
+    let mut png = Vec::new();
+    picture.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    crate::atomic::write_file(out, &png)
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let Some(command) = cli.command else {
@@ -227,6 +254,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::TrainDemo(args) => train_demo::train_demo(args),
         Command::Grid(args) => grid::grid(args),
+        Command::Explain(args) => explain::explain(args),
         Command::Bench {
             which:
                 BenchCommand::Encode {

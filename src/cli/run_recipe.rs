@@ -28,8 +28,9 @@ pub struct RunArgs {
     /// inconclusive (more pictures needed); the result is written either way.
     #[arg(value_name = "RECIPE")]
     recipe: PathBuf,
-    /// Folder for the edited checkpoint, a copy of the recipe, metrics.json and report.md
-    /// (must be new or empty; never the input checkpoint).
+    /// Folder for the edited checkpoint, a copy of the recipe, metrics.json, report.md and
+    /// SHA256SUMS (every file's digest, for `sha256sum --check`); must be new or empty, never
+    /// the input checkpoint.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Override the recipe's device: auto, gpu or cpu.

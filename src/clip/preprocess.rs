@@ -100,6 +100,19 @@ impl Preprocessor {
     }
 }
 
+/// The picture a model sees: one image's normalised pixels (`[3, side, side]`, channel-major)
+/// back to 8-bit RGB under the model's `mean` and `std`.
+pub fn to_picture(pixels: &[f32], side: usize, mean: [f32; 3], std: [f32; 3]) -> image::RgbImage {
+    let plane = side * side;
+    image::RgbImage::from_fn(side as u32, side as u32, |x, y| {
+        let at = y as usize * side + x as usize;
+        image::Rgb(std::array::from_fn(|c| {
+            let value = pixels[c * plane + at] * std[c] + mean[c];
+            (value * 255.0).round().clamp(0.0, 255.0) as u8
+        }))
+    })
+}
+
 /// Python's `round`: halves go to the even neighbour (torchvision's centre crop uses it).
 fn round_half_even(x: f64) -> i64 {
     let r = x.round();

@@ -3,8 +3,10 @@
 
 pub mod audit;
 pub mod interval;
+pub mod manifest;
 pub mod metrics;
 pub mod relearn;
+pub mod report_html;
 pub mod retrieval;
 pub mod score;
 pub mod snapshot;

@@ -4,9 +4,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::{Device, Tensor, TensorData};
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 
 use super::toolkit::{Temperature, zero_shot_log_probabilities};
+use crate::clip::preprocess::to_picture;
 use crate::clip::{Clip, host_values, index_tensor};
 use crate::data::shapes::Rng;
 
@@ -61,19 +62,9 @@ impl SyntheticImages {
     /// The images as pictures a person can look at: normalised pixels mapped back through
     /// the model's per-channel `mean` and `std`, clipped to 0–255.
     pub fn pictures(&self, mean: [f32; 3], std: [f32; 3]) -> Vec<RgbImage> {
-        let side = self.side as u32;
-        let plane = self.side * self.side;
         self.pixels
-            .chunks(3 * plane)
-            .map(|image| {
-                RgbImage::from_fn(side, side, |x, y| {
-                    let at = (y * side + x) as usize;
-                    Rgb(std::array::from_fn(|c| {
-                        let value = image[c * plane + at] * std[c] + mean[c];
-                        (value * 255.0).round().clamp(0.0, 255.0) as u8
-                    }))
-                })
-            })
+            .chunks(3 * self.side * self.side)
+            .map(|image| to_picture(image, self.side, mean, std))
             .collect()
     }
 

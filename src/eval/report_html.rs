@@ -1,0 +1,272 @@
+//! `report.html`: the run's report as one self-contained page for people who have no Lethe — an
+//! auditor's reader opens it in any browser, prints it, or mails it. It is `report.md` rendered
+//! (so the two never disagree), with its pictures inlined, per-class bars, the recipe, the
+//! device, and the SHA-256 of every other file of the folder (`SHA256SUMS` then covers the page
+//! itself).
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use pulldown_cmark::{CowStr, Event, Options, Parser, Tag};
+
+use super::metrics::ClassRow;
+
+/// The page's file name, beside `report.md`.
+pub const REPORT_HTML: &str = "report.html";
+
+/// What the page shows beside the Markdown report.
+pub struct ReportPage<'a> {
+    /// `report.md`'s text.
+    pub markdown: &'a str,
+    /// The recipe as run.
+    pub recipe: &'a str,
+    /// Where it ran, e.g. "cpu (burn-flex)" (a batch's page leaves it to its concepts' pages).
+    pub device: Option<&'a str>,
+    /// PNG files the report links to, by the name it links them with; inlined as data URIs.
+    pub pictures: &'a [(&'a str, Vec<u8>)],
+    /// The forget dataset's classes before and after, drawn as bars.
+    pub per_class: &'a [ClassRow],
+    /// (path, SHA-256) of every other file of the result folder.
+    pub files: &'a [(String, String)],
+}
+
+/// The page's HTML.
+pub fn report_html(page: &ReportPage) -> String {
+    let title = page
+        .markdown
+        .lines()
+        .find_map(|l| l.strip_prefix("# "))
+        .unwrap_or("Unlearning report");
+    let mut body = String::new();
+    pulldown_cmark::html::push_html(&mut body, linked_inline(page));
+    if !page.per_class.is_empty() {
+        body.push_str("<h2>Per-class accuracy</h2>\n");
+        body.push_str(&class_bars(page.per_class));
+    }
+    body.push_str("<h2>Recipe</h2>\n");
+    if let Some(device) = page.device {
+        let _ = writeln!(body, "<p>Run on {}.</p>", escape(device));
+    }
+    let _ = writeln!(body, "<pre>{}</pre>", escape(page.recipe));
+    body.push_str(&files_table(page.files));
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n{body}</main>\n\
+         </body>\n</html>\n",
+        escape(title)
+    )
+}
+
+/// The Markdown's events with its pictures inlined and its links to other reports turned to
+/// their HTML pages (a batch's report links each concept's).
+fn linked_inline<'a>(page: &'a ReportPage<'a>) -> impl Iterator<Item = Event<'a>> {
+    Parser::new_ext(page.markdown, Options::ENABLE_TABLES).map(move |event| match event {
+        Event::Start(Tag::Image {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => {
+            let inlined = page
+                .pictures
+                .iter()
+                .find(|(name, _)| *name == dest_url.as_ref())
+                .map_or(dest_url, |(_, png)| {
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(png);
+                    CowStr::from(format!("data:image/png;base64,{encoded}"))
+                });
+            Event::Start(Tag::Image {
+                link_type,
+                dest_url: inlined,
+                title,
+                id,
+            })
+        }
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => {
+            let dest_url = match dest_url.strip_suffix("report.md") {
+                Some(folder) => CowStr::from(format!("{folder}report.html")),
+                None => dest_url,
+            };
+            Event::Start(Tag::Link {
+                link_type,
+                dest_url,
+                title,
+                id,
+            })
+        }
+        other => other,
+    })
+}
+
+/// Horizontal bars, before (grey) and after (blue, red for forgotten classes), one pair per
+/// class, as inline SVG with the numbers written beside the bars.
+fn class_bars(rows: &[ClassRow]) -> String {
+    const LABEL: f64 = 150.0;
+    const WIDTH: f64 = 360.0;
+    const ROW: f64 = 30.0;
+    let height = ROW * rows.len() as f64 + 24.0;
+    let mut svg = format!(
+        "<svg class=\"bars\" role=\"img\" aria-label=\"accuracy per class before and after\" \
+         width=\"{}\" height=\"{height}\" viewBox=\"0 0 {} {height}\">\n",
+        LABEL + WIDTH + 120.0,
+        LABEL + WIDTH + 120.0
+    );
+    for (i, row) in rows.iter().enumerate() {
+        let y = ROW * i as f64;
+        let after_colour = if row.forgotten { "#d1495b" } else { "#2e6fba" };
+        let name = if row.forgotten {
+            format!("{} (forgotten)", row.class)
+        } else {
+            row.class.clone()
+        };
+        let _ = writeln!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
+             <rect x=\"{LABEL}\" y=\"{}\" width=\"{:.1}\" height=\"10\" fill=\"#b8b8b8\"/>\
+             <rect x=\"{LABEL}\" y=\"{}\" width=\"{:.1}\" height=\"10\" fill=\"{after_colour}\"/>\
+             <text x=\"{}\" y=\"{}\" class=\"value\">{:.1}% → {:.1}%</text>",
+            LABEL - 8.0,
+            y + 17.0,
+            escape(&name),
+            y + 4.0,
+            WIDTH * row.before.value,
+            y + 15.0,
+            WIDTH * row.after.value,
+            LABEL + WIDTH + 8.0,
+            y + 17.0,
+            100.0 * row.before.value,
+            100.0 * row.after.value,
+        );
+    }
+    let legend_y = ROW * rows.len() as f64 + 14.0;
+    let _ = writeln!(
+        svg,
+        "<rect x=\"{LABEL}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"#b8b8b8\"/>\
+         <text x=\"{}\" y=\"{legend_y}\">before</text>\
+         <rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"#2e6fba\"/>\
+         <text x=\"{}\" y=\"{legend_y}\">after</text>\n</svg>",
+        legend_y - 9.0,
+        LABEL + 14.0,
+        LABEL + 70.0,
+        legend_y - 9.0,
+        LABEL + 84.0,
+    );
+    svg
+}
+
+fn files_table(files: &[(String, String)]) -> String {
+    let mut html = String::from(
+        "<h2>Files</h2>\n<p>SHA-256 of every other file of this folder. <code>SHA256SUMS</code> \
+         lists them with this page; check them with <code>sha256sum --check SHA256SUMS</code>.</p>\n\
+         <table class=\"files\">\n<thead><tr><th>file</th><th>SHA-256</th></tr></thead>\n<tbody>\n",
+    );
+    for (path, digest) in files {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td><code>{digest}</code></td></tr>",
+            escape(path)
+        );
+    }
+    html.push_str("</tbody>\n</table>\n");
+    html
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const STYLE: &str = "
+body { font-family: system-ui, sans-serif; color: #1d1d1f; background: #fff; margin: 0; }
+main { max-width: 60rem; margin: 2rem auto; padding: 0 1.5rem; line-height: 1.45; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.92rem; }
+th, td { border: 1px solid #d0d0d0; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }
+th { background: #f3f3f5; }
+pre { background: #f6f6f8; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
+code { font-size: 0.85rem; }
+img { max-width: 100%; image-rendering: pixelated; }
+svg.bars text { font-size: 13px; fill: #1d1d1f; } svg.bars text.value { font-size: 12px; }
+table.files td:last-child { word-break: break-all; }
+@media print { main { margin: 0; max-width: none; } }
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::interval::Estimate;
+
+    fn page_with<'a>(
+        markdown: &'a str,
+        pictures: &'a [(&'a str, Vec<u8>)],
+        per_class: &'a [ClassRow],
+        files: &'a [(String, String)],
+    ) -> String {
+        report_html(&ReportPage {
+            markdown,
+            recipe: "seed = 0\n[method]\nname = \"lip\" # <forget>\n",
+            device: Some("cpu (burn-flex)"),
+            pictures,
+            per_class,
+            files,
+        })
+    }
+
+    #[test]
+    fn renders_the_markdown_tables_and_inlines_the_pictures_it_links() {
+        let markdown = "# Unlearning report: lip forgets red\n\n## Datasets\n\n\
+                        | dataset | before | after |\n|---|---|---|\n| `colors` | 1.000 | 0.100 |\n\n\
+                        ![sheet](synthetic.png) ![elsewhere](other.png)\n";
+        let png = vec![0x89, b'P', b'N', b'G'];
+        let html = page_with(markdown, &[("synthetic.png", png)], &[], &[]);
+        assert!(html.contains("<title>Unlearning report: lip forgets red</title>"));
+        assert!(html.contains("<td>1.000</td>"), "{html}");
+        assert!(
+            html.contains("src=\"data:image/png;base64,iVBORw==\""),
+            "{html}"
+        );
+        // A picture the page was not given stays a link rather than vanishing.
+        assert!(html.contains("src=\"other.png\""), "{html}");
+        // The recipe is shown as text, never as markup.
+        assert!(html.contains("# &lt;forget&gt;"), "{html}");
+        assert!(html.contains("Run on cpu (burn-flex)."));
+    }
+
+    #[test]
+    fn links_to_other_reports_point_at_their_pages() {
+        let html = page_with("[red](concepts/01-red/report.md)", &[], &[], &[]);
+        assert!(
+            html.contains("href=\"concepts/01-red/report.html\""),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn draws_a_pair_of_bars_per_class_and_lists_the_files() {
+        let row = |class: &str, forgotten, before, after| ClassRow {
+            class: class.into(),
+            forgotten,
+            before: Estimate::from_counts(before, 10),
+            after: Estimate::from_counts(after, 10),
+        };
+        let rows = [row("red", true, 10, 1), row("green", false, 9, 9)];
+        let files = [("metrics.json".to_string(), "ab".repeat(32))];
+        let html = page_with("# r", &[], &rows, &files);
+        assert!(html.contains("red (forgotten)</text>"), "{html}");
+        assert!(html.contains("100.0% → 10.0%"), "{html}");
+        assert!(html.contains("90.0% → 90.0%"), "{html}");
+        assert_eq!(html.matches("fill=\"#d1495b\"").count(), 1);
+        assert!(html.contains(&format!(
+            "<tr><td>metrics.json</td><td><code>{}</code></td></tr>",
+            "ab".repeat(32)
+        )));
+    }
+}

@@ -1,0 +1,86 @@
+//! The same pictures under several models — the original and the edited one — as rows of
+//! panels: the picture as the first model sees it, then each model's saliency over it. Used by
+//! `lethe explain` and by the heatmaps of a result folder.
+
+use image::{DynamicImage, RgbImage, imageops};
+
+use super::overlay::{comparison_sheet, overlay};
+use super::saliency::saliency;
+use crate::clip::Clip;
+use crate::clip::preprocess::{Preprocessor, to_picture};
+use crate::eval::snapshot::EvalPlan;
+
+/// How strongly a map covers its picture in the result folder's heatmaps.
+pub const REPORT_OPACITY: f32 = 0.6;
+
+/// One row per picture: the picture (`tile` pixels square) and each model's map over it.
+pub fn panel_rows(
+    models: &[(&Clip, &Preprocessor)],
+    pictures: &[DynamicImage],
+    opacity: f32,
+    tile: u32,
+) -> Vec<Vec<RgbImage>> {
+    let Some(&(_, first)) = models.first() else {
+        return Vec::new();
+    };
+    let seen: Vec<RgbImage> = pictures
+        .iter()
+        .map(|picture| to_picture(&first.apply(picture), first.size, first.mean, first.std))
+        .collect();
+    let mut rows: Vec<Vec<RgbImage>> = seen
+        .iter()
+        .map(|picture| {
+            vec![imageops::resize(
+                picture,
+                tile,
+                tile,
+                imageops::FilterType::Triangle,
+            )]
+        })
+        .collect();
+    for (model, preprocessor) in models {
+        let values: Vec<f32> = pictures
+            .iter()
+            .flat_map(|p| preprocessor.apply(p))
+            .collect();
+        let input = preprocessor.tensor(values, pictures.len(), &model.device());
+        for ((row, map), picture) in rows.iter_mut().zip(saliency(model, input)).zip(&seen) {
+            row.push(overlay(picture, &map, opacity, tile));
+        }
+    }
+    rows
+}
+
+/// The heatmaps of a result: up to `per_group` pictures of the forgotten classes, then as many
+/// of the other classes, from the forget dataset, each as picture | original | edited. Returns
+/// the sheet and each row's class, or `None` when no picture could be read.
+pub fn before_after(
+    original: &Clip,
+    edited: &Clip,
+    preprocessor: &Preprocessor,
+    plan: &EvalPlan,
+    per_group: usize,
+) -> Option<(RgbImage, Vec<String>)> {
+    let mut chosen = Vec::new();
+    for forgotten in [true, false] {
+        chosen.extend(
+            plan.head
+                .items
+                .iter()
+                .filter(|item| plan.targets.contains(&item.label) == forgotten)
+                .filter_map(|item| Some((item.source.image().ok()?, item.label)))
+                .take(per_group),
+        );
+    }
+    if chosen.is_empty() {
+        return None;
+    }
+    let (pictures, labels): (Vec<_>, Vec<_>) = chosen.into_iter().unzip();
+    let models = [(original, preprocessor), (edited, preprocessor)];
+    let sheet = comparison_sheet(&panel_rows(&models, &pictures, REPORT_OPACITY, 160), 160);
+    let classes = labels
+        .into_iter()
+        .map(|l| plan.head.classes[l].clone())
+        .collect();
+    Some((sheet, classes))
+}

@@ -1,0 +1,162 @@
+//! Where an image tower looks, from the attention maps its forward pass returns.
+//!
+//! - **ViT — attention rollout** (Abnar & Zuidema, ACL 2020). Each block's attention, averaged
+//!   over heads, is mixed with the identity for the residual connection, Â_l = ½·A_l + ½·I
+//!   (rows still sum to 1), and the blocks are composed, R = Â_L · … · Â_1. The class token's
+//!   row of R over the patch tokens says how much each patch flows into the embedding.
+//! - **ModifiedResNet — the attention-pool map**: the pooled query's attention over the last
+//!   stage's spatial positions (averaged over heads), which is what forms the embedding.
+//!
+//! Both are computed on the host: the maps are small (tokens × tokens per block).
+
+use burn::tensor::Tensor;
+
+use crate::clip::{Clip, VisionTower, host_values};
+
+/// A saliency grid over the image: `side × side` cells, row-major, scaled so the largest is 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Saliency {
+    /// Cells per row and column.
+    pub side: usize,
+    /// Cell values in [0, 1].
+    pub values: Vec<f32>,
+}
+
+/// What [`saliency`] computes for `model`'s image tower, in words.
+pub fn method_name(model: &Clip) -> &'static str {
+    match model.visual {
+        VisionTower::Vit(_) => "attention rollout",
+        VisionTower::ResNet(_) => "attention-pool map",
+    }
+}
+
+/// The saliency of each image of `pixels` (`[b, 3, s, s]`, preprocessed) under `model`.
+pub fn saliency(model: &Clip, pixels: Tensor<4>) -> Vec<Saliency> {
+    let maps = model.encode_image_with_attention(pixels).attentions;
+    let [batch, _, _, _] = maps[0].dims();
+    let host: Vec<(Vec<f32>, [usize; 4])> = maps
+        .into_iter()
+        .map(|map| {
+            let dims = map.dims();
+            (host_values(map), dims)
+        })
+        .collect();
+    (0..batch)
+        .map(|image| {
+            let per_block: Vec<Vec<f32>> = host
+                .iter()
+                .map(|(values, dims)| head_mean(values, *dims, image))
+                .collect();
+            let [_, _, queries, keys] = host[0].1;
+            let cells = match &model.visual {
+                VisionTower::Vit(_) => class_rollout(&per_block, keys),
+                // One pooled query over [mean token, positions…].
+                VisionTower::ResNet(_) => {
+                    debug_assert_eq!(queries, 1);
+                    per_block[0][1..].to_vec()
+                }
+            };
+            grid(cells)
+        })
+        .collect()
+}
+
+/// One image's attention averaged over heads: `[queries × keys]`, row-major.
+fn head_mean(values: &[f32], [_, heads, queries, keys]: [usize; 4], image: usize) -> Vec<f32> {
+    let per_head = queries * keys;
+    let start = image * heads * per_head;
+    let mut mean = vec![0.0; per_head];
+    for head in 0..heads {
+        let block = &values[start + head * per_head..start + (head + 1) * per_head];
+        for (m, v) in mean.iter_mut().zip(block) {
+            *m += v / heads as f32;
+        }
+    }
+    mean
+}
+
+/// Attention rollout over square `tokens × tokens` maps (first block first); returns the class
+/// token's row over the other tokens.
+pub fn class_rollout(blocks: &[Vec<f32>], tokens: usize) -> Vec<f32> {
+    let mut rollout = identity(tokens);
+    for attention in blocks {
+        let mut mixed = attention.clone();
+        for i in 0..tokens {
+            for j in 0..tokens {
+                mixed[i * tokens + j] *= 0.5;
+            }
+            mixed[i * tokens + i] += 0.5;
+        }
+        rollout = matmul(&mixed, &rollout, tokens);
+    }
+    rollout[1..tokens].to_vec()
+}
+
+fn identity(n: usize) -> Vec<f32> {
+    let mut m = vec![0.0; n * n];
+    for i in 0..n {
+        m[i * n + i] = 1.0;
+    }
+    m
+}
+
+fn matmul(a: &[f32], b: &[f32], n: usize) -> Vec<f32> {
+    let mut out = vec![0.0; n * n];
+    for i in 0..n {
+        for k in 0..n {
+            let aik = a[i * n + k];
+            for j in 0..n {
+                out[i * n + j] += aik * b[k * n + j];
+            }
+        }
+    }
+    out
+}
+
+/// Patch values as a square grid scaled to a maximum of 1.
+fn grid(cells: Vec<f32>) -> Saliency {
+    let side = (cells.len() as f64).sqrt().round() as usize;
+    assert_eq!(side * side, cells.len(), "the patches form a square grid");
+    let max = cells.iter().copied().fold(f32::MIN_POSITIVE, f32::max);
+    Saliency {
+        side,
+        values: cells.into_iter().map(|v| v / max).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_block_of_uniform_attention_spreads_evenly_with_the_residual_share_on_the_class_token() {
+        // 1 class token + 4 patches, each token attending uniformly: Â = ½·(1/5) + ½·I.
+        let tokens = 5;
+        let uniform = vec![0.2; tokens * tokens];
+        let row = class_rollout(&[uniform], tokens);
+        assert_eq!(row.len(), 4);
+        for value in row {
+            assert!((value - 0.1).abs() < 1e-6, "{value}");
+        }
+    }
+
+    #[test]
+    fn rollout_composes_blocks_later_block_on_the_left() {
+        // Block 1: every token copies patch 1; block 2: every token copies patch 2.
+        let tokens = 3;
+        let onto = |k: usize| {
+            let mut m = vec![0.0; tokens * tokens];
+            for i in 0..tokens {
+                m[i * tokens + k] = 1.0;
+            }
+            m
+        };
+        let row = class_rollout(&[onto(1), onto(2)], tokens);
+        // Â2·Â1 for the class token: ½·(patch 2's row of Â1) + ½·(class row of Â1)
+        // = ½·(½e1 + ½e2) + ½·(½e0 + ½e1) → patch 1: 0.5, patch 2: 0.25.
+        assert!(
+            (row[0] - 0.5).abs() < 1e-6 && (row[1] - 0.25).abs() < 1e-6,
+            "{row:?}"
+        );
+    }
+}
