@@ -15,12 +15,11 @@ use serde::Serialize;
 
 use crate::eval::audit::{AuditSection, Check, Limit, Verdict, at_most, within};
 use crate::eval::interval::Estimate;
-use crate::eval::manifest::{digests, write_sha256sums};
+use crate::eval::manifest::write_sha256sums;
 use crate::eval::metrics::{Change, ClassRow, check_cells, estimate, table};
-use crate::eval::report_html::{REPORT_HTML, ReportPage, report_html};
 use crate::recipe::{BatchMode, Recipe};
 use crate::unlearn::job::Event;
-use crate::workflow::{HEATMAPS, Opened, SYNTHETIC_SHEET, check_output, execute, fill_result};
+use crate::workflow::{Opened, check_output, execute, fill_result, write_report_page};
 
 /// The columns of a batch's table of concepts, in the report and the app.
 pub const CONCEPT_COLUMNS: [&str; 7] = [
@@ -175,22 +174,8 @@ pub fn run_batch(
             report.push_str(&fs::read_to_string(staging.join("report.md"))?);
         }
         fs::write(staging.join("report.md"), &report)?;
-        // A joint batch's own run put its pictures at the top.
-        let mut pictures = Vec::new();
-        for name in [SYNTHETIC_SHEET, HEATMAPS] {
-            if staging.join(name).exists() {
-                pictures.push((name, fs::read(staging.join(name))?));
-            }
-        }
-        let page = ReportPage {
-            markdown: &report,
-            recipe: recipe_text,
-            device: None,
-            pictures: &pictures,
-            per_class: &[],
-            files: &digests(staging)?,
-        };
-        fs::write(staging.join(REPORT_HTML), report_html(&page))?;
+        // A joint batch's own run put its pictures at the top; its page shows them.
+        write_report_page(staging, &report, recipe_text, None, &[])?;
         write_sha256sums(staging)?;
         result = Some(batch);
         Ok(())

@@ -19,8 +19,8 @@ use crate::data::dataset::{self, Dataset};
 use crate::engine::LoadedModel;
 use crate::eval::manifest::{digests, write_sha256sums};
 use crate::eval::metrics::{
-    ForgetImages, Hashes, Metrics, RunFacts, Timings, Verification, hash_bytes, hash_folder,
-    metrics, report_markdown,
+    ClassRow, ForgetImages, Hashes, Metrics, RunFacts, Timings, Verification, hash_bytes,
+    hash_folder, metrics, report_markdown,
 };
 use crate::eval::relearn::relearn;
 use crate::eval::report_html::{REPORT_HTML, ReportPage, report_html};
@@ -29,8 +29,7 @@ use crate::recipe::Recipe;
 use crate::unlearn::job::{Ending, Event, Job};
 use crate::unlearn::methods::{check, prepare};
 use crate::unlearn::synthetic::SyntheticImages;
-use crate::viz::compare::before_after;
-use crate::viz::saliency::method_name;
+use crate::viz::compare::{Heatmaps, before_after};
 
 /// A recipe with its model and data opened and checked, ready to run.
 pub struct Opened {
@@ -163,6 +162,8 @@ pub struct Finished {
     pub synthetic: Vec<SyntheticImages>,
     /// Images of the forget dataset whose zero-shot prediction the run changed.
     pub changed: Vec<ChangedPrediction>,
+    /// Where the original and the edited model look on a few pictures of the forget dataset.
+    pub heatmaps: Option<Heatmaps>,
 }
 
 /// One image whose prediction changed.
@@ -366,8 +367,16 @@ pub fn execute_from(
             recipe: hash_bytes(opened.recipe_text.as_bytes()),
         },
     };
+    let heatmaps = before_after(
+        &opened.loaded.model,
+        &edited.model,
+        &opened.loaded.preprocessor,
+        &opened.plan,
+        HEATMAP_ROWS,
+    );
     Ok(Finished {
         metrics: metrics(&before.snapshot, &after, facts, recipe.audit.as_ref()),
+        heatmaps,
         model: edited.model,
         synthetic: prepared.synthetic,
         changed: changed_predictions(
@@ -411,8 +420,8 @@ pub fn check_output(out: &Path, input: &Path) -> Result<()> {
 }
 
 /// Writes the edited checkpoint (in the input's format), the recipe, `metrics.json`,
-/// `report.md`, a contact sheet of the synthetic forget images and `SHA256SUMS` into `out`. Everything goes
-/// to a hidden sibling folder first, which is renamed into place at the end, so `out` either
+/// `report.md` and `report.html`, the synthetic forget images and the heatmaps as pictures, and
+/// `SHA256SUMS` into `out`. Everything goes to a hidden sibling folder first, which is renamed into place at the end, so `out` either
 /// holds a complete result or nothing.
 pub fn write_outputs(opened: &Opened, finished: &mut Finished, out: &Path) -> Result<()> {
     check_output(out, opened.model_dir())?;
@@ -433,39 +442,54 @@ pub fn fill_result(opened: &Opened, finished: &mut Finished, dir: &Path) -> Resu
     fs::write(dir.join("metrics.json"), json)?;
     let mut report = report_markdown(&finished.metrics);
     let pictures = synthetic_pictures(opened, finished);
-    let mut inlined = Vec::new();
     if !pictures.is_empty() {
         contact_sheet(&pictures, 8, 64).save(dir.join(SYNTHETIC_SHEET))?;
-        inlined.push((SYNTHETIC_SHEET, fs::read(dir.join(SYNTHETIC_SHEET))?));
         report.push_str(&format!(
             "\n## Synthetic forget images\n\n![the synthetic pictures the method forgot]({SYNTHETIC_SHEET})\n"
         ));
     }
-    if let Some((sheet, classes)) = before_after(
-        &opened.loaded.model,
-        &finished.model,
-        &opened.loaded.preprocessor,
-        &opened.plan,
-        HEATMAP_ROWS,
-    ) {
-        sheet.save(dir.join(HEATMAPS))?;
-        inlined.push((HEATMAPS, fs::read(dir.join(HEATMAPS))?));
+    if let Some(heatmaps) = &finished.heatmaps {
+        heatmaps.sheet.save(dir.join(HEATMAPS))?;
         report.push_str(&format!(
             "\n## Where the model looks\n\nEach row is a picture of the forget dataset ({}), then \
              where the original model and the edited model look in it: the {} of the image \
              tower, drawn over the picture (dark is low, bright is high).\n\n\
              ![the original and the edited model's saliency]({HEATMAPS})\n",
-            classes.join(", "),
-            method_name(&finished.model),
+            heatmaps.classes.join(", "),
+            heatmaps.method,
         ));
     }
     fs::write(dir.join("report.md"), &report)?;
+    write_report_page(
+        dir,
+        &report,
+        &opened.recipe_text,
+        Some(&opened.loaded.device.description),
+        &finished.metrics.per_class,
+    )
+}
+
+/// Writes `dir/report.html` for the Markdown report `markdown`, with the folder's pictures it
+/// links to inlined and the digest of every other file of `dir`.
+pub fn write_report_page(
+    dir: &Path,
+    markdown: &str,
+    recipe: &str,
+    device: Option<&str>,
+    per_class: &[ClassRow],
+) -> Result<()> {
+    let mut pictures = Vec::new();
+    for name in [SYNTHETIC_SHEET, HEATMAPS] {
+        if dir.join(name).exists() {
+            pictures.push((name, fs::read(dir.join(name))?));
+        }
+    }
     let page = ReportPage {
-        markdown: &report,
-        recipe: &opened.recipe_text,
-        device: Some(&opened.loaded.device.description),
-        pictures: &inlined,
-        per_class: &finished.metrics.per_class,
+        markdown,
+        recipe,
+        device,
+        pictures: &pictures,
+        per_class,
         files: &digests(dir)?,
     };
     fs::write(dir.join(REPORT_HTML), report_html(&page))?;

@@ -67,6 +67,9 @@ fn wait_for_label(harness: &mut Harness<'static, LetheApp>, seconds: u64, label:
 }
 
 fn click(harness: &mut Harness<'static, LetheApp>, label: &str) {
+    // A click lands where the widget was last drawn: let a page that just opened settle its
+    // layout first, or the click can hit the widget that was there a frame ago.
+    harness.run_steps(2);
     harness.get_by_label(label).click();
     harness.step();
     harness.step();
@@ -680,6 +683,21 @@ fn every_panel_renders_through_a_whole_demo_run() {
         shown(&harness) > before,
         "still {before} changed images shown"
     );
+    // Where the original and the edited model look, computed by the run.
+    let heatmaps = harness.state().results.runs[0].finished.heatmaps.clone();
+    let heatmaps = heatmaps.expect("the run drew heatmaps");
+    assert_eq!(heatmaps.classes.len(), 6, "{:?}", heatmaps.classes);
+    assert_eq!(heatmaps.method, "attention rollout");
+    harness.get_by_label("Where the model looks").scroll_to_me();
+    harness.run_steps(4);
+    click(&mut harness, "Where the model looks");
+    // The section opens with a short animation.
+    harness.run_steps(10);
+    harness
+        .get_by_label_contains("then where the original and the edited model look in it")
+        .scroll_to_me();
+    harness.run_steps(3);
+    screenshot_named(&mut harness, "heatmaps");
 }
 
 #[test]

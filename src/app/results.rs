@@ -31,6 +31,7 @@ pub struct RunRecord {
     /// The run's curves.
     pub curve: Vec<StepPoint>,
     textures: Vec<egui::TextureHandle>,
+    heatmap_texture: Option<egui::TextureHandle>,
     /// Rows of the changed-predictions gallery shown so far ("Show more" adds some).
     changed_rows: usize,
 }
@@ -49,6 +50,7 @@ impl RunRecord {
             head,
             curve: Vec::new(),
             textures: Vec::new(),
+            heatmap_texture: None,
             changed_rows: CHANGED_ROWS,
         }
     }
@@ -177,6 +179,7 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
             class_bars(&results.runs[shown], ui);
             changed_gallery(&mut results.runs[shown], &mut app.thumbnails, ui);
             synthetic_gallery(&mut results.runs[shown], &ctx, ui);
+            heatmaps(&mut results.runs[shown], &ctx, ui);
             egui::CollapsingHeader::new("Curves of this run")
                 .show(ui, |ui| curves(&results.runs[shown].curve, ui));
         });
@@ -583,6 +586,33 @@ fn changed_gallery(
     {
         run.changed_rows += CHANGED_ROWS;
     }
+}
+
+/// Where the original and the edited model look, on a few pictures of the forget dataset (the
+/// sheet the run made; `heatmaps.png` of a saved result).
+fn heatmaps(run: &mut RunRecord, ctx: &egui::Context, ui: &mut egui::Ui) {
+    let Some(heatmaps) = &run.finished.heatmaps else {
+        return;
+    };
+    ui.add_space(8.0);
+    egui::CollapsingHeader::new("Where the model looks")
+        .id_salt(("heatmaps", run.id))
+        .show(ui, |ui| {
+            ui.label(format!(
+                "Each row: a picture of {}, then where the original and the edited model look in it ({}; dark is low, bright is high).",
+                heatmaps.classes.join(", "),
+                heatmaps.method
+            ));
+            let texture = run.heatmap_texture.get_or_insert_with(|| {
+                texture_from_rgb(ctx, &format!("heatmaps-{}", run.id), &heatmaps.sheet)
+            });
+            let size = texture.size_vec2() * 0.75;
+            ui.add(
+                egui::Image::new(&*texture)
+                    .fit_to_exact_size(size)
+                    .alt_text("Saliency of the original and the edited model"),
+            );
+        });
 }
 
 /// The synthetic forget images.

@@ -5,7 +5,7 @@
 use image::{DynamicImage, RgbImage, imageops};
 
 use super::overlay::{comparison_sheet, overlay};
-use super::saliency::saliency;
+use super::saliency::{method_name, saliency};
 use crate::clip::Clip;
 use crate::clip::preprocess::{Preprocessor, to_picture};
 use crate::eval::snapshot::EvalPlan;
@@ -51,16 +51,26 @@ pub fn panel_rows(
     rows
 }
 
+/// Where the original and the edited model look, on the same pictures of the forget dataset.
+#[derive(Clone, Debug)]
+pub struct Heatmaps {
+    /// Rows of picture | original | edited, with the colour scale.
+    pub sheet: RgbImage,
+    /// Each row's class.
+    pub classes: Vec<String>,
+    /// What the maps are, e.g. "attention rollout".
+    pub method: &'static str,
+}
+
 /// The heatmaps of a result: up to `per_group` pictures of the forgotten classes, then as many
-/// of the other classes, from the forget dataset, each as picture | original | edited. Returns
-/// the sheet and each row's class, or `None` when no picture could be read.
+/// of the other classes, from the forget dataset; `None` when no picture could be read.
 pub fn before_after(
     original: &Clip,
     edited: &Clip,
     preprocessor: &Preprocessor,
     plan: &EvalPlan,
     per_group: usize,
-) -> Option<(RgbImage, Vec<String>)> {
+) -> Option<Heatmaps> {
     let mut chosen = Vec::new();
     for forgotten in [true, false] {
         chosen.extend(
@@ -82,5 +92,9 @@ pub fn before_after(
         .into_iter()
         .map(|l| plan.head.classes[l].clone())
         .collect();
-    Some((sheet, classes))
+    Some(Heatmaps {
+        sheet,
+        classes,
+        method: method_name(edited),
+    })
 }
