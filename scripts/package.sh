@@ -128,6 +128,10 @@ build_container() {
 install_test_here() {
     local deb=$1 screenshot=${2:-}
     [ "$(id -u)" = 0 ] || die "install-test installs a package: run it as root (or with --chroot)"
+    if [ -n "$screenshot" ]; then
+        need xvfb-run "Debian packages xvfb and xauth"
+        need import "Debian package imagemagick"
+    fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -qq "$(realpath "$deb")" >/dev/null
     local lethe
