@@ -78,39 +78,22 @@ fn head_mean(values: &[f32], [_, heads, queries, keys]: [usize; 4], image: usize
 /// Attention rollout over square `tokens × tokens` maps (first block first); returns the class
 /// token's row over the other tokens.
 pub fn class_rollout(blocks: &[Vec<f32>], tokens: usize) -> Vec<f32> {
-    let mut rollout = identity(tokens);
-    for attention in blocks {
-        let mut mixed = attention.clone();
-        for i in 0..tokens {
-            for j in 0..tokens {
-                mixed[i * tokens + j] *= 0.5;
-            }
-            mixed[i * tokens + i] += 0.5;
-        }
-        rollout = matmul(&mixed, &rollout, tokens);
-    }
-    rollout[1..tokens].to_vec()
-}
-
-fn identity(n: usize) -> Vec<f32> {
-    let mut m = vec![0.0; n * n];
-    for i in 0..n {
-        m[i * n + i] = 1.0;
-    }
-    m
-}
-
-fn matmul(a: &[f32], b: &[f32], n: usize) -> Vec<f32> {
-    let mut out = vec![0.0; n * n];
-    for i in 0..n {
-        for k in 0..n {
-            let aik = a[i * n + k];
-            for j in 0..n {
-                out[i * n + j] += aik * b[k * n + j];
+    // Only the class token's row of Â_L·…·Â_1 is needed: carry it as a row vector from the
+    // last block down (r ← r·Â_l), O(tokens²) per block instead of a full matrix product.
+    let mut row = vec![0.0f32; tokens];
+    row[0] = 1.0;
+    for attention in blocks.iter().rev() {
+        let mut next: Vec<f32> = row.iter().map(|r| 0.5 * r).collect();
+        for (i, weight) in row.iter().enumerate() {
+            let weight = 0.5 * weight;
+            let attention_row = &attention[i * tokens..(i + 1) * tokens];
+            for (out, a) in next.iter_mut().zip(attention_row) {
+                *out += weight * a;
             }
         }
+        row = next;
     }
-    out
+    row[1..tokens].to_vec()
 }
 
 /// Patch values as a square grid scaled to a maximum of 1.
