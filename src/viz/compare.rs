@@ -20,30 +20,36 @@ pub fn panel_rows(
     opacity: f32,
     tile: u32,
 ) -> Vec<Vec<RgbImage>> {
-    let Some(&(_, first)) = models.first() else {
-        return Vec::new();
-    };
-    let seen: Vec<RgbImage> = pictures
-        .iter()
-        .map(|picture| to_picture(&first.apply(picture), first.size, first.mean, first.std))
-        .collect();
-    let mut rows: Vec<Vec<RgbImage>> = seen
-        .iter()
-        .map(|picture| {
-            vec![imageops::resize(
-                picture,
-                tile,
-                tile,
-                imageops::FilterType::Triangle,
-            )]
-        })
-        .collect();
-    for (model, preprocessor) in models {
-        let values: Vec<f32> = pictures
-            .iter()
-            .flat_map(|p| preprocessor.apply(p))
-            .collect();
-        let input = preprocessor.tensor(values, pictures.len(), &model.device());
+    let mut seen: Vec<RgbImage> = Vec::new();
+    let mut rows: Vec<Vec<RgbImage>> = Vec::new();
+    for (index, (model, preprocessor)) in models.iter().enumerate() {
+        let pixels: Vec<Vec<f32>> = pictures.iter().map(|p| preprocessor.apply(p)).collect();
+        if index == 0 {
+            // The pictures are shown as the first model sees them (its crop and size).
+            seen = pixels
+                .iter()
+                .map(|values| {
+                    to_picture(
+                        values,
+                        preprocessor.size,
+                        preprocessor.mean,
+                        preprocessor.std,
+                    )
+                })
+                .collect();
+            rows = seen
+                .iter()
+                .map(|picture| {
+                    vec![imageops::resize(
+                        picture,
+                        tile,
+                        tile,
+                        imageops::FilterType::Triangle,
+                    )]
+                })
+                .collect();
+        }
+        let input = preprocessor.tensor(pixels.concat(), pictures.len(), &model.device());
         for ((row, map), picture) in rows.iter_mut().zip(saliency(model, input)).zip(&seen) {
             row.push(overlay(picture, &map, opacity, tile));
         }
