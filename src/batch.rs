@@ -175,8 +175,8 @@ pub fn run_batch(
         }
         fs::write(staging.join("report.md"), &report)?;
         // A joint batch's own run put its pictures at the top; its page shows them.
-        write_report_page(staging, &report, recipe_text, None, &[])?;
-        write_sha256sums(staging)?;
+        let listed = write_report_page(staging, &report, recipe_text, None, &[])?;
+        write_sha256sums(staging, &listed)?;
         result = Some(batch);
         Ok(())
     })

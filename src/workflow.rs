@@ -426,15 +426,20 @@ pub fn check_output(out: &Path, input: &Path) -> Result<()> {
 pub fn write_outputs(opened: &Opened, finished: &mut Finished, out: &Path) -> Result<()> {
     check_output(out, opened.model_dir())?;
     crate::atomic::write_folder(out, false, |staging| {
-        fill_result(opened, finished, staging)?;
-        Ok(write_sha256sums(staging)?)
+        let listed = fill_result(opened, finished, staging)?;
+        Ok(write_sha256sums(staging, &listed)?)
     })
     .with_context(|| format!("cannot write the result to {}", out.display()))
 }
 
 /// Writes what [`write_outputs`] writes into the empty folder `dir` (a batch assembles several
-/// results inside one staging folder).
-pub fn fill_result(opened: &Opened, finished: &mut Finished, dir: &Path) -> Result<()> {
+/// results inside one staging folder). Returns the digests `report.html` lists (every file but
+/// the page itself).
+pub fn fill_result(
+    opened: &Opened,
+    finished: &mut Finished,
+    dir: &Path,
+) -> Result<Vec<(String, String)>> {
     opened.checkpoint.export(&finished.model, dir)?;
     finished.metrics.hashes.model_out = hash_folder(dir)?;
     fs::write(dir.join("recipe.toml"), &opened.recipe_text)?;
@@ -470,30 +475,31 @@ pub fn fill_result(opened: &Opened, finished: &mut Finished, dir: &Path) -> Resu
 }
 
 /// Writes `dir/report.html` for the Markdown report `markdown`, with the folder's pictures it
-/// links to inlined and the digest of every other file of `dir`.
+/// links to inlined and the digest of every other file of `dir`; returns those digests.
 pub fn write_report_page(
     dir: &Path,
     markdown: &str,
     recipe: &str,
     device: Option<&str>,
     per_class: &[ClassRow],
-) -> Result<()> {
+) -> Result<Vec<(String, String)>> {
     let mut pictures = Vec::new();
     for name in [SYNTHETIC_SHEET, HEATMAPS] {
         if dir.join(name).exists() {
             pictures.push((name, fs::read(dir.join(name))?));
         }
     }
+    let files = digests(dir)?;
     let page = ReportPage {
         markdown,
         recipe,
         device,
         pictures: &pictures,
         per_class,
-        files: &digests(dir)?,
+        files: &files,
     };
     fs::write(dir.join(REPORT_HTML), report_html(&page))?;
-    Ok(())
+    Ok(files)
 }
 
 /// The synthetic forget images of a run as pictures (empty when real images were used).
@@ -512,7 +518,7 @@ pub fn export_checkpoint(opened: &Opened, model: &Clip, out: &Path) -> Result<()
     check_output(out, opened.model_dir())?;
     crate::atomic::write_folder(out, false, |staging| {
         opened.checkpoint.export(model, staging)?;
-        Ok(write_sha256sums(staging)?)
+        Ok(write_sha256sums(staging, &[])?)
     })
     .with_context(|| format!("cannot export the checkpoint to {}", out.display()))
 }

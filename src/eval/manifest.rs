@@ -7,19 +7,26 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use crate::eval::metrics::hash_file;
 
 /// The manifest's file name, at the top of the folder it covers.
 pub const SHA256SUMS: &str = "SHA256SUMS";
 
 /// Writes `dir/SHA256SUMS` with one line per regular file below `dir` (sub-folders included,
 /// the manifest itself left out): the hex digest, two spaces, the path relative to `dir` with
-/// `/` separators, sorted by path.
-pub fn write_sha256sums(dir: &Path) -> io::Result<()> {
-    let text: String = digests(dir)?
-        .into_iter()
-        .map(|(path, digest)| format!("{digest}  {path}\n"))
-        .collect();
+/// `/` separators, sorted by path. `known` holds digests already computed (as [`digests`]
+/// gives them) of files unchanged since: those are not read again, which spares a second pass
+/// over a checkpoint of gigabytes.
+pub fn write_sha256sums(dir: &Path, known: &[(String, String)]) -> io::Result<()> {
+    let mut text = String::new();
+    for path in files_below(dir)? {
+        let name = slash_path(&path);
+        let digest = match known.iter().find(|(known_name, _)| *known_name == name) {
+            Some((_, digest)) => digest.clone(),
+            None => hash_file(&dir.join(&path))?,
+        };
+        text.push_str(&format!("{digest}  {name}\n"));
+    }
     fs::write(dir.join(SHA256SUMS), text)
 }
 
@@ -28,7 +35,7 @@ pub fn write_sha256sums(dir: &Path) -> io::Result<()> {
 pub fn digests(dir: &Path) -> io::Result<Vec<(String, String)>> {
     files_below(dir)?
         .into_iter()
-        .map(|path| Ok((slash_path(&path), file_digest(&dir.join(&path))?)))
+        .map(|path| Ok((slash_path(&path), hash_file(&dir.join(&path))?)))
         .collect()
 }
 
@@ -44,7 +51,7 @@ pub fn check_sha256sums(dir: &Path) -> io::Result<Vec<String>> {
             continue;
         };
         listed.push(name.to_string());
-        match file_digest(&dir.join(name)) {
+        match hash_file(&dir.join(name)) {
             Ok(actual) if actual == digest => {}
             Ok(_) => problems.push(format!("{name}: changed")),
             Err(_) => problems.push(format!("{name}: missing")),
@@ -86,16 +93,6 @@ fn slash_path(path: &Path) -> String {
         .join("/")
 }
 
-fn file_digest(path: &Path) -> io::Result<String> {
-    let mut hasher = Sha256::new();
-    io::copy(&mut fs::File::open(path)?, &mut hasher)?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,7 +108,7 @@ mod tests {
     #[test]
     fn lists_every_file_below_with_sha256sums_digests() {
         let dir = folder();
-        write_sha256sums(dir.path()).unwrap();
+        write_sha256sums(dir.path(), &[]).unwrap();
         let text = fs::read_to_string(dir.path().join(SHA256SUMS)).unwrap();
         // Digests of "# red\n" and "{}", as `sha256sum` prints them.
         assert_eq!(
@@ -123,9 +120,23 @@ mod tests {
     }
 
     #[test]
+    fn known_digests_are_written_as_given_and_the_other_files_are_read() {
+        let dir = folder();
+        let known = [("metrics.json".to_string(), "ab".repeat(32))];
+        write_sha256sums(dir.path(), &known).unwrap();
+        let text = fs::read_to_string(dir.path().join(SHA256SUMS)).unwrap();
+        assert!(text.contains(&format!("{}  metrics.json\n", "ab".repeat(32))));
+        assert!(text.starts_with("f71beaa928395aa494ef013fece965bcf34c912c3e63d24bb64c9ef3836c9dcd  concepts/01-red/report.md\n"));
+        assert_eq!(
+            check_sha256sums(dir.path()).unwrap(),
+            ["metrics.json: changed"]
+        );
+    }
+
+    #[test]
     fn a_changed_missing_or_added_file_is_named() {
         let dir = folder();
-        write_sha256sums(dir.path()).unwrap();
+        write_sha256sums(dir.path(), &[]).unwrap();
         fs::write(dir.path().join("metrics.json"), "{\"accuracy\": 1}").unwrap();
         fs::remove_file(dir.path().join("concepts/01-red/report.md")).unwrap();
         fs::write(dir.path().join("extra.txt"), "x").unwrap();
