@@ -486,6 +486,7 @@ fn a_verification_set_judges_the_stop_and_one_without_the_class_is_refused() {
         with_verify("shapes:colors?seed=13&n=40").replace("max_steps = 3\n", "max_steps = 1\n");
     let opened = Opened::open(Recipe::parse(&text).unwrap(), text).unwrap();
     let finished = execute(&opened, &AtomicBool::new(false), |_| {}).unwrap();
+    assert_eq!(finished.metrics.steps, 1);
     let pictures = lethe::data::dataset::open("shapes:colors?seed=13&n=40").unwrap();
     let red = pictures
         .items
