@@ -175,7 +175,7 @@ pub fn run_batch(
         }
         fs::write(staging.join("report.md"), &report)?;
         // A joint batch's own run put its pictures at the top; its page shows them.
-        let listed = write_report_page(staging, &report, recipe_text, None, &[])?;
+        let listed = write_report_page(staging, &report, recipe_text, None, &[], None)?;
         write_sha256sums(staging, &listed)?;
         result = Some(batch);
         Ok(())

@@ -154,6 +154,38 @@ pub struct EvalSection {
     pub relearn_steps: usize,
     /// Images per class used to measure retrieval precision (0: skip).
     pub retrieval_per_class: usize,
+    /// Pictures of the forget dataset placed on the before/after embedding map, with its
+    /// classes' prompts (0: no map).
+    pub map_pictures: usize,
+    /// The map's t-SNE perplexity (about how many neighbours each point keeps together).
+    pub map_perplexity: f32,
+    /// The map's t-SNE optimisation steps.
+    pub map_iterations: usize,
+}
+
+impl EvalSection {
+    /// The map settings' ranges (t-SNE's own code would stop the program on some of them).
+    fn check(&self) -> Result<(), String> {
+        if self.map_pictures > 100_000 {
+            return Err(format!(
+                "[eval] map_pictures must be from 0 to 100000, got {}",
+                self.map_pictures
+            ));
+        }
+        if !(self.map_perplexity.is_finite() && (1.0..=1000.0).contains(&self.map_perplexity)) {
+            return Err(format!(
+                "[eval] map_perplexity must be from 1 to 1000, got {}",
+                self.map_perplexity
+            ));
+        }
+        if !(1..=100_000).contains(&self.map_iterations) {
+            return Err(format!(
+                "[eval] map_iterations must be from 1 to 100000, got {}",
+                self.map_iterations
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for EvalSection {
@@ -162,6 +194,9 @@ impl Default for EvalSection {
             datasets: Vec::new(),
             relearn_steps: 10,
             retrieval_per_class: 20,
+            map_pictures: 1000,
+            map_perplexity: crate::viz::map::MapOptions::default().perplexity,
+            map_iterations: crate::viz::map::MapOptions::default().iterations,
         }
     }
 }
@@ -206,6 +241,7 @@ impl Recipe {
     pub fn parse(text: &str) -> Result<Self, String> {
         let recipe: Recipe = toml::from_str(text).map_err(|e| e.to_string())?;
         recipe.check_scenarios()?;
+        recipe.eval.check()?;
         Ok(recipe)
     }
 

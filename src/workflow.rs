@@ -30,6 +30,7 @@ use crate::unlearn::job::{Ending, Event, Job};
 use crate::unlearn::methods::{check, prepare};
 use crate::unlearn::synthetic::SyntheticImages;
 use crate::viz::compare::{Heatmaps, before_after};
+use crate::viz::map::{EmbeddingMap, MAP_CSV, MapOptions};
 
 /// A recipe with its model and data opened and checked, ready to run.
 pub struct Opened {
@@ -164,6 +165,9 @@ pub struct Finished {
     pub changed: Vec<ChangedPrediction>,
     /// Where the original and the edited model look on a few pictures of the forget dataset.
     pub heatmaps: Option<Heatmaps>,
+    /// Where the two models put the forget dataset's pictures and prompts (`None` when the
+    /// recipe asks for no map or there are too few pictures).
+    pub map: Option<EmbeddingMap>,
 }
 
 /// One image whose prediction changed.
@@ -374,9 +378,27 @@ pub fn execute_from(
         &opened.plan,
         HEATMAP_ROWS,
     );
+    let map = (recipe.eval.map_pictures > 0)
+        .then(|| {
+            EmbeddingMap::of_run(
+                &before.snapshot.embeddings,
+                &after.embeddings,
+                &opened.plan.head.classes,
+                &opened.plan.targets,
+                recipe.eval.map_pictures,
+                &MapOptions {
+                    perplexity: recipe.eval.map_perplexity,
+                    iterations: recipe.eval.map_iterations,
+                    seed: recipe.seed,
+                },
+            )
+            .ok()
+        })
+        .flatten();
     Ok(Finished {
         metrics: metrics(&before.snapshot, &after, facts, recipe.audit.as_ref()),
         heatmaps,
+        map,
         model: edited.model,
         synthetic: prepared.synthetic,
         changed: changed_predictions(
@@ -464,6 +486,16 @@ pub fn fill_result(
             heatmaps.method,
         ));
     }
+    if let Some(map) = &finished.map {
+        fs::write(dir.join(MAP_CSV), map.to_csv())?;
+        report.push_str(&format!(
+            "\n## Embedding map\n\nA t-SNE map of {} pictures of the forget dataset and of each \
+             class's prompts, as the original and the edited model embed them (the edited \
+             model's map aligned onto the original's), is drawn in `report.html`; the places \
+             are in [{MAP_CSV}]({MAP_CSV}).\n",
+            map.points.iter().filter(|p| p.item.is_some()).count()
+        ));
+    }
     fs::write(dir.join("report.md"), &report)?;
     write_report_page(
         dir,
@@ -471,6 +503,7 @@ pub fn fill_result(
         &opened.recipe_text,
         Some(&opened.loaded.device.description),
         &finished.metrics.per_class,
+        finished.map.as_ref(),
     )
 }
 
@@ -482,6 +515,7 @@ pub fn write_report_page(
     recipe: &str,
     device: Option<&str>,
     per_class: &[ClassRow],
+    map: Option<&EmbeddingMap>,
 ) -> Result<Vec<(String, String)>> {
     let mut pictures = Vec::new();
     for name in [SYNTHETIC_SHEET, HEATMAPS] {
@@ -496,6 +530,7 @@ pub fn write_report_page(
         device,
         pictures: &pictures,
         per_class,
+        map,
         files: &files,
     };
     fs::write(dir.join(REPORT_HTML), report_html(&page))?;

@@ -698,6 +698,30 @@ fn every_panel_renders_through_a_whole_demo_run() {
         .scroll_to_me();
     harness.run_steps(3);
     screenshot_named(&mut harness, "heatmaps");
+    click(&mut harness, "Where the model looks");
+    harness.run_steps(10);
+    // The embedding map before and after: every picture of the forget dataset (up to the
+    // recipe's 1,000) once, and one point per class for its prompts.
+    let run = &harness.state().results.runs[0];
+    let map = run.finished.map.clone().expect("the run drew a map");
+    let pictures = run.opened.plan.head.items.len().min(1000);
+    let mut items: Vec<usize> = map.points.iter().filter_map(|p| p.item).collect();
+    items.sort_unstable();
+    items.dedup();
+    assert_eq!(items.len(), pictures);
+    assert_eq!(
+        map.points.len(),
+        pictures + run.opened.plan.head.classes.len()
+    );
+    harness.get_by_label("Embedding map").scroll_to_me();
+    harness.run_steps(4);
+    click(&mut harness, "Embedding map");
+    harness.run_steps(10);
+    harness
+        .get_by_label_contains("so what moved was moved by the edit")
+        .scroll_to_me();
+    harness.run_steps(3);
+    screenshot_named(&mut harness, "embedding-map");
 }
 
 #[test]

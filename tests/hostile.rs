@@ -283,7 +283,7 @@ fn malformed_recipes_are_refused_by_key() {
     }
     // One edit of the recipe each: (name, text replaced, replacement, words of the error).
     let spec = "shapes:colors?seed=1&n=20";
-    let edits: [(&str, &str, &str, &[&str]); 19] = [
+    let edits: [(&str, &str, &str, &[&str]); 22] = [
         ("unknown-method", "\"lip\"", "\"lipp\"", &["lipp"]),
         ("no-model", "[model]\npath = \"demo:vit\"\n", "", &["model"]),
         (
@@ -321,6 +321,24 @@ fn malformed_recipes_are_refused_by_key() {
             "max_steps = 1",
             "max_steps = 0",
             &["max_steps"],
+        ),
+        (
+            "map-perplexity-nan",
+            "datasets = []",
+            "datasets = []\nmap_perplexity = nan",
+            &["map_perplexity"],
+        ),
+        (
+            "map-iterations-zero",
+            "datasets = []",
+            "datasets = []\nmap_iterations = 0",
+            &["map_iterations"],
+        ),
+        (
+            "map-pictures-huge",
+            "datasets = []",
+            "datasets = []\nmap_pictures = 100000000",
+            &["map_pictures"],
         ),
         (
             "not-toml",

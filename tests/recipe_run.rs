@@ -196,6 +196,11 @@ fn assert_report_page_in_browser(out: &Path, metrics: &serde_json::Value) {
         metrics["avg_score"].as_f64().unwrap()
     );
     assert!(dom.contains(&score), "no Avg Score {score}");
+    assert_eq!(
+        dom.matches("<svg class=\"map\"").count(),
+        2,
+        "the embedding map before and after"
+    );
     for line in std::fs::read_to_string(out.join("SHA256SUMS"))
         .unwrap()
         .lines()
@@ -328,6 +333,7 @@ fn a_run_writes_checkpoint_recipe_metrics_and_report() {
     assert_eq!(
         listed,
         [
+            "embedding-map.csv",
             "heatmaps.png",
             "metrics.json",
             "open_clip_config.json",
@@ -338,6 +344,20 @@ fn a_run_writes_checkpoint_recipe_metrics_and_report() {
             "synthetic.png"
         ]
     );
+    // The map: a row per picture of the forget dataset and one per class for its prompts.
+    let map = std::fs::read_to_string(out.join("embedding-map.csv")).unwrap();
+    let rows: Vec<&str> = map.lines().collect();
+    assert_eq!(rows[0], "kind,class,item,before_x,before_y,after_x,after_y");
+    let classes = metrics["per_class"].as_array().unwrap().len();
+    let prompts = rows.iter().filter(|r| r.starts_with("prompt,")).count();
+    assert_eq!(prompts, classes);
+    let forget_pictures: u64 = metrics["per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["before"]["n"].as_u64().unwrap())
+        .sum();
+    assert_eq!((rows.len() - 1 - prompts) as u64, forget_pictures);
     assert_report_page_in_browser(&out, &metrics);
 
     let check = std::process::Command::new("sha256sum")

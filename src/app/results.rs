@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use eframe::egui;
-use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
+use egui_plot::{Bar, BarChart, Legend, Line, MarkerShape, Plot, PlotPoints, Points};
 
 use super::LetheApp;
 use super::batch_view::{self, BatchRecord};
@@ -16,6 +16,7 @@ use crate::data::dataset::Dataset;
 use crate::eval::audit::{Check, Verdict};
 use crate::eval::interval::Estimate;
 use crate::eval::metrics::report_markdown;
+use crate::viz::map::{EmbeddingMap, MapPoint, class_colour};
 use crate::workflow::{Finished, Opened, export_checkpoint, synthetic_pictures, write_outputs};
 
 /// One finished run, kept for the history.
@@ -180,6 +181,7 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
             changed_gallery(&mut results.runs[shown], &mut app.thumbnails, ui);
             synthetic_gallery(&mut results.runs[shown], &ctx, ui);
             heatmaps(&mut results.runs[shown], &ctx, ui);
+            embedding_map(&results.runs[shown], ui);
             egui::CollapsingHeader::new("Curves of this run")
                 .show(ui, |ui| curves(&results.runs[shown].curve, ui));
         });
@@ -612,6 +614,82 @@ fn heatmaps(run: &mut RunRecord, ctx: &egui::Context, ui: &mut egui::Ui) {
                     .fit_to_exact_size(size)
                     .alt_text("Saliency of the original and the edited model"),
             );
+        });
+}
+
+/// The t-SNE map of the forget dataset's pictures and class prompts, before and after, side by
+/// side on the same axes (the after map is aligned onto the before map).
+fn embedding_map(run: &RunRecord, ui: &mut egui::Ui) {
+    let Some(map) = &run.finished.map else {
+        return;
+    };
+    ui.add_space(8.0);
+    egui::CollapsingHeader::new("Embedding map")
+        .id_salt(("map", run.id))
+        .show(ui, |ui| {
+            ui.label(
+                "t-SNE of the forget dataset's pictures (dots) and of each class's prompts \
+                 (diamonds), as the original and the edited model embed them; the right map is \
+                 aligned onto the left, so what moved was moved by the edit.",
+            );
+            let width = (ui.available_width() - 8.0) / 2.0;
+            ui.horizontal(|ui| {
+                for (title, after) in [("before", false), ("after", true)] {
+                    ui.vertical(|ui| {
+                        ui.label(title);
+                        map_plot(map, after, ("map", run.id, after), width, ui);
+                    });
+                }
+            });
+        });
+}
+
+/// One side of an embedding map, a series per class so the legend names them.
+fn map_plot(
+    map: &EmbeddingMap,
+    after: bool,
+    id: impl egui::AsIdSalt,
+    width: f32,
+    ui: &mut egui::Ui,
+) {
+    let place = |p: &MapPoint| {
+        let [x, y] = if after { p.after } else { p.before };
+        [x as f64, y as f64]
+    };
+    Plot::new(id)
+        .width(width)
+        .height(width.min(360.0))
+        .data_aspect(1.0)
+        .legend(Legend::default())
+        .show_axes(false)
+        .show(ui, |plot| {
+            for (label, class) in map.classes.iter().enumerate() {
+                let name = if map.forgotten.contains(&label) {
+                    format!("{class} (forgotten)")
+                } else {
+                    class.clone()
+                };
+                let [r, g, b] = class_colour(class, label);
+                let colour = egui::Color32::from_rgb(r, g, b);
+                let of_class = |text: bool| {
+                    map.points
+                        .iter()
+                        .filter(|p| p.label == label && p.item.is_none() == text)
+                        .map(place)
+                        .collect::<Vec<_>>()
+                };
+                plot.points(
+                    Points::new(name.clone(), of_class(false))
+                        .color(colour)
+                        .radius(1.8),
+                );
+                plot.points(
+                    Points::new(name, of_class(true))
+                        .color(colour)
+                        .shape(MarkerShape::Diamond)
+                        .radius(6.0),
+                );
+            }
         });
 }
 

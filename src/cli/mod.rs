@@ -15,6 +15,7 @@ use crate::eval::interval::Estimate;
 use crate::eval::{class_probabilities, zero_shot};
 use crate::limits::{MAX_BATCH_ARG, MAX_ITERS, count_arg};
 
+mod bench_map;
 mod bench_methods;
 mod bench_train;
 mod explain;
@@ -192,6 +193,9 @@ pub enum BenchCommand {
     Methods(bench_methods::BenchMethodsArgs),
     /// Seconds per training step of a demo-training stage (attributes, lit or joint).
     Train(bench_train::BenchTrainArgs),
+    /// Seconds to draw the embedding map (t-SNE) of a dataset's pictures, alone and as a
+    /// before/after pair.
+    Map(bench_map::BenchMapArgs),
     /// Images/s and texts/s of the encoders.
     Encode {
         #[command(flatten)]
@@ -270,6 +274,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             which: BenchCommand::Train(args),
         } => bench_train::bench_train(&args),
+        Command::Bench {
+            which: BenchCommand::Map(args),
+        } => bench_map::bench_map(&args),
     }
 }
 

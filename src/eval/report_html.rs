@@ -10,6 +10,7 @@ use base64::Engine as _;
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag};
 
 use super::metrics::ClassRow;
+use crate::viz::map::{EmbeddingMap, Place, class_colour};
 
 /// The page's file name, beside `report.md`.
 pub const REPORT_HTML: &str = "report.html";
@@ -26,6 +27,8 @@ pub struct ReportPage<'a> {
     pub pictures: &'a [(&'a str, Vec<u8>)],
     /// The forget dataset's classes before and after, drawn as bars.
     pub per_class: &'a [ClassRow],
+    /// The embedding map before and after, drawn as two scatter plots.
+    pub map: Option<&'a EmbeddingMap>,
     /// (path, SHA-256) of every other file of the result folder.
     pub files: &'a [(String, String)],
 }
@@ -42,6 +45,9 @@ pub fn report_html(page: &ReportPage) -> String {
     if !page.per_class.is_empty() {
         body.push_str("<h2>Per-class accuracy</h2>\n");
         body.push_str(&class_bars(page.per_class));
+    }
+    if let Some(map) = page.map {
+        body.push_str(&map_figure(map));
     }
     body.push_str("<h2>Recipe</h2>\n");
     if let Some(device) = page.device {
@@ -160,6 +166,90 @@ fn class_bars(rows: &[ClassRow]) -> String {
     svg
 }
 
+/// The map before and after as two inline SVG scatter plots on one scale, with a legend.
+fn map_figure(map: &EmbeddingMap) -> String {
+    const SIDE: f64 = 380.0;
+    const MARGIN: f64 = 14.0;
+    let all = map.points.iter().flat_map(|p| [p.before, p.after]);
+    let (mut low, mut high) = ([f64::MAX; 2], [f64::MIN; 2]);
+    for place in all {
+        for axis in 0..2 {
+            low[axis] = low[axis].min(place[axis] as f64);
+            high[axis] = high[axis].max(place[axis] as f64);
+        }
+    }
+    let span = (high[0] - low[0]).max(high[1] - low[1]).max(1e-9);
+    let at = |place: Place| {
+        (
+            MARGIN + (place[0] as f64 - low[0]) / span * (SIDE - 2.0 * MARGIN),
+            MARGIN + (high[1] - place[1] as f64) / span * (SIDE - 2.0 * MARGIN),
+        )
+    };
+    let colour = |label: usize| {
+        let [r, g, b] = class_colour(&map.classes[label], label);
+        format!("#{r:02x}{g:02x}{b:02x}")
+    };
+    let pictures = map.points.iter().filter(|p| p.item.is_some()).count();
+    let mut html = format!(
+        "<h2>Embedding map</h2>\n<p>t-SNE of {pictures} pictures of the forget dataset (dots, \
+         coloured by class) and of each class's prompts (diamonds), as the original model (left) \
+         and the edited model (right) embed them; the right map is aligned onto the left, so a \
+         point that moved was moved by the edit.</p>\n<div class=\"maps\">\n"
+    );
+    for (title, after) in [
+        ("before (original model)", false),
+        ("after (edited model)", true),
+    ] {
+        let _ = write!(
+            html,
+            "<figure><svg class=\"map\" role=\"img\" aria-label=\"embedding map {title}\" \
+             width=\"{SIDE}\" height=\"{SIDE}\" viewBox=\"0 0 {SIDE} {SIDE}\">\n\
+             <rect width=\"{SIDE}\" height=\"{SIDE}\" fill=\"#fafafa\" stroke=\"#ddd\"/>\n"
+        );
+        for point in map.points.iter().filter(|p| p.item.is_some()) {
+            let (x, y) = at(if after { point.after } else { point.before });
+            let _ = writeln!(
+                html,
+                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.4\" fill=\"{}\" stroke=\"#00000040\" stroke-width=\"0.5\"/>",
+                colour(point.label)
+            );
+        }
+        for point in map.points.iter().filter(|p| p.item.is_none()) {
+            let (x, y) = at(if after { point.after } else { point.before });
+            let _ = writeln!(
+                html,
+                "<path class=\"prompt\" d=\"M{x:.1} {:.1}L{:.1} {y:.1}L{x:.1} {:.1}L{:.1} {y:.1}Z\" \
+                 fill=\"{}\" stroke=\"#1d1d1f\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                y - 7.0,
+                x + 7.0,
+                y + 7.0,
+                x - 7.0,
+                colour(point.label),
+                x + 9.0,
+                y + 4.0,
+                escape(&map.classes[point.label]),
+            );
+        }
+        let _ = writeln!(html, "</svg><figcaption>{title}</figcaption></figure>");
+    }
+    html.push_str("</div>\n<p class=\"legend\">");
+    for (label, class) in map.classes.iter().enumerate() {
+        let forgotten = if map.forgotten.contains(&label) {
+            " (forgotten)"
+        } else {
+            ""
+        };
+        let _ = write!(
+            html,
+            "<span><svg width=\"10\" height=\"10\"><circle cx=\"5\" cy=\"5\" r=\"4.5\" fill=\"{}\" stroke=\"#00000040\"/></svg> {}{forgotten}</span> ",
+            colour(label),
+            escape(class)
+        );
+    }
+    html.push_str("</p>\n");
+    html
+}
+
 fn files_table(files: &[(String, String)]) -> String {
     let mut html = String::from(
         "<h2>Files</h2>\n<p>SHA-256 of every other file of this folder. <code>SHA256SUMS</code> \
@@ -196,6 +286,9 @@ code { font-size: 0.85rem; }
 img { max-width: 100%; image-rendering: pixelated; }
 svg.bars text { font-size: 13px; fill: #1d1d1f; } svg.bars text.value { font-size: 12px; }
 table.files td:last-child { word-break: break-all; }
+div.maps { display: flex; flex-wrap: wrap; gap: 1rem; } figure { margin: 0; }
+figcaption { text-align: center; font-size: 0.9rem; color: #555; }
+svg.map text { font-size: 11px; fill: #1d1d1f; } p.legend span { margin-right: 0.8rem; white-space: nowrap; }
 @media print { main { margin: 0; max-width: none; } }
 ";
 
@@ -216,6 +309,7 @@ mod tests {
             device: Some("cpu (burn-flex)"),
             pictures,
             per_class,
+            map: None,
             files,
         })
     }
@@ -238,6 +332,45 @@ mod tests {
         // The recipe is shown as text, never as markup.
         assert!(html.contains("# &lt;forget&gt;"), "{html}");
         assert!(html.contains("Run on cpu (burn-flex)."));
+    }
+
+    #[test]
+    fn draws_the_map_before_and_after_with_a_dot_per_picture_and_a_diamond_per_class() {
+        use crate::viz::map::MapPoint;
+        let point = |label, item, before: Place, after: Place| MapPoint {
+            label,
+            item,
+            before,
+            after,
+        };
+        let map = EmbeddingMap {
+            classes: vec!["red".into(), "green <b>".into()],
+            forgotten: vec![0],
+            points: vec![
+                point(0, Some(3), [0.0, 0.0], [5.0, 5.0]),
+                point(1, Some(4), [1.0, 1.0], [1.0, 1.0]),
+                point(1, Some(9), [2.0, 0.0], [2.0, 0.0]),
+                point(0, None, [0.0, 1.0], [4.0, 4.0]),
+                point(1, None, [2.0, 1.0], [2.0, 1.0]),
+            ],
+        };
+        let html = report_html(&ReportPage {
+            markdown: "# r",
+            recipe: "",
+            device: None,
+            pictures: &[],
+            per_class: &[],
+            map: Some(&map),
+            files: &[],
+        });
+        assert_eq!(html.matches("<svg class=\"map\"").count(), 2);
+        // Two panels of three pictures; the legend's swatches are circles too.
+        assert_eq!(html.matches("r=\"2.4\"").count(), 6);
+        assert_eq!(html.matches("class=\"prompt\"").count(), 4);
+        assert!(html.contains("red (forgotten)</span>"), "{html}");
+        assert!(html.contains("green &lt;b&gt;</text>"), "{html}");
+        // One scale for both panels: the point at the far corner after the edit is at the edge.
+        assert!(html.contains("cx=\"366.0\" cy=\"14.0\""), "{html}");
     }
 
     #[test]

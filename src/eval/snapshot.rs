@@ -9,7 +9,7 @@ use super::EmbeddedImages;
 use super::interval::Estimate;
 use super::retrieval::{AtRanks, PairRecall, image_from_image, image_from_text, pair_recall};
 use super::{DatasetAccuracy, class_embeddings, classify, embed_dataset, embed_items, zero_shot};
-use crate::clip::{index_tensor, normalize};
+use crate::clip::{host_values, index_tensor, normalize};
 use crate::data::dataset::Dataset;
 use crate::engine::LoadedModel;
 
@@ -125,6 +125,47 @@ pub struct Snapshot {
     pub retrieval: Option<Retrieval>,
     /// Accuracy on the verification pictures of the forgotten classes, when the plan has any.
     pub verification: Option<Estimate>,
+    /// The embeddings the zero-shot head compared, kept for the embedding map.
+    pub embeddings: HeadEmbeddings,
+}
+
+/// The forget dataset's image embeddings and its class embeddings, copied to the host.
+#[derive(Clone, Default)]
+pub struct HeadEmbeddings {
+    /// Width of every embedding.
+    pub dim: usize,
+    /// `[rows × dim]` normalised image embeddings, row-major.
+    pub images: Vec<f32>,
+    /// The dataset item of each image row.
+    pub items: Vec<usize>,
+    /// The label of each image row.
+    pub labels: Vec<usize>,
+    /// `[classes × dim]` normalised class embeddings (each class's prompts averaged).
+    pub classes: Vec<f32>,
+}
+
+impl HeadEmbeddings {
+    fn of(images: &EmbeddedImages, classes: &Tensor<2>) -> Self {
+        Self {
+            dim: classes.dims()[1],
+            images: host_values(images.embeds.clone()),
+            items: images.items.clone(),
+            labels: images.labels.clone(),
+            classes: host_values(classes.clone()),
+        }
+    }
+}
+
+impl std::fmt::Debug for HeadEmbeddings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "HeadEmbeddings {{ {} images and {} classes of {} dimensions }}",
+            self.items.len(),
+            self.classes.len() / self.dim.max(1),
+            self.dim
+        )
+    }
 }
 
 /// Accuracy on the pictures of `plan.verify` whose class is a forgotten class of the head,
@@ -181,6 +222,7 @@ pub fn measure(model: &LoadedModel, plan: &EvalPlan) -> Snapshot {
             .map(|(forget, retain)| PairSets { forget, retain }),
     });
     Snapshot {
+        embeddings: HeadEmbeddings::of(&images, &heads),
         target: accuracy.estimate_of(|c| plan.is_target(c)),
         other_classes: accuracy.estimate_of(|c| !plan.is_target(c)),
         verification: verification(model, plan, heads.clone()),
