@@ -23,7 +23,7 @@ use crate::eval::metrics::{
     hash_folder, metrics, report_markdown,
 };
 use crate::eval::relearn::relearn;
-use crate::eval::report_html::{REPORT_HTML, ReportPage, report_html};
+use crate::eval::report_html::{MAP_FIGURE, REPORT_HTML, ReportPage, report_html};
 use crate::eval::snapshot::{EvalPlan, Snapshot, measure};
 use crate::recipe::Recipe;
 use crate::unlearn::job::{Ending, Event, Job};
@@ -489,10 +489,11 @@ pub fn fill_result(
     if let Some(map) = &finished.map {
         fs::write(dir.join(MAP_CSV), map.to_csv())?;
         report.push_str(&format!(
-            "\n## Embedding map\n\nA t-SNE map of {} pictures of the forget dataset and of each \
-             class's prompts, as the original and the edited model embed them (the edited \
-             model's map aligned onto the original's), is drawn in `report.html`; the places \
-             are in [{MAP_CSV}]({MAP_CSV}).\n",
+            "\n## Embedding map\n\nt-SNE of {} pictures of the forget dataset (dots, coloured by \
+             class) and of each class's prompts (diamonds), as the original model (left in \
+             `report.html`) and the edited model (right) embed them; the edited model's map is \
+             aligned onto the original's, so a point that moved was moved by the edit. Every \
+             point's places are in [{MAP_CSV}]({MAP_CSV}).\n\n{MAP_FIGURE}\n",
             map.points.iter().filter(|p| p.item.is_some()).count()
         ));
     }

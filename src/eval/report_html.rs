@@ -12,6 +12,10 @@ use pulldown_cmark::{CowStr, Event, Options, Parser, Tag};
 use super::metrics::ClassRow;
 use crate::viz::map::{EmbeddingMap, Place, class_colour};
 
+/// Where `report.md` asks for the embedding map figure (an HTML comment, so Markdown viewers
+/// show nothing there).
+pub const MAP_FIGURE: &str = "<!-- embedding map -->";
+
 /// The page's file name, beside `report.md`.
 pub const REPORT_HTML: &str = "report.html";
 
@@ -45,9 +49,6 @@ pub fn report_html(page: &ReportPage) -> String {
     if !page.per_class.is_empty() {
         body.push_str("<h2>Per-class accuracy</h2>\n");
         body.push_str(&class_bars(page.per_class));
-    }
-    if let Some(map) = page.map {
-        body.push_str(&map_figure(map));
     }
     body.push_str("<h2>Recipe</h2>\n");
     if let Some(device) = page.device {
@@ -105,6 +106,9 @@ fn linked_inline<'a>(page: &'a ReportPage<'a>) -> impl Iterator<Item = Event<'a>
                 title,
                 id,
             })
+        }
+        Event::Html(html) if html.trim() == MAP_FIGURE => {
+            Event::Html(page.map.map(map_figure).unwrap_or_default().into())
         }
         other => other,
     })
@@ -166,7 +170,8 @@ fn class_bars(rows: &[ClassRow]) -> String {
     svg
 }
 
-/// The map before and after as two inline SVG scatter plots on one scale, with a legend.
+/// The map before and after as two inline SVG scatter plots on one scale, with a legend, in
+/// place of `report.md`'s [`MAP_FIGURE`].
 fn map_figure(map: &EmbeddingMap) -> String {
     const SIDE: f64 = 380.0;
     const MARGIN: f64 = 14.0;
@@ -189,13 +194,7 @@ fn map_figure(map: &EmbeddingMap) -> String {
         let [r, g, b] = class_colour(&map.classes[label], label);
         format!("#{r:02x}{g:02x}{b:02x}")
     };
-    let pictures = map.points.iter().filter(|p| p.item.is_some()).count();
-    let mut html = format!(
-        "<h2>Embedding map</h2>\n<p>t-SNE of {pictures} pictures of the forget dataset (dots, \
-         coloured by class) and of each class's prompts (diamonds), as the original model (left) \
-         and the edited model (right) embed them; the right map is aligned onto the left, so a \
-         point that moved was moved by the edit.</p>\n<div class=\"maps\">\n"
-    );
+    let mut html = String::from("<div class=\"maps\">\n");
     for (title, after) in [
         ("before (original model)", false),
         ("after (edited model)", true),
@@ -219,14 +218,20 @@ fn map_figure(map: &EmbeddingMap) -> String {
             let _ = writeln!(
                 html,
                 "<path class=\"prompt\" d=\"M{x:.1} {:.1}L{:.1} {y:.1}L{x:.1} {:.1}L{:.1} {y:.1}Z\" \
-                 fill=\"{}\" stroke=\"#1d1d1f\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                 fill=\"{}\" stroke=\"#1d1d1f\"/><text x=\"{:.1}\" y=\"{:.1}\"{}>{}</text>",
                 y - 7.0,
                 x + 7.0,
                 y + 7.0,
                 x - 7.0,
                 colour(point.label),
-                x + 9.0,
+                // Names on the right half go to the diamond's left, so none leaves the plot.
+                if x > SIDE / 2.0 { x - 9.0 } else { x + 9.0 },
                 y + 4.0,
+                if x > SIDE / 2.0 {
+                    " text-anchor=\"end\""
+                } else {
+                    ""
+                },
                 escape(&map.classes[point.label]),
             );
         }
@@ -355,7 +360,7 @@ mod tests {
             ],
         };
         let html = report_html(&ReportPage {
-            markdown: "# r",
+            markdown: &format!("# r\n\n## Embedding map\n\n{MAP_FIGURE}\n"),
             recipe: "",
             device: None,
             pictures: &[],
