@@ -688,15 +688,11 @@ fn every_panel_renders_through_a_whole_demo_run() {
     let heatmaps = heatmaps.expect("the run drew heatmaps");
     assert_eq!(heatmaps.classes.len(), 6, "{:?}", heatmaps.classes);
     assert_eq!(heatmaps.method, "attention rollout");
-    harness.get_by_label("Where the model looks").scroll_to_me();
-    harness.run_steps(4);
-    click(&mut harness, "Where the model looks");
-    // The section opens with a short animation.
-    harness.run_steps(10);
-    harness
-        .get_by_label_contains("then where the original and the edited model look in it")
-        .scroll_to_me();
-    harness.run_steps(3);
+    open_section(
+        &mut harness,
+        "Where the model looks",
+        "then where the original and the edited model look in it",
+    );
     screenshot_named(&mut harness, "heatmaps");
     click(&mut harness, "Where the model looks");
     harness.run_steps(10);
@@ -713,15 +709,24 @@ fn every_panel_renders_through_a_whole_demo_run() {
         map.points.len(),
         pictures + run.opened.plan.head.classes.len()
     );
-    harness.get_by_label("Embedding map").scroll_to_me();
-    harness.run_steps(4);
-    click(&mut harness, "Embedding map");
-    harness.run_steps(10);
-    harness
-        .get_by_label_contains("so what moved was moved by the edit")
-        .scroll_to_me();
-    harness.run_steps(3);
+    open_section(
+        &mut harness,
+        "Embedding map",
+        "so what moved was moved by the edit",
+    );
     screenshot_named(&mut harness, "embedding-map");
+}
+
+/// Opens the collapsible section `header` of the Results page and scrolls to the text in it
+/// that contains `text`.
+fn open_section(harness: &mut Harness<'static, LetheApp>, header: &str, text: &str) {
+    harness.get_by_label(header).scroll_to_me();
+    harness.run_steps(4);
+    click(harness, header);
+    // The section opens with a short animation.
+    harness.run_steps(10);
+    harness.get_by_label_contains(text).scroll_to_me();
+    harness.run_steps(3);
 }
 
 #[test]
