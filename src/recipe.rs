@@ -172,18 +172,12 @@ impl EvalSection {
                 self.map_pictures
             ));
         }
-        if !(self.map_perplexity.is_finite() && (1.0..=1000.0).contains(&self.map_perplexity)) {
-            return Err(format!(
-                "[eval] map_perplexity must be from 1 to 1000, got {}",
-                self.map_perplexity
-            ));
+        crate::viz::map::MapOptions {
+            perplexity: self.map_perplexity,
+            iterations: self.map_iterations,
+            seed: 0,
         }
-        if !(1..=100_000).contains(&self.map_iterations) {
-            return Err(format!(
-                "[eval] map_iterations must be from 1 to 100000, got {}",
-                self.map_iterations
-            ));
-        }
+        .check("[eval] map_perplexity", "[eval] map_iterations")?;
         Ok(())
     }
 }

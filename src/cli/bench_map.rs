@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 
 use super::ModelArgs;
@@ -35,23 +35,20 @@ pub struct BenchMapArgs {
 
 /// Runs `lethe bench map`.
 pub fn bench_map(args: &BenchMapArgs) -> Result<()> {
-    if !(args.perplexity.is_finite() && (1.0..=1000.0).contains(&args.perplexity)) {
-        bail!(
-            "--perplexity must be from 1 to 1000, got {}",
-            args.perplexity
-        );
-    }
+    let options = MapOptions {
+        perplexity: args.perplexity,
+        iterations: args.iterations,
+        seed: 0,
+    };
+    options
+        .check("--perplexity", "--iterations")
+        .map_err(anyhow::Error::msg)?;
     let loaded = LoadedModel::open_spec(&args.model.model, args.model.device)?;
     let pictures = dataset::open(&args.dataset)?;
     let embedded = embed_dataset(&loaded, &pictures, 250);
     let rows = host_values(embedded.embeds);
     let dim = rows.len() / embedded.items.len().max(1);
     let points = embedded.items.len();
-    let options = MapOptions {
-        perplexity: args.perplexity,
-        iterations: args.iterations,
-        seed: 0,
-    };
     let clock = Instant::now();
     nearest_neighbours(&rows, dim, (3.0 * args.perplexity) as usize);
     let neighbours_s = clock.elapsed().as_secs_f64();

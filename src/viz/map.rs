@@ -43,6 +43,26 @@ impl Default for MapOptions {
     }
 }
 
+impl MapOptions {
+    /// Checks the settings against the ranges t-SNE accepts (its own code stops the program
+    /// outside some of them); a message names the setting by the caller's name for it.
+    pub fn check(&self, perplexity_name: &str, iterations_name: &str) -> Result<(), String> {
+        if !(self.perplexity.is_finite() && (1.0..=1000.0).contains(&self.perplexity)) {
+            return Err(format!(
+                "{perplexity_name} must be from 1 to 1000, got {}",
+                self.perplexity
+            ));
+        }
+        if !(1..=100_000).contains(&self.iterations) {
+            return Err(format!(
+                "{iterations_name} must be from 1 to 100000, got {}",
+                self.iterations
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The fewest points a map is drawn for.
 pub const MIN_POINTS: usize = 4;
 
@@ -60,7 +80,16 @@ pub fn tsne(
     let n = check_rows(rows, dim)?;
     let perplexity = options.perplexity.min((n - 1) as f32 / 3.0);
     let neighbours = nearest_neighbours(rows, dim, (3.0 * perplexity) as usize);
-    Ok(optimise(&neighbours, perplexity, options, on_iteration))
+    // The optimiser asserts on degenerate inputs (e.g. every point the same); a map that
+    // cannot be placed is an error for the caller, never a crash of the run or the app.
+    let places = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        optimise(&neighbours, perplexity, options, on_iteration)
+    }))
+    .map_err(|_| "t-SNE could not place these points".to_string())?;
+    if places.iter().flatten().any(|v| !v.is_finite()) {
+        return Err("t-SNE placed a point at a non-finite position".to_string());
+    }
+    Ok(places)
 }
 
 /// The maps of the same points embedded by two models, the second aligned onto the first;
@@ -82,7 +111,10 @@ pub fn before_after(
     let (first, second) = std::thread::scope(|scope| {
         let second = scope.spawn(|| tsne(after, dim, options, on_iteration));
         let first = tsne(before, dim, options, on_iteration);
-        (first, second.join().expect("the map thread does not panic"))
+        let second = second
+            .join()
+            .unwrap_or_else(|_| Err("the map of the edited model failed".to_string()));
+        (first, second)
     });
     let first = first?;
     let mut second = second?;
@@ -478,5 +510,33 @@ mod tests {
                 .unwrap_err()
                 .contains("point 2")
         );
+    }
+
+    #[test]
+    fn identical_points_give_a_finite_map_or_an_error_never_a_crash() {
+        let options = MapOptions {
+            iterations: 50,
+            ..MapOptions::default()
+        };
+        match tsne(&[0.5; 40], 4, &options, &|_| {}) {
+            Ok(places) => assert!(places.iter().flatten().all(|v| v.is_finite())),
+            Err(message) => assert!(message.contains("t-SNE"), "{message}"),
+        }
+    }
+
+    #[test]
+    fn settings_outside_what_t_sne_accepts_are_named() {
+        let bad = |perplexity, iterations| {
+            MapOptions {
+                perplexity,
+                iterations,
+                seed: 0,
+            }
+            .check("--perplexity", "--iterations")
+        };
+        assert!(bad(30.0, 750).is_ok());
+        assert!(bad(0.5, 750).unwrap_err().contains("--perplexity"));
+        assert!(bad(f32::NAN, 750).unwrap_err().contains("--perplexity"));
+        assert!(bad(30.0, 0).unwrap_err().contains("--iterations"));
     }
 }
