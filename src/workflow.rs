@@ -133,6 +133,7 @@ impl Opened {
             others,
             retrieval_per_class: recipe.eval.retrieval_per_class,
             verify: verify_images.clone(),
+            keep_embeddings: recipe.eval.map_pictures > 0,
         };
         Ok(Self {
             recipe,

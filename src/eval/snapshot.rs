@@ -34,6 +34,9 @@ pub struct EvalPlan {
     /// measured against the head, so an audit can judge the class on pictures the method
     /// never saw.
     pub verify: Option<Dataset>,
+    /// Whether snapshots keep the head's embeddings on the host for the embedding map;
+    /// copying them costs memory and time that a run without a map should not pay.
+    pub keep_embeddings: bool,
 }
 
 impl EvalPlan {
@@ -125,7 +128,8 @@ pub struct Snapshot {
     pub retrieval: Option<Retrieval>,
     /// Accuracy on the verification pictures of the forgotten classes, when the plan has any.
     pub verification: Option<Estimate>,
-    /// The embeddings the zero-shot head compared, kept for the embedding map.
+    /// The embeddings the zero-shot head compared, kept for the embedding map (empty when the
+    /// plan keeps none).
     pub embeddings: HeadEmbeddings,
 }
 
@@ -222,7 +226,11 @@ pub fn measure(model: &LoadedModel, plan: &EvalPlan) -> Snapshot {
             .map(|(forget, retain)| PairSets { forget, retain }),
     });
     Snapshot {
-        embeddings: HeadEmbeddings::of(&images, &heads),
+        embeddings: if plan.keep_embeddings {
+            HeadEmbeddings::of(&images, &heads)
+        } else {
+            HeadEmbeddings::default()
+        },
         target: accuracy.estimate_of(|c| plan.is_target(c)),
         other_classes: accuracy.estimate_of(|c| !plan.is_target(c)),
         verification: verification(model, plan, heads.clone()),
