@@ -2,9 +2,11 @@
 
 mod common;
 
+use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 use lethe::clip::checkpoint::Checkpoint;
-use lethe::clip::host_values;
+use lethe::clip::{Inspect, VisionTower, host_values, normalize};
+use lethe::viz::saliency::saliency_toward;
 
 fn check(name: &str, expected_maps: usize, heads: usize, tokens: [usize; 2]) {
     let checkpoint = Checkpoint::open(&common::fixtures().join(name)).unwrap();
@@ -93,4 +95,112 @@ fn resnet_saliency_is_the_attention_pool_map() {
     let (got, expected) = direct_saliency("openclip-rn");
     assert_eq!(got.len(), 4);
     common::assert_close("attention pool", &got, &expected, 1e-5);
+}
+
+/// A model, a random picture and a text embedding of that model, for saliency toward a text.
+fn toward_text(name: &str) -> (lethe::clip::Clip, Tensor<4>, Tensor<2>) {
+    let checkpoint = Checkpoint::open(&common::fixtures().join(name)).unwrap();
+    let device = Device::flex();
+    let model = checkpoint.load(&device).unwrap();
+    let size = checkpoint.spec.vision.image_size();
+    let pixels = Tensor::<4>::random([1, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
+    let ids = checkpoint
+        .tokenizer()
+        .unwrap()
+        .tokenize_batch(&["a photo of a cat"], 77, 0);
+    let text = model.encode_text(&ids);
+    (model, pixels, text)
+}
+
+#[test]
+fn probes_for_gradients_leave_the_embeddings_unchanged() {
+    for name in ["openclip-vit", "openclip-rn"] {
+        let (model, pixels, _) = toward_text(name);
+        let trainable = model.train();
+        let plain = trainable
+            .visual
+            .forward(pixels.clone().autodiff(), Inspect::Nothing);
+        let probed = trainable
+            .visual
+            .forward(pixels.autodiff(), Inspect::Gradients);
+        assert_eq!(
+            host_values(probed.embeds),
+            host_values(plain.embeds),
+            "{name}"
+        );
+        let expected = if name.ends_with("vit") { 2 } else { 1 };
+        assert_eq!(probed.probes.len(), expected, "{name}");
+    }
+}
+
+#[test]
+fn vit_saliency_toward_a_text_is_the_gradient_weighted_rollout() {
+    let (model, pixels, text) = toward_text("openclip-vit");
+    let trainable = model.clone().train();
+    let output = trainable
+        .visual
+        .forward(pixels.clone().autodiff(), Inspect::Gradients);
+    let similarity = (normalize(output.embeds) * normalize(text.clone().autodiff())).sum();
+    let gradients = similarity.backward();
+    let device = Device::flex();
+    let keys = output.probes[0].value.dims()[3];
+    let eye = Tensor::<2>::eye(keys, &device);
+    // R ← R + Ā_l·R with Ā_l = mean_heads(max(0, ∂s/∂A_l ⊙ A_l)), from R = I.
+    let mut rollout = eye.clone();
+    for probe in &output.probes {
+        let gradient = probe.zero.grad(&gradients).unwrap();
+        let weighted = (gradient * probe.value.clone().inner()).clamp_min(0.0);
+        let mean = weighted.mean_dim(1).reshape([keys, keys]);
+        rollout = rollout.clone() + mean.matmul(rollout);
+    }
+    let row = host_values(rollout.slice([0..1, 1..keys]));
+    let max = row.iter().copied().fold(f32::MIN, f32::max);
+    let expected: Vec<f32> = row.iter().map(|v| v / max).collect();
+    let got = saliency_toward(&model, pixels, text).remove(0);
+    assert_eq!(got.values.len(), 16);
+    common::assert_close("gradient-weighted rollout", &got.values, &expected, 1e-4);
+}
+
+#[test]
+fn resnet_saliency_toward_a_text_is_grad_cam_on_the_last_stage() {
+    let (model, pixels, text) = toward_text("openclip-rn");
+    let trainable = model.clone().train();
+    let output = trainable
+        .visual
+        .forward(pixels.clone().autodiff(), Inspect::Gradients);
+    let VisionTower::ResNet(tower) = &trainable.visual else {
+        panic!("a ResNet fixture");
+    };
+    // The last stage's output as a leaf, pooled again as the tower does: its gradient is the
+    // one Grad-CAM needs, computed without the probe.
+    let stage = output.probes[0].value.clone().detach().require_grad();
+    let [batch, channels, h, w] = stage.dims();
+    let tokens = stage
+        .clone()
+        .reshape([batch, channels, h * w])
+        .swap_dims(1, 2);
+    let tokens = Tensor::cat(vec![tokens.clone().mean_dim(1), tokens], 1)
+        + tower.pool.positions.val().unsqueeze::<3>();
+    let query = tokens.clone().narrow(1, 0, 1);
+    let pooled = tower
+        .pool
+        .attention
+        .forward(query, tokens, None, false)
+        .output;
+    let embed = pooled.dims()[2];
+    let similarity =
+        (normalize(pooled.reshape([batch, embed])) * normalize(text.clone().autodiff())).sum();
+    let gradient = stage.grad(&similarity.backward()).unwrap();
+    let weights = gradient.mean_dim(3).mean_dim(2);
+    let cam = (stage.inner() * weights).sum_dim(1).clamp_min(0.0);
+    let cam = host_values(cam);
+    let max = cam.iter().copied().fold(f32::MIN_POSITIVE, f32::max);
+    let expected: Vec<f32> = cam.iter().map(|v| v / max).collect();
+    assert!(
+        expected.contains(&1.0),
+        "a map with a positive cell: {expected:?}"
+    );
+    let got = saliency_toward(&model, pixels, text).remove(0);
+    assert_eq!(got.values.len(), 4);
+    common::assert_close("Grad-CAM", &got.values, &expected, 1e-4);
 }

@@ -8,6 +8,7 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
+use super::Probe;
 use super::weights::{Bind, Format, Layout, ParamVisitor, bind_linear};
 
 /// Builds a zero-initialised linear layer; real values always come from a checkpoint or an
@@ -40,6 +41,8 @@ pub struct AttentionOutput {
     pub output: Tensor<3>,
     /// `[batch, heads, queries, keys]` softmax weights.
     pub weights: Tensor<4>,
+    /// The probe on the weights, when one was asked for.
+    pub probe: Option<Probe>,
 }
 
 impl MultiHeadAttention {
@@ -55,12 +58,14 @@ impl MultiHeadAttention {
     }
 
     /// Attends from `query` `[b, lq, d]` to `context` `[b, lk, d]`; `mask` `[lq, lk]` is added
-    /// to the scores (use `-inf` to block a position).
+    /// to the scores (use `-inf` to block a position). With `probe`, the weights pass through
+    /// a [`Probe`], so a backward pass can read the gradient with respect to them.
     pub fn forward(
         &self,
         query: Tensor<3>,
         context: Tensor<3>,
         mask: Option<Tensor<2>>,
+        probe: bool,
     ) -> AttentionOutput {
         let [batch, lq, width] = query.dims();
         let lk = context.dims()[1];
@@ -78,14 +83,17 @@ impl MultiHeadAttention {
             scores = scores + mask.unsqueeze::<4>();
         }
         let weights = softmax(scores, 3);
-        let mixed = weights
-            .clone()
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, lq, width]);
+        let (used, probe) = if probe {
+            let (used, probe) = Probe::watch(weights.clone());
+            (used, Some(probe))
+        } else {
+            (weights.clone(), None)
+        };
+        let mixed = used.matmul(v).swap_dims(1, 2).reshape([batch, lq, width]);
         AttentionOutput {
             output: self.out.forward(mixed),
             weights,
+            probe,
         }
     }
 }

@@ -23,6 +23,39 @@ use text::TextTransformer;
 use vit::VisionTransformer;
 use weights::{Bind, Format, Layout, ParamVisitor};
 
+/// What a forward pass keeps besides the embeddings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inspect {
+    /// Nothing: ordinary encoding.
+    Nothing,
+    /// Every attention map, for saliency from attention alone.
+    Attention,
+    /// The attention maps and a [`Probe`] at each point a saliency toward a text reads the
+    /// gradient of (every attention map of a transformer; the last stage of a ResNet).
+    Gradients,
+}
+
+/// A point of the forward pass watched for its gradient. Autodiff keeps gradients only for
+/// leaf tensors, so a zero leaf is added at the point: that changes nothing forward, and the
+/// zero's gradient after `backward` is the gradient at the point. Needs an autodiff device.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// The value at the point.
+    pub value: Tensor<4>,
+    /// The zero leaf added to it.
+    pub zero: Tensor<4>,
+}
+
+impl Probe {
+    /// Watches `value`: returns what the forward pass goes on with (`value` plus the zero
+    /// leaf) and the probe.
+    pub fn watch(value: Tensor<4>) -> (Tensor<4>, Self) {
+        let zero = value.zeros_like().detach().require_grad();
+        let used = value.clone() + zero.clone();
+        (used, Self { value, zero })
+    }
+}
+
 /// What an encoder tower produced.
 #[derive(Debug)]
 pub struct TowerOutput {
@@ -30,6 +63,8 @@ pub struct TowerOutput {
     pub embeds: Tensor<2>,
     /// Per-block attention weights `[b, heads, queries, keys]` (empty unless asked for).
     pub attentions: Vec<Tensor<4>>,
+    /// The probes [`Inspect::Gradients`] asked for, input side first (empty otherwise).
+    pub probes: Vec<Probe>,
 }
 
 /// The image tower of a CLIP model.
@@ -42,11 +77,11 @@ pub enum VisionTower {
 }
 
 impl VisionTower {
-    /// Encodes normalised pixels `[b, 3, s, s]`.
-    pub fn forward(&self, pixels: Tensor<4>, keep_attention: bool) -> TowerOutput {
+    /// Encodes normalised pixels `[b, 3, s, s]`, keeping what `inspect` asks for.
+    pub fn forward(&self, pixels: Tensor<4>, inspect: Inspect) -> TowerOutput {
         match self {
-            Self::Vit(tower) => tower.forward(pixels, keep_attention),
-            Self::ResNet(tower) => tower.forward(pixels, keep_attention),
+            Self::Vit(tower) => tower.forward(pixels, inspect),
+            Self::ResNet(tower) => tower.forward(pixels, inspect),
         }
     }
 }
@@ -92,22 +127,22 @@ impl Clip {
 
     /// Projected, un-normalised image embeddings `[b, embed]`.
     pub fn encode_image(&self, pixels: Tensor<4>) -> Tensor<2> {
-        self.visual.forward(pixels, false).embeds
+        self.visual.forward(pixels, Inspect::Nothing).embeds
     }
 
     /// Image embeddings together with the attention maps (for saliency).
     pub fn encode_image_with_attention(&self, pixels: Tensor<4>) -> TowerOutput {
-        self.visual.forward(pixels, true)
+        self.visual.forward(pixels, Inspect::Attention)
     }
 
     /// Projected, un-normalised text embeddings `[b, embed]` for tokenised rows.
     pub fn encode_text(&self, ids: &[Vec<u32>]) -> Tensor<2> {
-        self.text.forward(ids, false).embeds
+        self.text.forward(ids, Inspect::Nothing).embeds
     }
 
     /// Text embeddings together with the attention maps.
     pub fn encode_text_with_attention(&self, ids: &[Vec<u32>]) -> TowerOutput {
-        self.text.forward(ids, true)
+        self.text.forward(ids, Inspect::Attention)
     }
 
     /// Image-to-text logits `[images, texts]`: scaled cosine similarities, as CLIP computes them.

@@ -7,10 +7,10 @@ use burn::tensor::module::{avg_pool2d, batch_norm, conv2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions};
 use burn::tensor::{Device, Tensor};
 
-use super::TowerOutput;
 use super::attention::{MultiHeadAttention, zero_linear};
 use super::config::ResNetSpec;
 use super::weights::{Bind, Format, Layout, ParamVisitor, bind_linear};
+use super::{Inspect, Probe, TowerOutput};
 
 /// A bias-free 2-D convolution.
 #[derive(Module, Debug)]
@@ -288,16 +288,18 @@ impl ModifiedResNet {
         }
     }
 
-    /// Encodes normalised pixels `[b, 3, s, s]` with the running batch-norm statistics.
-    pub fn forward(&self, pixels: Tensor<4>, keep_attention: bool) -> TowerOutput {
-        self.forward_with(pixels, keep_attention, None)
+    /// Encodes normalised pixels `[b, 3, s, s]` with the running batch-norm statistics,
+    /// keeping what `inspect` asks for (its probe is on the last stage's output, Grad-CAM's
+    /// layer).
+    pub fn forward(&self, pixels: Tensor<4>, inspect: Inspect) -> TowerOutput {
+        self.forward_with(pixels, inspect, None)
     }
 
     /// Encodes normalised pixels normalising with the batch's own statistics, as in training,
     /// and returns those statistics for [`Self::update_running_statistics`].
     pub fn forward_batch_statistics(&self, pixels: Tensor<4>) -> (TowerOutput, BatchStatistics) {
         let mut batch = BatchStatistics::default();
-        let output = self.forward_with(pixels, false, Some(&mut batch));
+        let output = self.forward_with(pixels, Inspect::Nothing, Some(&mut batch));
         (output, batch)
     }
 
@@ -317,7 +319,7 @@ impl ModifiedResNet {
     fn forward_with(
         &self,
         pixels: Tensor<4>,
-        keep_attention: bool,
+        inspect: Inspect,
         mut batch: Option<&mut BatchStatistics>,
     ) -> TowerOutput {
         let mut x = pixels;
@@ -328,21 +330,28 @@ impl ModifiedResNet {
         for block in self.stages.iter().flatten() {
             x = block.forward(x, batch.as_deref_mut());
         }
+        let mut probes = Vec::new();
+        if inspect == Inspect::Gradients {
+            let (used, probe) = Probe::watch(x);
+            x = used;
+            probes.push(probe);
+        }
         let [batch, channels, h, w] = x.dims();
         let tokens = x.reshape([batch, channels, h * w]).swap_dims(1, 2);
         let mean = tokens.clone().mean_dim(1);
         let tokens =
             Tensor::cat(vec![mean, tokens], 1) + self.pool.positions.val().unsqueeze::<3>();
         let query = tokens.clone().narrow(1, 0, 1);
-        let pooled = self.pool.attention.forward(query, tokens, None);
+        let pooled = self.pool.attention.forward(query, tokens, None, false);
         let embed = pooled.output.dims()[2];
         TowerOutput {
             embeds: pooled.output.reshape([batch, embed]),
-            attentions: if keep_attention {
-                vec![pooled.weights]
-            } else {
+            attentions: if inspect == Inspect::Nothing {
                 Vec::new()
+            } else {
+                vec![pooled.weights]
             },
+            probes,
         }
     }
 }

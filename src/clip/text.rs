@@ -7,10 +7,10 @@ use burn::nn::LayerNorm;
 use burn::tensor::module::embedding;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::TowerOutput;
 use super::config::{TextPooling, TextSpec};
 use super::transformer::{Transformer, TransformerOutput, layer_norm};
 use super::weights::{Bind, Format, Layout, ParamVisitor, bind_layer_norm};
+use super::{Inspect, TowerOutput};
 
 /// Token and positional embeddings, causal transformer, final norm, projection.
 #[derive(Module, Debug)]
@@ -62,7 +62,7 @@ impl TextTransformer {
     }
 
     /// Encodes token id rows (all of the model's context length).
-    pub fn forward(&self, ids: &[Vec<u32>], keep_attention: bool) -> TowerOutput {
+    pub fn forward(&self, ids: &[Vec<u32>], inspect: Inspect) -> TowerOutput {
         let device = self.positions.val().device();
         let batch = ids.len();
         let len = ids.first().map_or(0, Vec::len);
@@ -70,9 +70,13 @@ impl TextTransformer {
         let tokens = Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, len]), &device);
         let x = embedding(self.token_embed.val(), tokens)
             + self.positions.val().narrow(0, 0, len).unsqueeze::<3>();
-        let TransformerOutput { hidden, attentions } =
-            self.transformer
-                .forward(x, Some(causal_mask(len, &device)), keep_attention);
+        let TransformerOutput {
+            hidden,
+            attentions,
+            probes,
+        } = self
+            .transformer
+            .forward(x, Some(causal_mask(len, &device)), inspect);
         let width = hidden.dims()[2];
         let rows: Vec<i64> = self
             .pool_positions(ids)
@@ -85,6 +89,7 @@ impl TextTransformer {
         TowerOutput {
             embeds: self.norm_final.forward(pooled).matmul(self.proj.val()),
             attentions,
+            probes,
         }
     }
 }

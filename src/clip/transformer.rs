@@ -5,9 +5,10 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
 use burn::tensor::{Device, Tensor};
 
-use super::attention::{MultiHeadAttention, zero_linear};
+use super::attention::{AttentionOutput, MultiHeadAttention, zero_linear};
 use super::config::{Activation, TransformerSpec};
 use super::weights::{Bind, Format, ParamVisitor, bind_layer_norm, bind_linear};
+use super::{Inspect, Probe};
 
 /// A layer norm with the given epsilon (weights are replaced by the checkpoint's).
 pub(crate) fn layer_norm(width: usize, eps: f64, device: &Device) -> LayerNorm {
@@ -52,16 +53,26 @@ impl ResidualBlock {
         }
     }
 
-    /// Runs the block; also returns the attention weights `[b, heads, l, l]`.
-    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<2>>) -> (Tensor<3>, Tensor<4>) {
+    /// Runs the block; also returns the attention weights `[b, heads, l, l]` and, when `probe`
+    /// is set, a probe on them.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        mask: Option<Tensor<2>>,
+        probe: bool,
+    ) -> (Tensor<3>, Tensor<4>, Option<Probe>) {
         let normed = self.norm1.forward(x.clone());
-        let attended = self.attention.forward(normed.clone(), normed, mask);
-        let x = x + attended.output;
+        let AttentionOutput {
+            output,
+            weights,
+            probe,
+        } = self.attention.forward(normed.clone(), normed, mask, probe);
+        let x = x + output;
         let hidden = activate(
             self.fc1.forward(self.norm2.forward(x.clone())),
             self.activation,
         );
-        (x + self.fc2.forward(hidden), attended.weights)
+        (x + self.fc2.forward(hidden), weights, probe)
     }
 }
 
@@ -100,6 +111,8 @@ pub struct TransformerOutput {
     pub hidden: Tensor<3>,
     /// Attention weights of every block, when they were asked for.
     pub attentions: Vec<Tensor<4>>,
+    /// A probe on every block's attention weights, when gradients were asked for.
+    pub probes: Vec<Probe>,
 }
 
 impl Transformer {
@@ -112,25 +125,29 @@ impl Transformer {
         }
     }
 
-    /// Runs every block; keeps the attention weights only when `keep_attention` is set, so
-    /// ordinary encoding does not hold them in memory.
+    /// Runs every block; keeps the attention weights (and probes on them) only as `inspect`
+    /// asks, so ordinary encoding does not hold them in memory.
     pub fn forward(
         &self,
         mut x: Tensor<3>,
         mask: Option<Tensor<2>>,
-        keep_attention: bool,
+        inspect: Inspect,
     ) -> TransformerOutput {
         let mut attentions = Vec::new();
+        let mut probes = Vec::new();
         for block in &self.blocks {
-            let (next, weights) = block.forward(x, mask.clone());
+            let (next, weights, probe) =
+                block.forward(x, mask.clone(), inspect == Inspect::Gradients);
             x = next;
-            if keep_attention {
+            if inspect != Inspect::Nothing {
                 attentions.push(weights);
             }
+            probes.extend(probe);
         }
         TransformerOutput {
             hidden: x,
             attentions,
+            probes,
         }
     }
 }

@@ -6,10 +6,10 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
-use super::TowerOutput;
 use super::config::VitSpec;
 use super::transformer::{Transformer, TransformerOutput, layer_norm};
 use super::weights::{Bind, Format, Layout, ParamVisitor, bind_layer_norm};
+use super::{Inspect, TowerOutput};
 
 /// Patch embedding, class token, positional embedding, transformer, projection.
 #[derive(Module, Debug)]
@@ -54,8 +54,8 @@ impl VisionTransformer {
         }
     }
 
-    /// Encodes normalised pixels `[b, 3, s, s]`.
-    pub fn forward(&self, pixels: Tensor<4>, keep_attention: bool) -> TowerOutput {
+    /// Encodes normalised pixels `[b, 3, s, s]`, keeping what `inspect` asks for.
+    pub fn forward(&self, pixels: Tensor<4>, inspect: Inspect) -> TowerOutput {
         let batch = pixels.dims()[0];
         let patches = conv2d(
             pixels,
@@ -71,13 +71,18 @@ impl VisionTransformer {
             .reshape([1, 1, width])
             .expand([batch, 1, width]);
         let x = Tensor::cat(vec![class, tokens], 1) + self.positions.val().unsqueeze::<3>();
-        let TransformerOutput { hidden, attentions } =
-            self.transformer
-                .forward(self.norm_pre.forward(x), None, keep_attention);
+        let TransformerOutput {
+            hidden,
+            attentions,
+            probes,
+        } = self
+            .transformer
+            .forward(self.norm_pre.forward(x), None, inspect);
         let class_state = hidden.narrow(1, 0, 1).reshape([batch, width]);
         TowerOutput {
             embeds: self.norm_post.forward(class_state).matmul(self.proj.val()),
             attentions,
+            probes,
         }
     }
 }

@@ -23,7 +23,7 @@ use super::{StageOptions, StageStart, StageTrainer, StepReport, clip_adam};
 use crate::clip::attention::zero_linear;
 use crate::clip::resnet::BatchStatistics;
 use crate::clip::text::TextTransformer;
-use crate::clip::{Clip, VisionTower, host_values, index_tensor, normalize};
+use crate::clip::{Clip, Inspect, VisionTower, host_values, index_tensor, normalize};
 use crate::data::shapes::{Background, Color, Fruit, Object, Scene, Shape, Size};
 use crate::eval::argmax;
 
@@ -130,7 +130,7 @@ impl AttributeTrainer {
                 let (output, statistics) = tower.forward_batch_statistics(images);
                 (output.embeds, Some(statistics))
             }
-            VisionTower::Vit(tower) => (tower.forward(images, false).embeds, None),
+            VisionTower::Vit(tower) => (tower.forward(images, Inspect::Nothing).embeds, None),
         };
         let features = normalize(embeds) * self.feature_scale;
         let labels: Vec<[usize; 4]> = scenes.iter().map(attribute_labels).collect();

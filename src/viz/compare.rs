@@ -2,10 +2,11 @@
 //! panels: the picture as the first model sees it, then each model's saliency over it. Used by
 //! `lethe explain` and by the heatmaps of a result folder.
 
+use burn::tensor::Tensor;
 use image::{DynamicImage, RgbImage, imageops};
 
 use super::overlay::{comparison_sheet, overlay};
-use super::saliency::{method_name, saliency};
+use super::saliency::{method_name, saliency, saliency_toward};
 use crate::clip::Clip;
 use crate::clip::preprocess::{Preprocessor, to_picture};
 use crate::eval::snapshot::EvalPlan;
@@ -13,16 +14,20 @@ use crate::eval::snapshot::EvalPlan;
 /// How strongly a map covers its picture in the result folder's heatmaps.
 pub const REPORT_OPACITY: f32 = 0.6;
 
+/// One model's column of panels: the model, its preprocessing, and the `[1, embed]` text
+/// embedding (of this model) its maps are made toward, or `None` for attention alone.
+pub type Column<'a> = (&'a Clip, &'a Preprocessor, Option<Tensor<2>>);
+
 /// One row per picture: the picture (`tile` pixels square) and each model's map over it.
 pub fn panel_rows(
-    models: &[(&Clip, &Preprocessor)],
+    models: &[Column],
     pictures: &[DynamicImage],
     opacity: f32,
     tile: u32,
 ) -> Vec<Vec<RgbImage>> {
     let mut seen: Vec<RgbImage> = Vec::new();
     let mut rows: Vec<Vec<RgbImage>> = Vec::new();
-    for (index, (model, preprocessor)) in models.iter().enumerate() {
+    for (index, (model, preprocessor, toward)) in models.iter().enumerate() {
         let pixels: Vec<Vec<f32>> = pictures.iter().map(|p| preprocessor.apply(p)).collect();
         if index == 0 {
             // The pictures are shown as the first model sees them (its crop and size).
@@ -50,7 +55,11 @@ pub fn panel_rows(
                 .collect();
         }
         let input = preprocessor.tensor(pixels.concat(), pictures.len(), &model.device());
-        for ((row, map), picture) in rows.iter_mut().zip(saliency(model, input)).zip(&seen) {
+        let maps = match toward {
+            Some(text) => saliency_toward(model, input, text.clone()),
+            None => saliency(model, input),
+        };
+        for ((row, map), picture) in rows.iter_mut().zip(maps).zip(&seen) {
             row.push(overlay(picture, &map, opacity, tile));
         }
     }
@@ -92,7 +101,7 @@ pub fn before_after(
         return None;
     }
     let (pictures, labels): (Vec<_>, Vec<_>) = chosen.into_iter().unzip();
-    let models = [(original, preprocessor), (edited, preprocessor)];
+    let models = [(original, preprocessor, None), (edited, preprocessor, None)];
     let sheet = comparison_sheet(&panel_rows(&models, &pictures, REPORT_OPACITY, 160), 160);
     let classes = labels
         .into_iter()

@@ -7,11 +7,21 @@
 //! - **ModifiedResNet — the attention-pool map**: the pooled query's attention over the last
 //!   stage's spatial positions (averaged over heads), which is what forms the embedding.
 //!
-//! Both are computed on the host: the maps are small (tokens × tokens per block).
+//! Toward a text, the maps follow the gradient of the cosine similarity `s` between the image
+//! and the text embedding:
+//!
+//! - **ViT — gradient-weighted rollout** (Chefer, Gur & Wolf, ICCV 2021): each block's map
+//!   becomes Ā_l = mean_heads( max(0, ∂s/∂A_l ⊙ A_l) ), and the blocks are composed with the
+//!   residual as R ← R + Ā_l·R from R = I; the class token's row of R over the patches.
+//! - **ModifiedResNet — Grad-CAM** (Selvaraju et al., ICCV 2017) on the last stage's output
+//!   X: channel weights w_c = mean over positions of ∂s/∂X_c, map = max(0, Σ_c w_c·X_c).
+//!
+//! Everything but the forward and backward pass is computed on the host: the maps are small.
 
+use burn::module::Module;
 use burn::tensor::Tensor;
 
-use crate::clip::{Clip, VisionTower, host_values};
+use crate::clip::{Clip, Inspect, Probe, VisionTower, host_values, normalize};
 
 /// A saliency grid over the image: `side × side` cells, row-major, scaled so the largest is 1.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +38,96 @@ pub fn method_name(model: &Clip) -> &'static str {
         VisionTower::Vit(_) => "attention rollout",
         VisionTower::ResNet(_) => "attention-pool map",
     }
+}
+
+/// What [`saliency_toward`] computes for `model`'s image tower, in words.
+pub fn method_name_toward(model: &Clip) -> &'static str {
+    match model.visual {
+        VisionTower::Vit(_) => "gradient-weighted rollout",
+        VisionTower::ResNet(_) => "Grad-CAM",
+    }
+}
+
+/// The saliency of each image of `pixels` (`[b, 3, s, s]`, preprocessed) under `model`
+/// toward `text`, a `[1, embed]` text embedding of the same model (see the module doc).
+pub fn saliency_toward(model: &Clip, pixels: Tensor<4>, text: Tensor<2>) -> Vec<Saliency> {
+    // Gradients need autodiff; the probes are the only tensors that require them.
+    let model = model.clone().train();
+    let output = model.visual.forward(pixels.autodiff(), Inspect::Gradients);
+    let batch = output.embeds.dims()[0];
+    let similarity = (normalize(output.embeds) * normalize(text.autodiff())).sum();
+    let gradients = similarity.backward();
+    let host = |probe: &Probe| {
+        let dims = probe.value.dims();
+        let gradient = probe
+            .zero
+            .grad(&gradients)
+            .map_or_else(|| vec![0.0; dims.iter().product()], host_values);
+        (host_values(probe.value.clone().inner()), gradient, dims)
+    };
+    let probes: Vec<_> = output.probes.iter().map(host).collect();
+    (0..batch)
+        .map(|image| match &model.visual {
+            VisionTower::Vit(_) => {
+                let blocks: Vec<Vec<f32>> = probes
+                    .iter()
+                    .map(|(values, gradient, dims)| {
+                        positive_head_mean(values, gradient, *dims, image)
+                    })
+                    .collect();
+                let tokens = probes[0].2[3];
+                grid(class_rollout(&blocks, tokens))
+            }
+            VisionTower::ResNet(_) => {
+                let (values, gradient, dims) = &probes[0];
+                grid(grad_cam(values, gradient, *dims, image))
+            }
+        })
+        .collect()
+}
+
+/// One image's mean over heads of max(0, gradient ⊙ attention): `[queries × keys]`.
+fn positive_head_mean(
+    values: &[f32],
+    gradient: &[f32],
+    [_, heads, queries, keys]: [usize; 4],
+    image: usize,
+) -> Vec<f32> {
+    let per_head = queries * keys;
+    let start = image * heads * per_head;
+    let mut mean = vec![0.0; per_head];
+    for head in 0..heads {
+        let range = start + head * per_head..start + (head + 1) * per_head;
+        for ((m, a), g) in mean
+            .iter_mut()
+            .zip(&values[range.clone()])
+            .zip(&gradient[range])
+        {
+            *m += (a * g).max(0.0) / heads as f32;
+        }
+    }
+    mean
+}
+
+/// Grad-CAM of one image from the last stage's output and its gradient `[b, c, h, w]`:
+/// max(0, Σ_c w_c·X_c) with w_c the mean gradient of channel c; `h × w` cells.
+fn grad_cam(
+    values: &[f32],
+    gradient: &[f32],
+    [_, channels, h, w]: [usize; 4],
+    image: usize,
+) -> Vec<f32> {
+    let cells = h * w;
+    let mut map = vec![0.0f32; cells];
+    for channel in 0..channels {
+        let start = (image * channels + channel) * cells;
+        let activation = &values[start..start + cells];
+        let weight = gradient[start..start + cells].iter().sum::<f32>() / cells as f32;
+        for (m, x) in map.iter_mut().zip(activation) {
+            *m += weight * x;
+        }
+    }
+    map.into_iter().map(|v| v.max(0.0)).collect()
 }
 
 /// The saliency of each image of `pixels` (`[b, 3, s, s]`, preprocessed) under `model`.
@@ -76,7 +176,8 @@ fn head_mean(values: &[f32], [_, heads, queries, keys]: [usize; 4], image: usize
 }
 
 /// Attention rollout over square `tokens × tokens` maps (first block first); returns the class
-/// token's row over the other tokens.
+/// token's row over the other tokens. With gradient-weighted maps Ā_l it gives the row of
+/// R = (I + Ā_L)·…·(I + Ā_1) scaled by 2^−L, which the maps' scaling to a maximum of 1 removes.
 pub fn class_rollout(blocks: &[Vec<f32>], tokens: usize) -> Vec<f32> {
     // Only the class token's row of Â_L·…·Â_1 is needed: carry it as a row vector from the
     // last block down (r ← r·Â_l), O(tokens²) per block instead of a full matrix product.
@@ -141,5 +242,25 @@ mod tests {
             (row[0] - 0.5).abs() < 1e-6 && (row[1] - 0.25).abs() < 1e-6,
             "{row:?}"
         );
+    }
+
+    #[test]
+    fn grad_cam_weights_channels_by_their_mean_gradient_and_keeps_the_positive_part() {
+        // One image, two channels over 1×2 positions: w = (1, −0.5).
+        let values = [1.0, 2.0, 3.0, -1.0];
+        let gradient = [1.0, 1.0, -1.0, 0.0];
+        let map = grad_cam(&values, &gradient, [1, 2, 1, 2], 0);
+        assert_eq!(map, vec![0.0, 2.5]);
+    }
+
+    #[test]
+    fn gradient_weighting_keeps_positive_products_averaged_over_heads() {
+        // Two heads of one query over two keys, for the second image of a batch of two.
+        let mut values = vec![0.0; 4];
+        values.extend([0.5, 0.5, 1.0, 0.0]);
+        let mut gradient = vec![9.0; 4];
+        gradient.extend([1.0, -1.0, 2.0, 3.0]);
+        let mean = positive_head_mean(&values, &gradient, [2, 2, 1, 2], 1);
+        assert_eq!(mean, vec![1.25, 0.0]);
     }
 }
