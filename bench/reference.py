@@ -4,6 +4,8 @@
     python bench/reference.py --model DIR [--batch 8] [--iters 20] [--warmup 5] [--threads N]
     python bench/reference.py --make-vit-b32 DIR      # random-init ViT-B/32 open_clip checkpoint
     python bench/reference.py --train-step STAGE --model DIR [--batch B] [--iters N]
+    python bench/reference.py --unlearn-step lip|ga --model DIR [--batch B] [--classes C]
+        [--templates T] [--forget-images N] [--perturbations P]
 
 --train-step times one step of a demo-training stage (the counterpart of `lethe bench train`)
 on the open_clip architecture of DIR, freshly initialised: `attributes` (vision tower + four
@@ -12,6 +14,14 @@ tower + logit scale, contrastive loss against fixed image embeddings) or `joint`
 contrastive). AdamW with CLIP's betas; batch-norm in training mode for `attributes` only.
 Inputs are random tensors: rendering scenes is not timed here, while Lethe's figure includes it.
 Prints {"stage", "batch", "seconds_per_step", ...}.
+
+--unlearn-step times one step of an unlearning method (the counterpart of `lethe bench step`)
+on DIR's weights, doing the work Lethe's step does: the class heads (C classes x T prompts
+through the text tower, averaged per class), the method's loss on B forget images, backward
+through every parameter, an AdamW update of every parameter (Lethe updates only the layers it
+selects, which is less work), and the stop rule's check (zero-shot accuracy on N forget images,
+without gradients). `lip`: each image with P Gaussian perturbations, loss
+mean((|f(x) - f(x+e)| + |g(t) - f(x+e)|) / |e|); `ga`: minus the zero-shot cross-entropy.
 
 DIR is either a transformers CLIPModel folder (config.json + *.safetensors) or an
 open_clip folder (open_clip_config.json + open_clip_model.safetensors); detected
@@ -162,19 +172,20 @@ def train_step_bench(args):
         torch.set_num_threads(args.threads)
     d = Path(args.model)
     cfg = json.loads((d / "open_clip_config.json").read_text())["model_cfg"]
+    device = torch.device(args.device)
     torch.manual_seed(0)
-    model = open_clip.model.CLIP(**cfg).float()
+    model = open_clip.model.CLIP(**cfg).float().to(device)
     size = cfg["vision_cfg"]["image_size"]
     ctx = cfg["text_cfg"]["context_length"]
     dim = cfg["embed_dim"]
     batch = args.batch
     g = torch.Generator().manual_seed(0)
-    images = torch.randn(batch, 3, size, size, generator=g)
-    ids = tokenize([f"a photo of a red star number {i}" for i in range(batch)], ctx, 0)
-    heads = torch.nn.ModuleList(torch.nn.Linear(dim, n) for n in ATTRIBUTE_CLASSES)
-    labels = [torch.randint(0, n, (batch,), generator=g) for n in ATTRIBUTE_CLASSES]
-    fixed = torch.nn.functional.normalize(torch.randn(batch, dim, generator=g), dim=-1)
-    eye = torch.arange(batch)
+    images = torch.randn(batch, 3, size, size, generator=g).to(device)
+    ids = tokenize([f"a photo of a red star number {i}" for i in range(batch)], ctx, 0).to(device)
+    heads = torch.nn.ModuleList(torch.nn.Linear(dim, n) for n in ATTRIBUTE_CLASSES).to(device)
+    labels = [torch.randint(0, n, (batch,), generator=g).to(device) for n in ATTRIBUTE_CLASSES]
+    fixed = torch.nn.functional.normalize(torch.randn(batch, dim, generator=g), dim=-1).to(device)
+    eye = torch.arange(batch, device=device)
 
     def contrastive(img, txt):
         logits = model.logit_scale.exp() * torch.nn.functional.normalize(img, dim=-1) @ \
@@ -207,9 +218,60 @@ def train_step_bench(args):
         loss_fn().backward()
         opt.step()
 
-    seconds = time_it(step, None, args.warmup, args.iters, torch.device("cpu")) / args.iters
+    seconds = time_it(step, None, args.warmup, args.iters, device) / args.iters
     print(json.dumps({"stage": args.train_step, "batch": batch, "seconds_per_step": seconds,
-                      "threads": torch.get_num_threads(), "torch": torch.__version__}))
+                      "threads": torch.get_num_threads(), "device": str(device),
+                      "torch": torch.__version__}))
+
+
+def unlearn_step_bench(args):
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    fmt, model, size, ctx, pad, enc_img, enc_txt = load_model(Path(args.model))
+    model.to(device).train()
+    g = torch.Generator().manual_seed(0)
+    forget = torch.randn(args.forget_images, 3, size, size, generator=g).to(device)
+    labels = torch.zeros(args.forget_images, dtype=torch.long, device=device)
+    prompts = tokenize([f"a photo of a class {c} number {t}" for c in range(args.classes)
+                        for t in range(args.templates)], ctx, pad).to(device)
+    norm = torch.nn.functional.normalize
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-5, betas=(0.9, 0.98), eps=1e-6,
+                            weight_decay=0.2)
+    scale = 100.0
+
+    def heads():
+        per_prompt = norm(enc_txt(prompts), dim=-1).view(args.classes, args.templates, -1)
+        return norm(per_prompt.mean(1), dim=-1)
+
+    def step(_):
+        opt.zero_grad(set_to_none=True)
+        h = heads()
+        x = forget[:args.batch]
+        if args.unlearn_step == "lip":
+            n = args.perturbations
+            clean = norm(enc_img(x), dim=-1)
+            noise = torch.randn(args.batch * n, 3, size, size, device=device)
+            perturbed = norm(enc_img(x.repeat_interleave(n, 0) + noise), dim=-1)
+            text = h[labels[:args.batch]].repeat_interleave(n, 0)
+            loss = (((clean.repeat_interleave(n, 0) - perturbed).norm(dim=-1)
+                     + (text - perturbed).norm(dim=-1)) / noise.flatten(1).norm(dim=-1)).mean()
+        else:
+            logits = scale * norm(enc_img(x), dim=-1) @ h.T
+            loss = -torch.nn.functional.cross_entropy(logits, labels[:args.batch])
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            h = heads()
+            hits = (norm(enc_img(forget), dim=-1) @ h.T).argmax(-1) == labels
+            float(hits.float().mean())
+
+    seconds = time_it(step, None, args.warmup, args.iters, device) / args.iters
+    print(json.dumps({"method": args.unlearn_step, "batch": args.batch,
+                      "forget_images": args.forget_images, "classes": args.classes,
+                      "templates": args.templates, "seconds_per_step": seconds,
+                      "threads": torch.get_num_threads(), "device": str(device),
+                      "torch": torch.__version__}))
 
 
 def main():
@@ -223,7 +285,18 @@ def main():
     ap.add_argument("--make-vit-b32", metavar="DIR", help="write a random-init ViT-B/32 open_clip checkpoint and exit")
     ap.add_argument("--train-step", choices=["attributes", "lit", "joint"],
                     help="time one step of a demo-training stage on DIR's architecture")
+    ap.add_argument("--unlearn-step", choices=["lip", "ga"],
+                    help="time one unlearning step of a method on DIR's weights")
+    ap.add_argument("--classes", type=int, default=10, help="classes of the zero-shot head")
+    ap.add_argument("--templates", type=int, default=1, help="prompts per class")
+    ap.add_argument("--forget-images", type=int, default=64, help="pictures the stop rule checks")
+    ap.add_argument("--perturbations", type=int, default=25, help="noise draws per image (lip)")
     args = ap.parse_args()
+    if args.unlearn_step:
+        if not args.model:
+            ap.error("--unlearn-step needs --model DIR")
+        unlearn_step_bench(args)
+        return
     if args.train_step:
         if not args.model:
             ap.error("--train-step needs --model DIR (an open_clip folder)")

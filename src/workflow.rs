@@ -147,6 +147,22 @@ impl Opened {
         })
     }
 
+    /// What a method is set up from: the recipe's seed, head, targets and pictures, with
+    /// `model` (on an autodiff device) to edit.
+    pub fn setup<'a>(&'a self, model: &'a Clip, cancel: &'a AtomicBool) -> Setup<'a> {
+        Setup {
+            seed: self.recipe.seed,
+            model,
+            loaded: &self.loaded,
+            head: &self.plan.head,
+            targets: &self.plan.targets,
+            real_images: self.real_images.as_ref(),
+            retain_images: self.retain_images.as_ref(),
+            verify_images: self.verify_images.as_ref(),
+            cancel,
+        }
+    }
+
     /// The folder of the input checkpoint.
     pub fn model_dir(&self) -> &Path {
         &self.checkpoint.dir
@@ -265,17 +281,7 @@ pub fn execute_from(
         .checkpoint
         .load(&opened.loaded.device.device.clone().autodiff())?;
     let start = Instant::now();
-    let setup = Setup {
-        seed: recipe.seed,
-        model: &trainable,
-        loaded: &opened.loaded,
-        head: &opened.plan.head,
-        targets: &opened.plan.targets,
-        real_images: opened.real_images.as_ref(),
-        retain_images: opened.retain_images.as_ref(),
-        verify_images: opened.verify_images.as_ref(),
-        cancel,
-    };
+    let setup = opened.setup(&trainable, cancel);
     let prepared = prepare(&recipe.method.name, &recipe.method.settings, &setup)?;
     if cancel.load(Ordering::Relaxed) {
         bail!(RunStopped::Cancelled { steps: 0 });

@@ -323,6 +323,49 @@ fn explain_draws_each_models_map_beside_the_picture() {
     assert_ne!(seen, vit, "the map is drawn over the picture");
     assert_ne!(vit, rn, "the two models look at different places");
 
+    let toward = dir.path().join("toward.png");
+    let explained = lethe(&[
+        "explain",
+        "--model",
+        "demo:vit",
+        "--compare",
+        "demo:rn",
+        "--image",
+        path(&picture),
+        "--text",
+        "a photo of a star",
+        "--out",
+        path(&toward),
+    ]);
+    let stdout = String::from_utf8_lossy(&explained.stdout);
+    assert!(explained.status.success(), "{explained:?}");
+    assert!(
+        stdout
+            .contains("panel 2: demo:vit — gradient-weighted rollout toward \"a photo of a star\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("panel 3: demo:rn — Grad-CAM toward \"a photo of a star\""),
+        "{stdout}"
+    );
+    let toward = image::open(&toward).unwrap().to_rgb8();
+    assert_eq!(toward.dimensions(), sheet.dimensions());
+    assert_ne!(
+        image::imageops::crop_imm(&toward, 8 + 264, 8, 256, 256).to_image(),
+        vit,
+        "the map toward a text is not the attention map"
+    );
+    let empty = lethe(&[
+        "explain",
+        "--image",
+        path(&picture),
+        "--text",
+        " ",
+        "--out",
+        path(&out),
+    ]);
+    assert_one_line_error(&empty, &["--text is empty"]);
+
     let refused = lethe(&[
         "explain",
         "--image",
@@ -338,4 +381,36 @@ fn explain_draws_each_models_map_beside_the_picture() {
         stderr.contains("--opacity 1.5: give a number from 0 to 1"),
         "{stderr}"
     );
+}
+
+#[test]
+fn bench_step_times_a_registered_method_on_a_recipe_and_refuses_unknown_ones() {
+    let recipe = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/recipes/forget-red-vit-paper.toml"
+    );
+    let output = lethe(&[
+        "bench", "step", "--recipe", recipe, "--method", "ga", "--batch", "2", "--iters", "1",
+        "--device", "cpu", "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&output.stdout).trim()).unwrap();
+    assert_eq!(json["method"], "ga");
+    assert_eq!(json["batch"], 2);
+    // The paper recipe forgets "red" on the colours head: 10 classes.
+    assert_eq!(json["classes"], 10);
+    let seconds = json["seconds_per_step"].as_f64().unwrap();
+    assert!(seconds > 0.0 && seconds.is_finite(), "{json}");
+
+    let unknown = lethe(&["bench", "step", "--recipe", recipe, "--method", "forgetall"]);
+    assert_one_line_error(&unknown, &["--method", "forgetall", "lip"]);
+    let no_batch = lethe(&[
+        "bench", "step", "--recipe", recipe, "--method", "slug", "--batch", "2",
+    ]);
+    assert_one_line_error(&no_batch, &["--batch", "slug"]);
 }

@@ -17,6 +17,7 @@ use crate::limits::{MAX_BATCH_ARG, MAX_ITERS, count_arg};
 
 mod bench_map;
 mod bench_methods;
+mod bench_step;
 mod bench_train;
 mod explain;
 mod grid;
@@ -193,6 +194,8 @@ pub enum BenchCommand {
     Methods(bench_methods::BenchMethodsArgs),
     /// Seconds per training step of a demo-training stage (attributes, lit or joint).
     Train(bench_train::BenchTrainArgs),
+    /// Seconds per unlearning step of a registered method on a recipe's scenario.
+    Step(bench_step::BenchStepArgs),
     /// Seconds to draw the embedding map (t-SNE) of a dataset's pictures, alone and as a
     /// before/after pair.
     Map(bench_map::BenchMapArgs),
@@ -274,6 +277,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             which: BenchCommand::Train(args),
         } => bench_train::bench_train(&args),
+        Command::Bench {
+            which: BenchCommand::Step(args),
+        } => bench_step::bench_step(&args),
         Command::Bench {
             which: BenchCommand::Map(args),
         } => bench_map::bench_map(&args),
