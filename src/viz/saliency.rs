@@ -51,8 +51,8 @@ pub fn method_name_toward(model: &Clip) -> &'static str {
 /// The saliency of each image of `pixels` (`[b, 3, s, s]`, preprocessed) under `model`
 /// toward `text`, a `[1, embed]` text embedding of the same model (see the module doc).
 pub fn saliency_toward(model: &Clip, pixels: Tensor<4>, text: Tensor<2>) -> Vec<Saliency> {
-    // Gradients need autodiff; the probes are the only tensors that require them.
-    let model = model.clone().train();
+    // Gradients need autodiff, but only the probes': the weights' own are not computed.
+    let model = model.clone().train().no_grad();
     let output = model.visual.forward(pixels.autodiff(), Inspect::Gradients);
     let batch = output.embeds.dims()[0];
     let similarity = (normalize(output.embeds) * normalize(text.autodiff())).sum();
