@@ -378,13 +378,7 @@ pub fn execute_from(
             recipe: hash_bytes(opened.recipe_text.as_bytes()),
         },
     };
-    let heatmaps = before_after(
-        &opened.loaded.model,
-        &edited.model,
-        &opened.loaded.preprocessor,
-        &opened.plan,
-        HEATMAP_ROWS,
-    );
+    let heatmaps = before_after(&opened.loaded, &edited, &opened.plan, HEATMAP_ROWS);
     let map = (recipe.eval.map_pictures > 0)
         .then(|| {
             EmbeddingMap::of_run(
@@ -485,9 +479,10 @@ pub fn fill_result(
     if let Some(heatmaps) = &finished.heatmaps {
         heatmaps.sheet.save(dir.join(HEATMAPS))?;
         report.push_str(&format!(
-            "\n## Where the model looks\n\nEach row is a picture of the forget dataset ({}), then \
-             where the original model and the edited model look in it: the {} of the image \
-             tower, drawn over the picture (dark is low, bright is high).\n\n\
+            "\n## Where the model finds each class\n\nEach row is a picture of the forget dataset \
+             ({}), then what in it matches its class for the original model and for the edited \
+             model: the {} (the gradient of the picture's similarity to its class prompts), \
+             drawn over the picture (dark is low, bright is high).\n\n\
              ![the original and the edited model's saliency]({HEATMAPS})\n",
             heatmaps.classes.join(", "),
             heatmaps.method,

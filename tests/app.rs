@@ -8,13 +8,22 @@ use std::time::{Duration, Instant};
 use eframe::egui::{self, Modifiers};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+use egui_kittest::wgpu::{WgpuTestRenderer, create_render_state, default_wgpu_setup};
+use lethe::app::heatmap_window::{Maps as HeatmapMaps, Toward};
 use lethe::app::sets::Role;
 use lethe::app::{LetheApp, Page};
 
 fn harness(home: &Path) -> Harness<'static, LetheApp> {
+    // The renderer the app's window would have, with the heatmap overlay registered.
+    let render_state = create_render_state(
+        default_wgpu_setup(),
+        eframe::egui_wgpu::RendererOptions::PREDICTABLE,
+    );
+    lethe::app::heatmap_paint::register(&render_state);
     Harness::builder()
         .with_size(egui::vec2(1280.0, 820.0))
         .with_max_steps(10_000)
+        .renderer(WgpuTestRenderer::from_render_state(render_state))
         .build_ui_state(
             |ui, app: &mut LetheApp| app.show(ui),
             LetheApp::new(home.into()),
@@ -169,6 +178,55 @@ fn the_demo_forgets_star_from_start_to_results() {
         Some(target_after)
     );
     assert!(out.path().join("result/report.md").is_file());
+}
+
+/// An image's heatmaps open from the Data panel's details and from the Sets panel's selected
+/// image, made toward the image's class by the open model, as a direct
+/// computation gives them.
+#[test]
+fn an_images_heatmaps_open_from_the_data_and_sets_panels() {
+    let home = tempfile::tempdir().unwrap();
+    let mut harness = harness(home.path());
+    wait_for_demo(&mut harness);
+    click(&mut harness, "image 3");
+    wait_for_label(&mut harness, 30, "Heatmaps");
+    click(&mut harness, "Heatmaps");
+    let maps = wait_for_heatmaps(&mut harness);
+    let app = harness.state();
+    let window = app.heatmap.as_ref().unwrap();
+    assert_eq!(
+        (window.item(), window.subject_names()),
+        (3, vec!["open model"])
+    );
+    let data = app.browser.dataset.clone().unwrap();
+    let label = data.items[3].label;
+    assert_eq!(window.toward, Toward::Class(label));
+    let loaded = app.model.loaded().unwrap();
+    let picture = data.items[3].source.image().unwrap();
+    let text = lethe::eval::class_embeddings(
+        loaded,
+        std::slice::from_ref(&data.classes[label]),
+        &data.templates,
+    );
+    let pixels = loaded.preprocessor.tensor(
+        loaded.preprocessor.apply(&picture),
+        1,
+        &loaded.model.device(),
+    );
+    let direct = lethe::viz::saliency::saliency_toward(&loaded.model, pixels, text);
+    assert_eq!(maps.maps, direct);
+    // The opacity slider changes the drawing only: no recomputation.
+    harness.state_mut().heatmap.as_mut().unwrap().opacity = 0.2;
+    harness.run_steps(3);
+    assert!(!harness.state().heatmap.as_ref().unwrap().is_computing());
+    harness.state_mut().heatmap = None;
+
+    click(&mut harness, "2  Sets");
+    wait_for_label(&mut harness, 30, "image 5");
+    click(&mut harness, "image 5");
+    click(&mut harness, "Heatmaps");
+    wait_for_heatmaps(&mut harness);
+    assert_eq!(harness.state().heatmap.as_ref().unwrap().item(), 5);
 }
 
 /// Replaces the text of the field labelled `label` with `text`.
@@ -683,18 +741,46 @@ fn every_panel_renders_through_a_whole_demo_run() {
         shown(&harness) > before,
         "still {before} changed images shown"
     );
+    // A changed image's heatmaps, clicked in the gallery: the original and the edited model
+    // side by side, first toward the image's class, then from attention alone.
+    let item = harness.state().results.runs[0].finished.changed[0].item;
+    let tile = format!("changed image {item}");
+    harness.get_by_label(&tile).scroll_to_me();
+    harness.run_steps(3);
+    click(&mut harness, &tile);
+    let maps = wait_for_heatmaps(&mut harness);
+    let window = harness.state().heatmap.as_ref().unwrap();
+    assert_eq!(window.item(), item);
+    assert_eq!(window.subject_names(), ["original", "edited (run 1)"]);
+    assert_ne!(maps.maps[0], maps.maps[1], "the edit changed nothing");
+    let head = &harness.state().results.runs[0].head;
+    let class = &head.classes[head.items[item].label];
+    assert_eq!(
+        maps.method,
+        format!("gradient-weighted rollout toward \"{class}\"")
+    );
+    screenshot_named(&mut harness, "heatmap-window");
+    click(&mut harness, "Toward");
+    click(&mut harness, "attention alone");
+    let maps = wait_for_heatmaps(&mut harness);
+    assert_eq!(maps.method, "attention rollout");
+    harness.state_mut().heatmap = None;
+    harness.run_steps(3);
     // Where the original and the edited model look, computed by the run.
     let heatmaps = harness.state().results.runs[0].finished.heatmaps.clone();
     let heatmaps = heatmaps.expect("the run drew heatmaps");
     assert_eq!(heatmaps.classes.len(), 6, "{:?}", heatmaps.classes);
-    assert_eq!(heatmaps.method, "attention rollout");
+    assert_eq!(
+        heatmaps.method,
+        "gradient-weighted rollout toward each picture's class"
+    );
     open_section(
         &mut harness,
-        "Where the model looks",
-        "then where the original and the edited model look in it",
+        "Where the model finds each class",
+        "then what in it matches its class for the original and the edited model",
     );
     screenshot_named(&mut harness, "heatmaps");
-    click(&mut harness, "Where the model looks");
+    click(&mut harness, "Where the model finds each class");
     harness.run_steps(10);
     // The embedding map before and after: every picture of the forget dataset (up to the
     // recipe's 1,000) once, and one point per class for its prompts.
@@ -715,6 +801,19 @@ fn every_panel_renders_through_a_whole_demo_run() {
         "so what moved was moved by the edit",
     );
     screenshot_named(&mut harness, "embedding-map");
+}
+
+/// Steps the UI until the heatmap window shows maps for its current setting; returns them.
+fn wait_for_heatmaps(harness: &mut Harness<'static, LetheApp>) -> HeatmapMaps {
+    wait_until(harness, 120, "the heatmaps", |app| {
+        app.heatmap.as_ref().is_some_and(|w| {
+            !w.is_computing()
+                && w.shown()
+                    .is_some_and(|m| m.as_ref().is_ok_and(|m| m.toward == w.toward))
+        })
+    });
+    let window = harness.state().heatmap.as_ref().unwrap();
+    window.shown().unwrap().clone().unwrap()
 }
 
 /// Opens the collapsible section `header` of the Results page and scrolls to the text in it

@@ -357,8 +357,10 @@ fn rubber_band(
     visible: &[usize],
     selection: &mut Selection,
 ) -> Option<Band> {
+    // The visible part of the grid only: the clip rectangle alone can reach under a panel
+    // beside the grid and take its clicks.
     let response = ui.interact(
-        ui.clip_rect(),
+        ui.clip_rect().intersect(ui.max_rect()),
         id.with("background"),
         Sense::click_and_drag(),
     );

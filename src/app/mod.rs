@@ -3,6 +3,7 @@
 //! loading, image decoding, embedding, unlearning) runs on a background thread; the UI only polls.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use eframe::egui;
 
@@ -10,6 +11,8 @@ pub mod batch_view;
 pub mod browser;
 pub mod chrome;
 pub mod grid;
+pub mod heatmap_paint;
+pub mod heatmap_window;
 pub mod method_panel;
 pub mod model_slot;
 pub mod results;
@@ -21,6 +24,7 @@ pub mod thumbnails;
 pub mod workspace;
 
 use browser::Browser;
+use heatmap_window::{HeatmapWindow, Subject};
 use model_slot::ModelSlot;
 use results::Results;
 use run_panel::{Outcome, Runner, Start};
@@ -116,6 +120,8 @@ pub struct LetheApp {
     pub results: Results,
     /// Sets panel state that is not saved.
     pub sets_ui: sets_panel::SetsUi,
+    /// The heatmap window, while open.
+    pub heatmap: Option<HeatmapWindow>,
     /// Whether the keyboard-shortcut overlay is open.
     pub help_open: bool,
     /// The last message for the user.
@@ -151,6 +157,7 @@ impl LetheApp {
             runner: Runner::default(),
             results: Results::default(),
             sets_ui: sets_panel::SetsUi::default(),
+            heatmap: None,
             help_open: false,
             notice,
         }
@@ -202,6 +209,14 @@ impl LetheApp {
             Page::Run => run_panel::ui(self, ui),
             Page::Results => results::ui(self, ui),
         });
+        if let Some(item) = self.browser.heatmap_request.take() {
+            self.open_heatmaps(item);
+        }
+        if let Some(window) = &mut self.heatmap
+            && !window.show(&ctx)
+        {
+            self.heatmap = None;
+        }
         chrome::help_overlay(self, &ctx);
         // While a button is held (dragging a value, a rubber band) changes pile up and are
         // written once on release, not once per frame.
@@ -254,6 +269,21 @@ impl LetheApp {
         let recipe = &self.workspace.recipe;
         self.model
             .load(ctx, &recipe.model.path, &recipe.model.device);
+    }
+
+    /// Opens the heatmap window on item `item` of the browsed images, under the open model
+    /// and the edited model of the latest run.
+    fn open_heatmaps(&mut self, item: usize) {
+        let (Some(dataset), Some(model)) = (&self.browser.dataset, self.model.loaded()) else {
+            self.notify("Open a model to see where it looks in an image.", true);
+            return;
+        };
+        let mut subjects = vec![Subject {
+            name: "open model".into(),
+            model: Arc::clone(model),
+        }];
+        subjects.extend(self.results.runs.last().map(|run| run.models[1].clone()));
+        self.heatmap = Some(HeatmapWindow::new(Arc::clone(dataset), item, subjects));
     }
 
     /// Shows `text` in the status bar.
@@ -365,7 +395,12 @@ pub fn launch() -> anyhow::Result<()> {
     eframe::run_native(
         "Lethe",
         options,
-        Box::new(move |_| Ok(Box::new(LetheApp::new(home)))),
+        Box::new(move |cc| {
+            if let Some(render_state) = &cc.wgpu_render_state {
+                heatmap_paint::register(render_state);
+            }
+            Ok(Box::new(LetheApp::new(home)))
+        }),
     )
     .map_err(|e| {
         anyhow::anyhow!(

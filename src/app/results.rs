@@ -9,6 +9,7 @@ use egui_plot::{Bar, BarChart, Legend, Line, MarkerShape, Plot, PlotPoints, Poin
 
 use super::LetheApp;
 use super::batch_view::{self, BatchRecord};
+use super::heatmap_window::{HeatmapWindow, Subject};
 use super::run_panel::{StepPoint, curves};
 use super::task::{Task, take_finished};
 use super::thumbnails::texture_from_rgb;
@@ -31,6 +32,8 @@ pub struct RunRecord {
     pub head: Arc<Dataset>,
     /// The run's curves.
     pub curve: Vec<StepPoint>,
+    /// The model before and after, for the heatmap window.
+    pub models: [Subject; 2],
     textures: Vec<egui::TextureHandle>,
     heatmap_texture: Option<egui::TextureHandle>,
     /// Rows of the changed-predictions gallery shown so far ("Show more" adds some).
@@ -44,12 +47,24 @@ impl RunRecord {
     /// Wraps a finished run.
     pub fn new(id: usize, opened: Arc<Opened>, finished: Finished) -> Self {
         let head = Arc::new(opened.plan.head.clone());
+        let original = &opened.loaded;
+        let models = [
+            Subject {
+                name: "original".into(),
+                model: Arc::new(original.with_model(original.model.clone())),
+            },
+            Subject {
+                name: format!("edited (run {id})"),
+                model: Arc::new(original.with_model(finished.model.clone())),
+            },
+        ];
         Self {
             id,
             opened,
             finished,
             head,
             curve: Vec::new(),
+            models,
             textures: Vec::new(),
             heatmap_texture: None,
             changed_rows: CHANGED_ROWS,
@@ -178,7 +193,11 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
             verdicts(&results.runs[shown].finished.metrics, ui);
             table(results, shown, ui);
             class_bars(&results.runs[shown], ui);
-            changed_gallery(&mut results.runs[shown], &mut app.thumbnails, ui);
+            let run = &mut results.runs[shown];
+            if let Some(item) = changed_gallery(run, &mut app.thumbnails, ui) {
+                let models = run.models.to_vec();
+                app.heatmap = Some(HeatmapWindow::new(Arc::clone(&run.head), item, models));
+            }
             synthetic_gallery(&mut results.runs[shown], &ctx, ui);
             heatmaps(&mut results.runs[shown], &ctx, ui);
             embedding_map(&results.runs[shown], ui);
@@ -541,12 +560,14 @@ fn class_bars(run: &RunRecord, ui: &mut egui::Ui) {
         });
 }
 
-/// The head's images whose prediction changed.
+/// The head's images whose prediction changed; returns the one clicked (its heatmaps are
+/// then shown).
 fn changed_gallery(
     run: &mut RunRecord,
     thumbs: &mut super::thumbnails::Thumbnails,
     ui: &mut egui::Ui,
-) {
+) -> Option<usize> {
+    let mut clicked = None;
     let changed = &run.finished.changed;
     ui.add_space(8.0);
     ui.strong(format!(
@@ -561,9 +582,25 @@ fn changed_gallery(
             ui.vertical(|ui| {
                 match thumbs.get(ui.ctx(), &run.head, change.item) {
                     Some(texture) => {
-                        ui.add(
-                            egui::Image::new(&texture).fit_to_exact_size(egui::vec2(64.0, 64.0)),
-                        );
+                        let response = ui
+                            .add(
+                                egui::Image::new(&texture)
+                                    .fit_to_exact_size(egui::vec2(64.0, 64.0))
+                                    .sense(egui::Sense::click()),
+                            )
+                            .on_hover_text(
+                                "Click to see where the original and the edited model look in it.",
+                            );
+                        response.widget_info(|| {
+                            egui::WidgetInfo::labeled(
+                                egui::Role::Button,
+                                true,
+                                format!("changed image {}", change.item),
+                            )
+                        });
+                        if response.clicked() {
+                            clicked = Some(change.item);
+                        }
                     }
                     None => {
                         ui.add_sized([64.0, 64.0], egui::Spinner::new());
@@ -588,6 +625,7 @@ fn changed_gallery(
     {
         run.changed_rows += CHANGED_ROWS;
     }
+    clicked
 }
 
 /// Where the original and the edited model look, on a few pictures of the forget dataset (the
@@ -597,11 +635,11 @@ fn heatmaps(run: &mut RunRecord, ctx: &egui::Context, ui: &mut egui::Ui) {
         return;
     };
     ui.add_space(8.0);
-    egui::CollapsingHeader::new("Where the model looks")
+    egui::CollapsingHeader::new("Where the model finds each class")
         .id_salt(("heatmaps", run.id))
         .show(ui, |ui| {
             ui.label(format!(
-                "Each row: a picture of {}, then where the original and the edited model look in it ({}; dark is low, bright is high).",
+                "Each row: a picture of {}, then what in it matches its class for the original and the edited model ({}; dark is low, bright is high).",
                 heatmaps.classes.join(", "),
                 heatmaps.method
             ));

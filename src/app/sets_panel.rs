@@ -151,6 +151,15 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
                     app.workspace.sets.remove(role, &picked);
                 }
             }
+            let selected = &app.browser.selection.selected;
+            let single = (selected.len() == 1).then(|| selected.iter().copied().next());
+            if ui
+                .add_enabled(single.is_some(), egui::Button::new("Heatmaps"))
+                .on_hover_text("Where the models look in the selected image (select one).")
+                .clicked()
+            {
+                app.browser.heatmap_request = single.flatten();
+            }
         });
         let sets = &app.workspace.sets;
         let marks = |i: usize| sets.role_of(i).map(role_colour);

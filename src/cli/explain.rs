@@ -44,6 +44,9 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     if !(0.0..=1.0).contains(&args.opacity) {
         bail!("--opacity {}: give a number from 0 to 1", args.opacity);
     }
+    if args.text.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        bail!("--text is empty: give the text the maps are made toward, or leave it out");
+    }
     check_files(std::slice::from_ref(&args.image))?;
     super::check_png_out(&args.out)?;
     crate::atomic::refuse_inputs(&args.out, [args.image.as_path()])?;
@@ -56,9 +59,6 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
         .iter()
         .map(|spec| LoadedModel::open_spec(spec, args.model.device))
         .collect::<Result<Vec<_>>>()?;
-    if args.text.as_deref().is_some_and(|t| t.trim().is_empty()) {
-        bail!("--text is empty: give the text the maps are made toward, or leave it out");
-    }
     println!("panel 1: the picture as the model sees it; the bar below runs from low to high");
     for (i, (spec, model)) in specs.iter().zip(&loaded).enumerate() {
         let method = match &args.text {

@@ -5,8 +5,9 @@ use image::{Rgb, RgbImage, imageops};
 use super::saliency::Saliency;
 
 /// The colour map's stops, dark to bright (the *inferno* map sampled at 0, ¼, ½, ¾ and 1), so
-/// high saliency reads as hot and stays visible over dark and light pictures alike.
-const STOPS: [[f32; 3]; 5] = [
+/// high saliency reads as hot and stays visible over dark and light pictures alike. The app's
+/// GPU overlay (`shaders/heatmap.wgsl`) receives the same stops.
+pub const STOPS: [[f32; 3]; 5] = [
     [0.0, 0.0, 4.0],
     [87.0, 16.0, 110.0],
     [188.0, 55.0, 84.0],

@@ -49,7 +49,8 @@ pub fn method_name_toward(model: &Clip) -> &'static str {
 }
 
 /// The saliency of each image of `pixels` (`[b, 3, s, s]`, preprocessed) under `model`
-/// toward `text`, a `[1, embed]` text embedding of the same model (see the module doc).
+/// toward `text`, text embeddings of the same model: `[1, embed]` for every image, or one row
+/// per image (see the module doc).
 pub fn saliency_toward(model: &Clip, pixels: Tensor<4>, text: Tensor<2>) -> Vec<Saliency> {
     // Gradients need autodiff, but only the probes': the weights' own are not computed.
     let model = model.clone().train().no_grad();

@@ -139,6 +139,16 @@ impl Browser {
             if ui.button("Close").clicked() {
                 self.details = None;
             }
+            if ui
+                .button("Heatmaps")
+                .on_hover_text(
+                    "Where the model (and the edited model of the latest run) looks in this \
+                     image, toward the class you pick.",
+                )
+                .clicked()
+            {
+                self.heatmap_request = Some(index);
+            }
         });
         match &self.inspector.preview {
             Some(Ok(texture)) => {
@@ -198,7 +208,7 @@ impl Browser {
             Some(Ok(guesses)) => {
                 for &(class, probability) in guesses {
                     let name = dataset.classes.get(class).map_or("?", String::as_str);
-                    let mark = if class == label { " ✔" } else { "" };
+                    let mark = if class == label { " (its label)" } else { "" };
                     let text = format!("{name} {:.1}%{mark}", probability * 100.0);
                     ui.add(egui::ProgressBar::new(probability).text(text));
                 }

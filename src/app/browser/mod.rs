@@ -36,6 +36,8 @@ pub struct Browser {
     pub selection: Selection,
     /// The image shown in the details view.
     pub details: Option<usize>,
+    /// An image whose heatmaps the user asked for; the app opens the heatmap window.
+    pub heatmap_request: Option<usize>,
     loading: Option<Task<Result<Loaded, String>>>,
     load_error: Option<String>,
     /// Lower-cased class name and caption of every item, for the text filter.
@@ -69,6 +71,7 @@ impl Browser {
             dataset: None,
             selection: Selection::default(),
             details: None,
+            heatmap_request: None,
             loading: None,
             load_error: None,
             haystacks: Vec::new(),

@@ -362,6 +362,10 @@ mod tests {
                 .collect::<Vec<_>>(),
             [3]
         );
+        // The app opens the heatmap window on the request.
+        harness.get_by_label("Heatmaps").click();
+        harness.run_steps(2);
+        assert_eq!(harness.state().0.heatmap_request, Some(3));
         let no_model = "Open a model to see";
         assert!(
             harness
