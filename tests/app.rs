@@ -2,6 +2,7 @@
 //! to forget, run, read the results; select images by click and rule; cancel a run; reopen the
 //! workspace. Screenshots of every panel are rendered headlessly.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -227,6 +228,146 @@ fn an_images_heatmaps_open_from_the_data_and_sets_panels() {
     click(&mut harness, "Heatmaps");
     wait_for_heatmaps(&mut harness);
     assert_eq!(harness.state().heatmap.as_ref().unwrap().item(), 5);
+}
+
+/// Drags with the primary button along `path` in small steps, `modifiers` held.
+fn drag(harness: &mut Harness<'static, LetheApp>, path: &[egui::Pos2], modifiers: Modifiers) {
+    let (first, last) = (path[0], path[path.len() - 1]);
+    harness.hover_at(first);
+    harness.step();
+    harness.event_modifiers(
+        egui::Event::PointerButton {
+            pos: first,
+            button: egui::PointerButton::Primary,
+            pressed: true,
+            modifiers,
+        },
+        modifiers,
+    );
+    harness.step();
+    for pair in path.windows(2) {
+        for step in 1..=4 {
+            let at = pair[0] + (pair[1] - pair[0]) * step as f32 / 4.0;
+            harness.event_modifiers(egui::Event::PointerMoved(at), modifiers);
+            harness.step();
+        }
+    }
+    harness.event_modifiers(
+        egui::Event::PointerButton {
+            pos: last,
+            button: egui::PointerButton::Primary,
+            pressed: false,
+            modifiers,
+        },
+        modifiers,
+    );
+    harness.run_steps(2);
+}
+
+/// The pictures of the browse map on screen: item and position, as last drawn.
+fn map_on_screen(app: &LetheApp) -> Vec<(usize, egui::Pos2)> {
+    let model = app.model.loaded().unwrap();
+    let map = app.browser.map_points(model).unwrap();
+    map.iter()
+        .filter_map(|p| Some((p.item?, app.browser.map_to_screen(p.place)?)))
+        .collect()
+}
+
+/// A screen rectangle of `side` points around `centre`, grown until no picture sits within a
+/// point of its edges, and the pictures inside it.
+fn around(
+    on_screen: &[(usize, egui::Pos2)],
+    centre: egui::Pos2,
+    side: f32,
+) -> (egui::Rect, BTreeSet<usize>) {
+    let mut rect = egui::Rect::from_center_size(centre, egui::Vec2::splat(side));
+    while on_screen
+        .iter()
+        .any(|&(_, at)| rect.expand(1.0).contains(at) && !rect.shrink(1.0).contains(at))
+    {
+        rect = rect.expand(1.5);
+    }
+    let inside = on_screen
+        .iter()
+        .filter(|&&(_, at)| rect.contains(at))
+        .map(|&(item, _)| item)
+        .collect();
+    (rect, inside)
+}
+
+/// Clusters on the Sets panel's map go into the forget set: a rectangle around one picture's
+/// neighbourhood selects exactly the pictures inside it, a Shift-lasso around the farthest
+/// picture's neighbourhood adds those, a Ctrl-rectangle takes the first ones out again, and
+/// "Add to forget" takes what is left.
+#[test]
+fn clusters_outlined_on_the_map_go_into_the_forget_set() {
+    let home = tempfile::tempdir().unwrap();
+    let mut harness = harness(home.path());
+    wait_for_demo(&mut harness);
+    type_into(&mut harness, "Dataset", "shapes:colors?seed=7&n=300");
+    harness.key_press(egui::Key::Enter);
+    wait_until(&mut harness, 60, "the small dataset", |app| {
+        app.browser
+            .dataset
+            .as_ref()
+            .is_some_and(|d| d.items.len() == 300)
+    });
+    click(&mut harness, "2  Sets");
+    click(&mut harness, "Map");
+    wait_until(&mut harness, 300, "the map", |app| {
+        app.browser
+            .map_points(app.model.loaded().unwrap())
+            .is_some()
+    });
+    harness.run_steps(3);
+    let on_screen = map_on_screen(harness.state());
+    assert_eq!(on_screen.len(), 300, "every picture is on the map");
+
+    // Near the middle of the map, then as far from there as the map goes: 40-point outlines
+    // around them stay inside the plot, whose bounds leave a margin around the points.
+    let bounds = egui::Rect::from_points(&on_screen.iter().map(|p| p.1).collect::<Vec<_>>());
+    let nearest_to = |target: egui::Pos2| {
+        on_screen
+            .iter()
+            .map(|&(_, at)| at)
+            .min_by(|a, b| a.distance(target).total_cmp(&b.distance(target)))
+            .unwrap()
+    };
+    let first = nearest_to(bounds.center());
+    let (near, first_group) = around(&on_screen, first, 40.0);
+    click(&mut harness, "Rectangle");
+    drag(
+        &mut harness,
+        &[near.left_top(), near.right_bottom()],
+        Modifiers::NONE,
+    );
+    assert_eq!(harness.state().browser.selection.selected, first_group);
+
+    let far = nearest_to(bounds.left_top());
+    let (rect, far_group) = around(&on_screen, far, 40.0);
+    assert!(first_group.is_disjoint(&far_group));
+    click(&mut harness, "Lasso");
+    let outline = [
+        rect.left_top(),
+        rect.right_top(),
+        rect.right_bottom(),
+        rect.left_bottom(),
+        rect.left_top(),
+    ];
+    drag(&mut harness, &outline, Modifiers::SHIFT);
+    let both: BTreeSet<usize> = first_group.union(&far_group).copied().collect();
+    assert_eq!(harness.state().browser.selection.selected, both);
+    screenshot_named(&mut harness, "map");
+
+    click(&mut harness, "Rectangle");
+    drag(
+        &mut harness,
+        &[near.left_top(), near.right_bottom()],
+        Modifiers::COMMAND,
+    );
+    assert_eq!(harness.state().browser.selection.selected, far_group);
+    click(&mut harness, "Add to forget");
+    assert_eq!(harness.state().workspace.sets.get(Role::Forget), &far_group);
 }
 
 /// Replaces the text of the field labelled `label` with `text`.

@@ -24,6 +24,17 @@ const MIN_TILE: f32 = 16.0;
 /// Fastest rubber-band auto-scroll, in points per frame.
 const MAX_AUTOSCROLL: f32 = 30.0;
 
+/// How a selection gesture's items change the selection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GestureMode {
+    /// They become the selection.
+    Replace,
+    /// They join it.
+    Add,
+    /// They leave it.
+    Subtract,
+}
+
 /// Which images are selected, as dataset item indices, with the anchor Shift-click ranges
 /// start from. Kept by the caller so a selection survives scrolling, filtering and restarts.
 #[derive(Default, Clone, Debug, Serialize, Deserialize)]
@@ -71,10 +82,30 @@ impl Selection {
     /// Applies a finished rubber band over `items`: they replace the selection, or are added to
     /// it when `add` (Ctrl/Cmd or Shift held). The first of them becomes the anchor.
     pub fn band(&mut self, items: &[usize], add: bool) {
-        if !add {
-            self.selected.clear();
+        let mode = if add {
+            GestureMode::Add
+        } else {
+            GestureMode::Replace
+        };
+        self.apply(items, mode);
+    }
+
+    /// Applies a finished gesture (a rubber band, a lasso) over `items`; unless subtracting,
+    /// the first of them becomes the anchor.
+    pub fn apply(&mut self, items: &[usize], mode: GestureMode) {
+        match mode {
+            GestureMode::Replace => {
+                self.selected.clear();
+                self.selected.extend(items.iter().copied());
+            }
+            GestureMode::Add => self.selected.extend(items.iter().copied()),
+            GestureMode::Subtract => {
+                for item in items {
+                    self.selected.remove(item);
+                }
+                return;
+            }
         }
-        self.selected.extend(items.iter().copied());
         if let Some(&first) = items.first() {
             self.anchor = Some(first);
         }

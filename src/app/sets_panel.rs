@@ -5,6 +5,7 @@ use std::sync::Arc;
 use eframe::egui::{self, Color32};
 
 use super::LetheApp;
+use super::browser::View;
 use super::sets::{Role, Rule};
 use super::task::{Task, take_finished};
 use crate::data::dataset;
@@ -121,8 +122,10 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
             return;
         };
         ui.horizontal(|ui| {
+            app.browser.view_switch(ui);
+            ui.separator();
             ui.label(format!(
-                "{} · {} selected (click, Shift/Ctrl-click, or drag a rectangle)",
+                "{} · {} selected (click, Shift/Ctrl-click, drag a rectangle; on the map, outline)",
                 data.name,
                 app.browser.selection.selected.len()
             ));
@@ -163,8 +166,16 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
         });
         let sets = &app.workspace.sets;
         let marks = |i: usize| sets.role_of(i).map(role_colour);
-        app.browser
-            .show_grid(ui, "sets_grid", &data, &mut app.thumbnails, &marks, 72.0);
+        match app.browser.view {
+            View::Grid => {
+                app.browser
+                    .show_grid(ui, "sets_grid", &data, &mut app.thumbnails, &marks, 72.0);
+            }
+            View::Map => {
+                let model = app.model.loaded();
+                app.browser.show_map(ui, &data, model, &mut app.thumbnails);
+            }
+        }
     });
 }
 

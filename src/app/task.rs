@@ -1,5 +1,7 @@
 //! Work the app hands to a background thread, polled once per frame so the UI never waits.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::thread;
 
@@ -47,4 +49,22 @@ pub fn take_finished<T>(slot: &mut Option<Task<T>>) -> Option<Result<T, String>>
     let result = slot.as_ref()?.poll()?;
     *slot = None;
     Some(result)
+}
+
+/// Raises a flag that background work checks to give up early, when its owner drops it (the
+/// user moved on: another dataset, another model, another query).
+pub struct CancelOnDrop(Arc<AtomicBool>);
+
+impl CancelOnDrop {
+    /// The guard, and the flag for the work to check.
+    pub fn new() -> (Self, Arc<AtomicBool>) {
+        let flag = Arc::new(AtomicBool::new(false));
+        (Self(Arc::clone(&flag)), flag)
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }

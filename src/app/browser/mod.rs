@@ -9,6 +9,7 @@
 
 mod details;
 mod loading;
+mod map;
 mod panel;
 mod ranking;
 
@@ -22,7 +23,18 @@ use crate::data::dataset::Dataset;
 use crate::engine::LoadedModel;
 use details::Inspector;
 use loading::{Loaded, filter_items, load, spec_for_path};
+use map::Mapper;
+pub use map::{BrowseMap, BrowsePoint};
 use ranking::{NO_MODEL, Query, Ranker, sort_by_score};
+
+/// How the browsed images are shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// Thumbnails in dataset (or ranking) order.
+    Grid,
+    /// A t-SNE map of their embeddings, with lasso and rectangle selection.
+    Map,
+}
 
 /// State of the Data panel: the open dataset, how it is filtered and ranked, what is selected
 /// and which image is inspected.
@@ -38,6 +50,8 @@ pub struct Browser {
     pub details: Option<usize>,
     /// An image whose heatmaps the user asked for; the app opens the heatmap window.
     pub heatmap_request: Option<usize>,
+    /// Whether the images are shown as a grid or as a map.
+    pub view: View,
     loading: Option<Task<Result<Loaded, String>>>,
     load_error: Option<String>,
     /// Lower-cased class name and caption of every item, for the text filter.
@@ -51,6 +65,7 @@ pub struct Browser {
     stale: bool,
     ranker: Ranker,
     inspector: Inspector,
+    mapper: Mapper,
     /// The item under the pointer last frame.
     hovered: Option<usize>,
     tile: f32,
@@ -72,6 +87,7 @@ impl Browser {
             selection: Selection::default(),
             details: None,
             heatmap_request: None,
+            view: View::Grid,
             loading: None,
             load_error: None,
             haystacks: Vec::new(),
@@ -82,6 +98,7 @@ impl Browser {
             stale: false,
             ranker: Ranker::default(),
             inspector: Inspector::default(),
+            mapper: Mapper::default(),
             hovered: None,
             tile: 72.0,
         }
@@ -127,6 +144,7 @@ impl Browser {
     pub fn poll(&mut self) -> Option<Result<(), String>> {
         self.stale |= self.ranker.poll();
         self.inspector.poll();
+        self.poll_map();
         let finished = take_finished(&mut self.loading).map(|result| match result {
             Ok(Ok(loaded)) => {
                 self.install(loaded);
@@ -183,7 +201,7 @@ impl Browser {
         if let Some(task) = &self.loading {
             return Some(format!("{}…", task.label));
         }
-        self.ranker.activity()
+        self.ranker.activity().or_else(|| self.map_activity())
     }
 
     /// Replaces the browsed dataset with a freshly opened one. Another dataset's selection and
@@ -207,6 +225,7 @@ impl Browser {
         self.dataset = Some(Arc::new(loaded.dataset));
         self.ranker = Ranker::default();
         self.inspector = Inspector::default();
+        self.mapper = Mapper::default();
         self.hovered = None;
         self.stale = true;
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use eframe::egui::{self, Color32, Ui};
 
-use super::Browser;
 use super::ranking::{NO_MODEL, Query, SIMILARITY_HELP};
+use super::{Browser, View};
 use crate::app::grid;
 use crate::app::thumbnails::Thumbnails;
 use crate::data::dataset::Dataset;
@@ -52,7 +52,10 @@ impl Browser {
                 .default_size(300.0)
                 .show(ui, |ui| self.details_view(ui, &dataset, model, index));
         }
-        self.grid(ui, &dataset, thumbs, marks);
+        match self.view {
+            View::Grid => self.grid(ui, &dataset, thumbs, marks),
+            View::Map => self.show_map(ui, &dataset, model, thumbs),
+        }
     }
 
     /// The spec field, Open, the file pickers and the one-click Shapes datasets.
@@ -164,7 +167,20 @@ impl Browser {
                 self.selection.clear();
             }
             ui.add(egui::Slider::new(&mut self.tile, TILE_RANGE).text("Tile size"));
+            ui.separator();
+            self.view_switch(ui);
         });
+    }
+
+    /// Grid or map: the Data and Sets panels both offer the switch.
+    pub fn view_switch(&mut self, ui: &mut Ui) {
+        ui.selectable_value(&mut self.view, View::Grid, "Grid")
+            .on_hover_text("The images as thumbnails, in order.");
+        ui.selectable_value(&mut self.view, View::Map, "Map")
+            .on_hover_text(
+                "The images placed by how alike the model finds them (t-SNE of its embeddings), \
+             with each class's prompts; draw a lasso or a rectangle to select.",
+            );
     }
 
     /// Ranking by similarity to a text or to the selected images, with its progress and errors.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use eframe::egui::Context;
 
 use super::repaint;
-use crate::app::task::Task;
+use crate::app::task::{CancelOnDrop, Task};
 use crate::clip::{host_values, normalize};
 use crate::data::dataset::Dataset;
 use crate::engine::LoadedModel;
@@ -78,7 +78,7 @@ pub(super) struct Ranking {
 }
 
 /// Normalised image embeddings of a whole dataset, on the host.
-struct Embeddings {
+pub(super) struct Embeddings {
     width: usize,
     values: Vec<f32>,
     /// Row of each dataset item in `values`; `None` for unreadable images.
@@ -88,7 +88,7 @@ struct Embeddings {
 impl Embeddings {
     /// Embeds every image of `dataset`, piece by piece, counting finished images in `progress`
     /// and giving up when `cancel` is set.
-    fn compute(
+    pub(super) fn compute(
         model: &LoadedModel,
         dataset: &Dataset,
         progress: &AtomicUsize,
@@ -122,7 +122,7 @@ impl Embeddings {
     }
 
     /// The embedding of `item`, if it was readable.
-    fn row(&self, item: usize) -> Option<&[f32]> {
+    pub(super) fn row(&self, item: usize) -> Option<&[f32]> {
         let row = (*self.rows.get(item)?)?;
         self.values.get(row * self.width..(row + 1) * self.width)
     }
@@ -166,13 +166,7 @@ struct Running {
     model: Weak<LoadedModel>,
     progress: Arc<AtomicUsize>,
     total: usize,
-    cancel: Arc<AtomicBool>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.cancel.store(true, Ordering::Relaxed);
-    }
+    _cancel: CancelOnDrop,
 }
 
 /// Ranking state: the query text, the run in progress, the last result and error, and the
@@ -211,10 +205,10 @@ impl Ranker {
             dataset.items.len()
         };
         let progress = Arc::new(AtomicUsize::new(0));
-        let cancel = Arc::new(AtomicBool::new(false));
+        let (guard, cancel) = CancelOnDrop::new();
         let work = {
             let (model, dataset) = (Arc::clone(model), Arc::clone(dataset));
-            let (progress, cancel) = (Arc::clone(&progress), Arc::clone(&cancel));
+            let progress = Arc::clone(&progress);
             move || rank(&model, &dataset, cached, query, &progress, &cancel)
         };
         self.error = None;
@@ -223,8 +217,18 @@ impl Ranker {
             model: Arc::downgrade(model),
             progress,
             total,
-            cancel,
+            _cancel: guard,
         });
+    }
+
+    /// The dataset's embeddings under `model`, if computed (by a ranking or the map).
+    pub(super) fn embeddings_for(&self, model: &Arc<LoadedModel>) -> Option<Arc<Embeddings>> {
+        self.embeddings.as_ref()?.get(model).map(Arc::clone)
+    }
+
+    /// Keeps the dataset's embeddings under `model` for the next ranking.
+    pub(super) fn remember(&mut self, model: &Arc<LoadedModel>, embeddings: Arc<Embeddings>) {
+        self.embeddings = Some(ForModel::new(model, embeddings));
     }
 
     /// Whether a run is in progress, so that the panel offers no second one meanwhile.
@@ -244,7 +248,7 @@ impl Ranker {
         match result {
             Ok(Ok(ranked)) => {
                 if let Some(model) = running.model.upgrade() {
-                    self.embeddings = Some(ForModel::new(&model, ranked.embeddings));
+                    self.remember(&model, ranked.embeddings);
                 }
                 self.ranking = Some(ranked.ranking);
                 true
