@@ -63,12 +63,6 @@ fn colour(value: f32) -> vec3<f32> {
     return mix(params.stops[low].rgb, params.stops[low + 1u].rgb, t);
 }
 
-fn srgb_to_linear(c: vec3<f32>) -> vec3<f32> {
-    let low = c / 12.92;
-    let high = pow((c + vec3<f32>(0.055)) / 1.055, vec3<f32>(2.4));
-    return select(high, low, c <= vec3<f32>(0.04045));
-}
-
 @fragment
 fn fs_main(in: Varyings) -> @location(0) vec4<f32> {
     var heat = colour(sample(in.uv));

@@ -15,12 +15,12 @@ use lethe::app::sets::Role;
 use lethe::app::{LetheApp, Page};
 
 fn harness(home: &Path) -> Harness<'static, LetheApp> {
-    // The renderer the app's window would have, with the heatmap overlay registered.
+    // The renderer the app's window would have, with its GPU painters registered.
     let render_state = create_render_state(
         default_wgpu_setup(),
         eframe::egui_wgpu::RendererOptions::PREDICTABLE,
     );
-    lethe::app::heatmap_paint::register(&render_state);
+    lethe::app::gpu_paint::register(&render_state);
     Harness::builder()
         .with_size(egui::vec2(1280.0, 820.0))
         .with_max_steps(10_000)
@@ -357,7 +357,39 @@ fn clusters_outlined_on_the_map_go_into_the_forget_set() {
     drag(&mut harness, &outline, Modifiers::SHIFT);
     let both: BTreeSet<usize> = first_group.union(&far_group).copied().collect();
     assert_eq!(harness.state().browser.selection.selected, both);
-    screenshot_named(&mut harness, "map");
+    let rendered = screenshot_named(&mut harness, "map");
+    // The GPU draws every picture as a dot of its class's colour where the map puts it: check
+    // the pictures with no other point near them.
+    let app = harness.state();
+    let data = app.browser.dataset.clone().unwrap();
+    let map = app.browser.map_points(app.model.loaded().unwrap()).unwrap();
+    let placed: Vec<(Option<usize>, usize, egui::Pos2)> = map
+        .iter()
+        .map(|p| (p.item, p.label, app.browser.map_to_screen(p.place).unwrap()))
+        .collect();
+    let alone: Vec<(usize, egui::Pos2)> = placed
+        .iter()
+        .filter(|(item, _, at)| {
+            item.is_some() && placed.iter().filter(|o| o.2.distance(*at) < 12.0).count() == 1
+        })
+        .map(|&(_, label, at)| (label, at))
+        .collect();
+    assert!(
+        alone.len() >= 5,
+        "only {} pictures stand alone",
+        alone.len()
+    );
+    for (label, at) in alone {
+        let want = lethe::viz::map::class_colour(&data.classes[label], label);
+        let got = rendered
+            .get_pixel(at.x.round() as u32, at.y.round() as u32)
+            .0;
+        let off = (0..3)
+            .map(|c| (i32::from(got[c]) - i32::from(want[c])).abs())
+            .max()
+            .unwrap();
+        assert!(off <= 3, "picture at {at:?}: {got:?}, not {want:?}");
+    }
 
     click(&mut harness, "Rectangle");
     drag(

@@ -3,17 +3,20 @@
 //! has painted beneath. The grid is a few dozen numbers, so moving the opacity slider redraws
 //! without re-colouring or re-uploading a picture.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use eframe::egui::{self, Rect};
-use eframe::egui_wgpu::{self, CallbackResources, CallbackTrait, RenderState, wgpu};
+use eframe::egui_wgpu::{RenderState, wgpu};
 
+use super::gpu_paint::{GpuPainter, buffer_entry, paint_with, pipeline};
 use crate::viz::overlay::STOPS;
 use crate::viz::saliency::Saliency;
 
-/// The overlay's WGSL source.
-const SHADER: &str = include_str!("../../shaders/heatmap.wgsl");
+/// The overlay's WGSL source, with the shared colour conversion.
+const SHADER: &str = concat!(
+    include_str!("../../shaders/srgb.wgsl"),
+    include_str!("../../shaders/heatmap.wgsl")
+);
 
 /// Bytes of the shader's `Params` uniform: five `vec4` stops, then four 32-bit words.
 const PARAMS_BYTES: u64 = 5 * 16 + 16;
@@ -37,8 +40,7 @@ struct Uploaded {
     opacity: f32,
 }
 
-/// Makes the overlay available to the renderer of `state`: the app calls it once, when the
-/// window (or a test's renderer) is created. Without it the maps are not drawn.
+/// Makes the overlay available to the renderer of `state` (see `gpu_paint::register`).
 pub fn register(state: &RenderState) {
     let overlay = Overlay::new(&state.device, state.target_format);
     state.renderer.write().callback_resources.insert(overlay);
@@ -50,51 +52,54 @@ pub fn paint(painter: &egui::Painter, rect: Rect, id: egui::Id, saliency: &Salie
     if saliency.side == 0 || saliency.values.len() != saliency.side * saliency.side {
         return;
     }
-    let callback = MapCallback {
-        id,
+    let grid = Grid {
         side: saliency.side as u32,
         values: saliency.values.clone(),
         opacity: opacity.clamp(0.0, 1.0),
     };
-    painter.add(egui_wgpu::Callback::new_paint_callback(rect, callback));
+    paint_with::<Overlay>(painter, rect, id, grid);
 }
 
 /// One map to draw this frame.
-struct MapCallback {
-    id: egui::Id,
+struct Grid {
     side: u32,
     values: Vec<f32>,
     opacity: f32,
 }
 
-impl CallbackTrait for MapCallback {
-    fn prepare(
-        &self,
-        device: &wgpu::Device,
-        queue: &wgpu::Queue,
-        _screen: &egui_wgpu::ScreenDescriptor,
-        _encoder: &mut wgpu::CommandEncoder,
-        resources: &mut CallbackResources,
-    ) -> Vec<wgpu::CommandBuffer> {
-        if let Some(overlay) = resources.get_mut::<Overlay>() {
-            overlay.upload(device, queue, self);
+impl GpuPainter for Overlay {
+    type Item = Grid;
+
+    fn upload(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, id: egui::Id, grid: &Grid) {
+        let fits = self
+            .maps
+            .get(&id)
+            .is_some_and(|u| u.values.len() == grid.values.len());
+        if !fits {
+            let uploaded = self.allocate(device, grid.values.len());
+            self.maps.insert(id, uploaded);
         }
-        Vec::new()
+        let linear_target = self.linear_target;
+        let Some(uploaded) = self.maps.get_mut(&id) else {
+            return;
+        };
+        if !fits || uploaded.values != grid.values {
+            let bytes: Vec<u8> = grid.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            queue.write_buffer(&uploaded.cells, 0, &bytes);
+            uploaded.values.clone_from(&grid.values);
+        }
+        if !fits || uploaded.opacity != grid.opacity {
+            let params = params_bytes(grid.side, grid.opacity, linear_target);
+            queue.write_buffer(&uploaded.params, 0, &params);
+            uploaded.opacity = grid.opacity;
+        }
     }
 
-    fn paint(
-        &self,
-        _info: egui::PaintCallbackInfo,
-        pass: &mut wgpu::RenderPass<'static>,
-        resources: &CallbackResources,
-    ) {
-        let Some(overlay) = resources.get::<Overlay>() else {
+    fn draw(&self, id: egui::Id, pass: &mut wgpu::RenderPass<'static>) {
+        let Some(uploaded) = self.maps.get(&id) else {
             return;
         };
-        let Some(uploaded) = overlay.maps.get(&self.id) else {
-            return;
-        };
-        pass.set_pipeline(&overlay.pipeline);
+        pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &uploaded.bind_group, &[]);
         pass.draw(0..6, 0..1);
     }
@@ -102,101 +107,23 @@ impl CallbackTrait for MapCallback {
 
 impl Overlay {
     fn new(device: &wgpu::Device, format: wgpu::TextureFormat) -> Self {
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("heatmap overlay"),
-            source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(SHADER)),
-        });
-        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::FRAGMENT,
-            ty: wgpu::BindingType::Buffer {
-                ty,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
+        let stage = wgpu::ShaderStages::FRAGMENT;
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("heatmap overlay"),
             entries: &[
-                entry(0, wgpu::BufferBindingType::Uniform),
-                entry(1, wgpu::BufferBindingType::Storage { read_only: true }),
+                buffer_entry(0, stage, wgpu::BufferBindingType::Uniform),
+                buffer_entry(
+                    1,
+                    stage,
+                    wgpu::BufferBindingType::Storage { read_only: true },
+                ),
             ],
         });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("heatmap overlay"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        // Premultiplied blending, as egui's own pipeline does.
-        let blend = wgpu::BlendState {
-            color: wgpu::BlendComponent {
-                src_factor: wgpu::BlendFactor::One,
-                dst_factor: wgpu::BlendFactor::OneMinusSrcAlpha,
-                operation: wgpu::BlendOperation::Add,
-            },
-            alpha: wgpu::BlendComponent {
-                src_factor: wgpu::BlendFactor::OneMinusDstAlpha,
-                dst_factor: wgpu::BlendFactor::One,
-                operation: wgpu::BlendOperation::Add,
-            },
-        };
-        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
-            label: Some("heatmap overlay"),
-            layout: Some(&pipeline_layout),
-            vertex: wgpu::VertexState {
-                module: &module,
-                entry_point: Some("vs_main"),
-                buffers: &[],
-                compilation_options: wgpu::PipelineCompilationOptions::default(),
-            },
-            primitive: wgpu::PrimitiveState::default(),
-            depth_stencil: None,
-            multisample: wgpu::MultisampleState::default(),
-            fragment: Some(wgpu::FragmentState {
-                module: &module,
-                entry_point: Some("fs_main"),
-                targets: &[Some(wgpu::ColorTargetState {
-                    format,
-                    blend: Some(blend),
-                    write_mask: wgpu::ColorWrites::ALL,
-                })],
-                compilation_options: wgpu::PipelineCompilationOptions::default(),
-            }),
-            multiview_mask: None,
-            cache: None,
-        });
         Self {
-            pipeline,
+            pipeline: pipeline(device, format, "heatmap overlay", SHADER, &layout, &[]),
             layout,
             linear_target: format.is_srgb(),
             maps: HashMap::new(),
-        }
-    }
-
-    /// Puts `map`'s cells and settings on the GPU, writing only what changed.
-    fn upload(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, map: &MapCallback) {
-        let fits = self
-            .maps
-            .get(&map.id)
-            .is_some_and(|u| u.values.len() == map.values.len());
-        if !fits {
-            let uploaded = self.allocate(device, map.values.len());
-            self.maps.insert(map.id, uploaded);
-        }
-        let linear_target = self.linear_target;
-        let Some(uploaded) = self.maps.get_mut(&map.id) else {
-            return;
-        };
-        if !fits || uploaded.values != map.values {
-            let bytes: Vec<u8> = map.values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            queue.write_buffer(&uploaded.cells, 0, &bytes);
-            uploaded.values.clone_from(&map.values);
-        }
-        if !fits || uploaded.opacity != map.opacity {
-            let params = params_bytes(map.side, map.opacity, linear_target);
-            queue.write_buffer(&uploaded.params, 0, &params);
-            uploaded.opacity = map.opacity;
         }
     }
 
@@ -266,7 +193,7 @@ mod tests {
     fn rendered(saliency: &Saliency, opacity: f32, side: f32) -> image::RgbaImage {
         let state = create_render_state(
             default_wgpu_setup(),
-            egui_wgpu::RendererOptions::PREDICTABLE,
+            eframe::egui_wgpu::RendererOptions::PREDICTABLE,
         );
         register(&state);
         let saliency = saliency.clone();

@@ -10,11 +10,13 @@ use eframe::egui;
 pub mod batch_view;
 pub mod browser;
 pub mod chrome;
+pub mod gpu_paint;
 pub mod grid;
 pub mod heatmap_paint;
 pub mod heatmap_window;
 pub mod method_panel;
 pub mod model_slot;
+pub mod points_paint;
 pub mod results;
 pub mod run_panel;
 pub mod sets;
@@ -397,7 +399,7 @@ pub fn launch() -> anyhow::Result<()> {
         options,
         Box::new(move |cc| {
             if let Some(render_state) = &cc.wgpu_render_state {
-                heatmap_paint::register(render_state);
+                gpu_paint::register(render_state);
             }
             Ok(Box::new(LetheApp::new(home)))
         }),

@@ -4,15 +4,17 @@
 //! goes into the forget or retain set in one gesture (Shift adds, Ctrl subtracts, as in
 //! Spotlight and FiftyOne). Hovering a picture shows its thumbnail.
 
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use eframe::egui::{self, Color32, Modifiers, Pos2, Ui};
-use egui_plot::{Legend, Line, MarkerShape, Plot, PlotPoint, PlotTransform, Points};
+use eframe::egui::{self, Color32, Modifiers, Pos2, Ui, vec2};
+use egui_plot::{Plot, PlotPoint, PlotTransform};
 
 use super::ranking::{Embeddings, ForModel};
 use super::{Browser, repaint};
 use crate::app::grid::GestureMode;
+use crate::app::points_paint::{self, Dot, Dots};
 use crate::app::task::{CancelOnDrop, Task};
 use crate::app::thumbnails::Thumbnails;
 use crate::clip::host_values;
@@ -66,6 +68,8 @@ pub(super) struct Mapper {
     stroke: Vec<[f64; 2]>,
     /// Map to screen, as last drawn.
     transform: Option<PlotTransform>,
+    /// The pictures as drawn, with the fingerprint of the map and selection they show.
+    dots: Option<(u64, Dots)>,
 }
 
 /// t-SNE settings of the browsing map: the defaults of a result's map.
@@ -198,73 +202,68 @@ impl Browser {
         &mut self,
         ui: &mut Ui,
         dataset: &Dataset,
-        map: &BrowseMap,
+        map: &Arc<BrowseMap>,
         thumbs: &mut Thumbnails,
     ) {
         let place = |p: &BrowsePoint| [f64::from(p.place[0]), f64::from(p.place[1])];
-        let selection = &self.selection;
-        let stroke = self.mapper.stroke.clone();
-        let tool = self.mapper.tool;
         let ring = ui.visuals().strong_text_color();
+        let colours: Vec<Color32> = dataset
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(label, class)| {
+                let [r, g, b] = class_colour(class, label);
+                Color32::from_rgb(r, g, b)
+            })
+            .collect();
+        legend(ui, &dataset.classes, &colours);
+        let dots = self.dots(map, &colours, ring);
+        let (low, high) = bounds(map);
         let response = Plot::new("browse map")
             .data_aspect(1.0)
             .allow_drag(false)
             .allow_boxed_zoom(false)
             .show_axes(false)
-            .legend(Legend::default())
-            .show(ui, |plot| {
-                for (label, class) in dataset.classes.iter().enumerate() {
-                    let [r, g, b] = class_colour(class, label);
-                    let colour = Color32::from_rgb(r, g, b);
-                    let pictures = |selected: bool| {
-                        map.iter()
-                            .filter(|p| {
-                                p.label == label
-                                    && p.item.is_some_and(|i| selection.contains(i) == selected)
-                            })
-                            .map(place)
-                            .collect::<Vec<_>>()
-                    };
-                    plot.points(
-                        Points::new(class.clone(), pictures(false))
-                            .color(colour)
-                            .radius(2.0),
-                    );
-                    // Selected pictures: larger, inside a ring of the text colour (unnamed, so
-                    // the legend keeps the class colour).
-                    let selected = pictures(true);
-                    plot.points(
-                        Points::new("", selected.clone())
-                            .color(ring)
-                            .radius(6.0)
-                            .filled(false),
-                    );
-                    plot.points(
-                        Points::new(class.clone(), selected)
-                            .color(colour)
-                            .radius(4.5)
-                            .filled(true),
-                    );
-                    let prompts: Vec<[f64; 2]> = map
-                        .iter()
-                        .filter(|p| p.label == label && p.item.is_none())
-                        .map(place)
-                        .collect();
-                    plot.points(
-                        Points::new(class.clone(), prompts)
-                            .color(colour)
-                            .radius(7.0)
-                            .shape(MarkerShape::Diamond)
-                            .filled(true),
-                    );
-                }
-                if !stroke.is_empty() {
-                    let outline = outline(tool, &stroke);
-                    plot.line(Line::new("selection", outline).color(ring));
-                }
-                plot.pointer_coordinate()
-            });
+            .include_x(low[0])
+            .include_x(high[0])
+            .include_y(low[1])
+            .include_y(high[1])
+            .show(ui, |plot| plot.pointer_coordinate());
         let transform = response.transform;
+        // The pictures, then each class's prompts and the outline being drawn, over the plot's
+        // frame only.
+        let frame = *transform.frame();
+        let painter = ui.painter_at(frame);
+        let shown = transform.bounds();
+        points_paint::paint(
+            &painter,
+            frame,
+            egui::Id::unique("browse map points"),
+            &dots,
+            shown.min(),
+            shown.max(),
+        );
+        for point in map.iter().filter(|p| p.item.is_none()) {
+            let at = transform.position_from_point(&PlotPoint::new(point.place[0], point.place[1]));
+            let diamond = [
+                vec2(0.0, -8.0),
+                vec2(7.0, 0.0),
+                vec2(0.0, 8.0),
+                vec2(-7.0, 0.0),
+            ];
+            painter.add(egui::Shape::convex_polygon(
+                diamond.iter().map(|d| at + *d).collect(),
+                colours[point.label],
+                egui::Stroke::new(1.0, ring),
+            ));
+        }
+        if !self.mapper.stroke.is_empty() {
+            let outline: Vec<Pos2> = outline(self.mapper.tool, &self.mapper.stroke)
+                .iter()
+                .map(|p| transform.position_from_point(&PlotPoint::new(p[0], p[1])))
+                .collect();
+            painter.add(egui::Shape::line(outline, egui::Stroke::new(1.5, ring)));
+        }
         self.mapper.transform = Some(transform);
         let plot = response.response;
         let pointer = response.inner.map(|p| [p.x, p.y]);
@@ -310,6 +309,67 @@ impl Browser {
             });
         }
     }
+}
+
+impl Browser {
+    /// The pictures as discs for the GPU, coloured by class, the selected ones larger inside a
+    /// ring; rebuilt only when the map or the selection changed.
+    fn dots(&mut self, map: &Arc<BrowseMap>, colours: &[Color32], ring: Color32) -> Dots {
+        let mut hasher = std::hash::DefaultHasher::new();
+        (Arc::as_ptr(map) as usize, &self.selection.selected, ring).hash(&mut hasher);
+        let key = hasher.finish();
+        if let Some((cached, dots)) = &self.mapper.dots
+            && *cached == key
+        {
+            return dots.clone();
+        }
+        let selection = &self.selection;
+        let pictures = || map.iter().filter_map(|p| Some((p.item?, p)));
+        let plain = pictures()
+            .filter(|(item, _)| !selection.contains(*item))
+            .map(|(_, p)| Dot {
+                place: p.place,
+                colour: colours[p.label],
+                radius: 2.0,
+            });
+        let selected = pictures()
+            .filter(|(item, _)| selection.contains(*item))
+            .flat_map(|(_, p)| {
+                [(ring, 6.0), (colours[p.label], 4.5)].map(|(colour, radius)| Dot {
+                    place: p.place,
+                    colour,
+                    radius,
+                })
+            });
+        let dots = Dots::new(plain.chain(selected));
+        self.mapper.dots = Some((key, dots.clone()));
+        dots
+    }
+}
+
+/// The map's smallest and largest coordinates, so the plot's bounds take in every point.
+fn bounds(map: &BrowseMap) -> ([f64; 2], [f64; 2]) {
+    let mut low = [f64::INFINITY; 2];
+    let mut high = [f64::NEG_INFINITY; 2];
+    for point in map {
+        for axis in 0..2 {
+            low[axis] = low[axis].min(f64::from(point.place[axis]));
+            high[axis] = high[axis].max(f64::from(point.place[axis]));
+        }
+    }
+    (low, high)
+}
+
+/// The classes and their colours, above the map.
+fn legend(ui: &mut Ui, classes: &[String], colours: &[Color32]) {
+    ui.horizontal_wrapped(|ui| {
+        for (class, colour) in classes.iter().zip(colours) {
+            let (rect, _) = ui.allocate_exact_size(vec2(10.0, 10.0), egui::Sense::hover());
+            ui.painter().circle_filled(rect.center(), 4.5, *colour);
+            ui.label(class);
+        }
+        ui.weak("· dots are pictures, diamonds each class's prompts");
+    });
 }
 
 /// The picture drawn within a few points of `at` (map coordinates), the nearest one.
