@@ -367,28 +367,21 @@ fn clusters_outlined_on_the_map_go_into_the_forget_set() {
         .iter()
         .map(|p| (p.item, p.label, app.browser.map_to_screen(p.place).unwrap()))
         .collect();
-    let alone: Vec<(usize, egui::Pos2)> = placed
+    let alone: Vec<(usize, usize, egui::Pos2)> = placed
         .iter()
         .filter(|(item, _, at)| {
             item.is_some() && placed.iter().filter(|o| o.2.distance(*at) < 12.0).count() == 1
         })
-        .map(|&(_, label, at)| (label, at))
+        .map(|&(item, label, at)| (item.unwrap(), label, at))
         .collect();
     assert!(
         alone.len() >= 5,
         "only {} pictures stand alone",
         alone.len()
     );
-    for (label, at) in alone {
+    for &(_, label, at) in &alone {
         let want = lethe::viz::map::class_colour(&data.classes[label], label);
-        let got = rendered
-            .get_pixel(at.x.round() as u32, at.y.round() as u32)
-            .0;
-        let off = (0..3)
-            .map(|c| (i32::from(got[c]) - i32::from(want[c])).abs())
-            .max()
-            .unwrap();
-        assert!(off <= 3, "picture at {at:?}: {got:?}, not {want:?}");
+        assert_pixel(&rendered, at, want);
     }
 
     click(&mut harness, "Rectangle");
@@ -400,6 +393,44 @@ fn clusters_outlined_on_the_map_go_into_the_forget_set() {
     assert_eq!(harness.state().browser.selection.selected, far_group);
     click(&mut harness, "Add to forget");
     assert_eq!(harness.state().workspace.sets.get(Role::Forget), &far_group);
+
+    // Coloured by set: the forget set's pictures in the forget colour (drawn selected, on
+    // top), the pictures in no set grey.
+    click(&mut harness, "by set");
+    harness.run_steps(2);
+    let rendered = harness.render().unwrap();
+    let forget = lethe::app::sets_panel::role_colour(Role::Forget);
+    let app = harness.state();
+
+    // (The legend above the map changed, so the map moved: positions are read again.)
+    let now = |item: usize| {
+        let place = map.iter().find(|p| p.item == Some(item)).unwrap().place;
+        app.browser.map_to_screen(place).unwrap()
+    };
+    let in_no_set: Vec<usize> = alone
+        .iter()
+        .map(|p| p.0)
+        .filter(|item| !far_group.contains(item))
+        .collect();
+    assert!(in_no_set.len() >= 3, "{in_no_set:?}");
+    for &item in &in_no_set {
+        assert_pixel(&rendered, now(item), [110, 110, 110]);
+    }
+    for &item in &far_group {
+        assert_pixel(&rendered, now(item), [forget.r(), forget.g(), forget.b()]);
+    }
+}
+
+/// The rendered pixel at `at` is `want`, to rounding.
+fn assert_pixel(rendered: &image::RgbaImage, at: egui::Pos2, want: [u8; 3]) {
+    let got = rendered
+        .get_pixel(at.x.round() as u32, at.y.round() as u32)
+        .0;
+    let off = (0..3)
+        .map(|c| (i32::from(got[c]) - i32::from(want[c])).abs())
+        .max()
+        .unwrap();
+    assert!(off <= 3, "pixel at {at:?}: {got:?}, not {want:?}");
 }
 
 /// Replaces the text of the field labelled `label` with `text`.

@@ -173,7 +173,8 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
             }
             View::Map => {
                 let model = app.model.loaded();
-                app.browser.show_map(ui, &data, model, &mut app.thumbnails);
+                app.browser
+                    .show_map(ui, &data, model, &mut app.thumbnails, &marks);
             }
         }
     });

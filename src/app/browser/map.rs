@@ -33,6 +33,19 @@ pub enum Tool {
     Rectangle,
 }
 
+/// What the pictures' colours say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ColourBy {
+    /// Their class.
+    #[default]
+    Class,
+    /// The set they are in (forget, retain, eval), as the grid marks it; grey for none.
+    Set,
+}
+
+/// The colour of pictures in no set when the map is coloured by set.
+const NO_SET: Color32 = Color32::from_gray(110);
+
 /// One point of the browsed images' map.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BrowsePoint {
@@ -64,6 +77,7 @@ pub(super) struct Mapper {
     running: Option<Running>,
     map: Option<ForModel<Result<Arc<BrowseMap>, String>>>,
     tool: Tool,
+    colour_by: ColourBy,
     /// The outline being drawn, in map coordinates.
     stroke: Vec<[f64; 2]>,
     /// Map to screen, as last drawn.
@@ -130,6 +144,7 @@ impl Browser {
         dataset: &Arc<Dataset>,
         model: Option<&Arc<LoadedModel>>,
         thumbs: &mut Thumbnails,
+        marks: &dyn Fn(usize) -> Option<Color32>,
     ) {
         let Some(model) = model else {
             ui.label("Open a model: the map places the images by its embeddings.");
@@ -141,6 +156,15 @@ impl Browser {
                 .on_hover_text("Drag an outline around pictures to select them.");
             ui.selectable_value(&mut self.mapper.tool, Tool::Rectangle, "Rectangle")
                 .on_hover_text("Drag a rectangle over pictures to select them.");
+            ui.separator();
+            ui.selectable_value(&mut self.mapper.colour_by, ColourBy::Class, "by class")
+                .on_hover_text("Colour the pictures by their class.");
+            ui.selectable_value(&mut self.mapper.colour_by, ColourBy::Set, "by set")
+                .on_hover_text(
+                    "Colour the pictures by the set they are in, as the grid marks them; grey: \
+                     in no set.",
+                );
+            ui.separator();
             ui.weak("Shift adds, Ctrl subtracts; scroll to pan, Ctrl+scroll to zoom, double-click to fit");
         });
         if let Some(activity) = self.map_activity() {
@@ -154,7 +178,7 @@ impl Browser {
             return;
         };
         match map {
-            Ok(map) => self.map_plot(ui, dataset, &map, thumbs),
+            Ok(map) => self.map_plot(ui, dataset, &map, thumbs, marks),
             Err(error) => {
                 ui.colored_label(ui.visuals().error_fg_color, error);
             }
@@ -204,6 +228,7 @@ impl Browser {
         dataset: &Dataset,
         map: &Arc<BrowseMap>,
         thumbs: &mut Thumbnails,
+        marks: &dyn Fn(usize) -> Option<Color32>,
     ) {
         let place = |p: &BrowsePoint| [f64::from(p.place[0]), f64::from(p.place[1])];
         let ring = ui.visuals().strong_text_color();
@@ -216,8 +241,20 @@ impl Browser {
                 Color32::from_rgb(r, g, b)
             })
             .collect();
-        legend(ui, &dataset.classes, &colours);
-        let dots = self.dots(map, &colours, ring);
+        let painted: Vec<Color32> = match self.mapper.colour_by {
+            ColourBy::Class => map.iter().map(|p| colours[p.label]).collect(),
+            ColourBy::Set => map
+                .iter()
+                .map(|p| p.item.and_then(marks).unwrap_or(NO_SET))
+                .collect(),
+        };
+        match self.mapper.colour_by {
+            ColourBy::Class => legend(ui, &dataset.classes, &colours),
+            ColourBy::Set => {
+                ui.weak("Pictures coloured as the grid marks each set; grey: in no set.");
+            }
+        }
+        let dots = self.dots(map, &painted, ring);
         let (low, high) = bounds(map);
         let response = Plot::new("browse map")
             .data_aspect(1.0)
@@ -312,11 +349,18 @@ impl Browser {
 }
 
 impl Browser {
-    /// The pictures as discs for the GPU, coloured by class, the selected ones larger inside a
-    /// ring; rebuilt only when the map or the selection changed.
-    fn dots(&mut self, map: &Arc<BrowseMap>, colours: &[Color32], ring: Color32) -> Dots {
+    /// The pictures as discs for the GPU in the colours `painted` (one per map point), the
+    /// selected ones larger inside a ring and drawn last; rebuilt only when the map, the colours
+    /// or the selection changed.
+    fn dots(&mut self, map: &Arc<BrowseMap>, painted: &[Color32], ring: Color32) -> Dots {
         let mut hasher = std::hash::DefaultHasher::new();
-        (Arc::as_ptr(map) as usize, &self.selection.selected, ring).hash(&mut hasher);
+        (
+            Arc::as_ptr(map) as usize,
+            &self.selection.selected,
+            ring,
+            painted,
+        )
+            .hash(&mut hasher);
         let key = hasher.finish();
         if let Some((cached, dots)) = &self.mapper.dots
             && *cached == key
@@ -324,24 +368,27 @@ impl Browser {
             return dots.clone();
         }
         let selection = &self.selection;
-        let pictures = || map.iter().filter_map(|p| Some((p.item?, p)));
-        let plain = pictures()
-            .filter(|(item, _)| !selection.contains(*item))
-            .map(|(_, p)| Dot {
+        let pictures = |selected: bool| {
+            map.iter().zip(painted).filter(move |(p, _)| {
+                p.item
+                    .is_some_and(|item| selection.contains(item) == selected)
+            })
+        };
+        let dot = |radius: f32| {
+            move |(p, colour): (&BrowsePoint, &Color32)| Dot {
                 place: p.place,
-                colour: colours[p.label],
-                radius: 2.0,
-            });
-        let selected = pictures()
-            .filter(|(item, _)| selection.contains(*item))
-            .flat_map(|(_, p)| {
-                [(ring, 6.0), (colours[p.label], 4.5)].map(|(colour, radius)| Dot {
-                    place: p.place,
-                    colour,
-                    radius,
-                })
-            });
-        let dots = Dots::new(plain.chain(selected));
+                colour: *colour,
+                radius,
+            }
+        };
+        // Rings under every selected fill, so overlapping selected pictures keep their colour.
+        let rings = pictures(true).map(|(p, _)| (p, &ring)).map(dot(6.0));
+        let dots = Dots::new(
+            pictures(false)
+                .map(dot(2.0))
+                .chain(rings)
+                .chain(pictures(true).map(dot(4.5))),
+        );
         self.mapper.dots = Some((key, dots.clone()));
         dots
     }

@@ -54,7 +54,7 @@ impl Browser {
         }
         match self.view {
             View::Grid => self.grid(ui, &dataset, thumbs, marks),
-            View::Map => self.show_map(ui, &dataset, model, thumbs),
+            View::Map => self.show_map(ui, &dataset, model, thumbs, marks),
         }
     }
 
