@@ -81,6 +81,21 @@ impl<P: GpuPainter> CallbackTrait for Painting<P> {
     }
 }
 
+/// A buffer of `size` bytes for `usage`, written from the host with `queue.write_buffer`.
+pub(super) fn writable_buffer(
+    device: &wgpu::Device,
+    label: &str,
+    size: u64,
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size,
+        usage: usage | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
 /// A uniform or storage buffer binding seen by the stages `visibility`.
 pub(super) fn buffer_entry(
     binding: u32,

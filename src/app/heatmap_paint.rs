@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use eframe::egui::{self, Rect};
 use eframe::egui_wgpu::{RenderState, wgpu};
 
-use super::gpu_paint::{GpuPainter, buffer_entry, paint_with, pipeline};
+use super::gpu_paint::{GpuPainter, buffer_entry, paint_with, pipeline, writable_buffer};
 use crate::viz::overlay::STOPS;
 use crate::viz::saliency::Saliency;
 
@@ -129,14 +129,7 @@ impl Overlay {
 
     /// Buffers for a map of `cells` values.
     fn allocate(&self, device: &wgpu::Device, cells: usize) -> Uploaded {
-        let buffer = |size: u64, usage| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("heatmap overlay"),
-                size,
-                usage: usage | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        };
+        let buffer = |size, usage| writable_buffer(device, "heatmap overlay", size, usage);
         let params = buffer(PARAMS_BYTES, wgpu::BufferUsages::UNIFORM);
         let cells_buffer = buffer((cells * 4) as u64, wgpu::BufferUsages::STORAGE);
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {

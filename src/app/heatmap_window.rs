@@ -10,7 +10,7 @@ use eframe::egui::{self, ColorImage, Context, TextureHandle, TextureOptions, Ui}
 
 use super::heatmap_paint;
 use super::task::{Task, take_finished};
-use super::thumbnails::texture_from_rgb;
+use super::thumbnails::{read_image, texture_from_rgb};
 use crate::data::dataset::Dataset;
 use crate::engine::LoadedModel;
 use crate::eval::class_embeddings;
@@ -126,11 +126,7 @@ impl HeatmapWindow {
         let (dataset, item, toward) = (Arc::clone(&self.dataset), self.item, self.toward);
         let subjects = self.subjects.clone();
         let with_picture = self.picture.is_none();
-        let repaint = {
-            let ctx = ctx.clone();
-            move || ctx.request_repaint()
-        };
-        self.computing = Some(Task::spawn("Heatmaps", repaint, move || {
+        self.computing = Some(Task::spawn("Heatmaps", ctx, move || {
             compute(&dataset, item, &subjects, toward, with_picture)
         }));
     }
@@ -273,12 +269,7 @@ fn compute(
     toward: Toward,
     with_picture: bool,
 ) -> Result<Computed, String> {
-    let source = &dataset
-        .items
-        .get(item)
-        .ok_or_else(|| format!("{}: there is no image {item}", dataset.name))?
-        .source;
-    let picture = source.image().map_err(|error| error.to_string())?;
+    let picture = read_image(dataset, item)?;
     let first = subjects.first().ok_or("no model to explain with")?;
     let seen = with_picture.then(|| {
         let rgb = as_seen(&first.model.preprocessor, &picture);

@@ -28,15 +28,10 @@ impl ModelSlot {
         let device = device.to_string();
         self.spec = spec.clone();
         self.error = None;
-        let repaint = ctx.clone();
-        self.loading = Some(Task::spawn(
-            format!("loading {spec}"),
-            move || repaint.request_repaint(),
-            move || {
-                let choice: DeviceChoice = device.parse()?;
-                LoadedModel::open_spec(&spec, choice).map_err(|e| format!("{e:#}"))
-            },
-        ));
+        self.loading = Some(Task::spawn(format!("loading {spec}"), ctx, move || {
+            let choice: DeviceChoice = device.parse()?;
+            LoadedModel::open_spec(&spec, choice).map_err(|e| format!("{e:#}"))
+        }));
     }
 
     /// Picks up a finished load; returns the error of a failed one.

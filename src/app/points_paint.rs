@@ -9,7 +9,7 @@ use std::sync::Arc;
 use eframe::egui::{self, Color32, Rect};
 use eframe::egui_wgpu::{RenderState, wgpu};
 
-use super::gpu_paint::{GpuPainter, buffer_entry, paint_with, pipeline};
+use super::gpu_paint::{GpuPainter, buffer_entry, paint_with, pipeline, writable_buffer};
 
 /// The points' WGSL source, with the shared colour conversion.
 const SHADER: &str = concat!(
@@ -230,14 +230,7 @@ impl PointsPipeline {
 
     /// Buffers for up to `bytes` of points.
     fn allocate(&self, device: &wgpu::Device, bytes: u64) -> Uploaded {
-        let buffer = |size: u64, usage| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("map points"),
-                size,
-                usage: usage | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        };
+        let buffer = |size, usage| writable_buffer(device, "map points", size, usage);
         let points = buffer(bytes.max(POINT_BYTES), wgpu::BufferUsages::VERTEX);
         let view = buffer(VIEW_BYTES, wgpu::BufferUsages::UNIFORM);
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {

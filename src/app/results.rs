@@ -120,20 +120,15 @@ impl Results {
         let run = &self.runs[index];
         let opened = Arc::clone(&run.opened);
         let mut finished = run.finished.clone();
-        let repaint = ctx.clone();
-        self.saving = Some(Task::spawn(
-            "saving",
-            move || repaint.request_repaint(),
-            move || {
-                let written = match what {
-                    Saving::Checkpoint => export_checkpoint(&opened, &finished.model, &dir),
-                    Saving::ResultFolder => write_outputs(&opened, &mut finished, &dir),
-                };
-                written
-                    .map(|()| format!("Saved to {}", dir.display()))
-                    .map_err(|e| format!("{e:#}"))
-            },
-        ));
+        self.saving = Some(Task::spawn("saving", ctx, move || {
+            let written = match what {
+                Saving::Checkpoint => export_checkpoint(&opened, &finished.model, &dir),
+                Saving::ResultFolder => write_outputs(&opened, &mut finished, &dir),
+            };
+            written
+                .map(|()| format!("Saved to {}", dir.display()))
+                .map_err(|e| format!("{e:#}"))
+        }));
     }
 
     /// Whether a save is under way.

@@ -83,16 +83,11 @@ impl SetsUi {
         if self.head_spec != spec {
             self.head_spec = spec.to_string();
             let spec = spec.to_string();
-            let repaint = ctx.clone();
-            self.head_task = Some(Task::spawn(
-                "reading the zero-shot head",
-                move || repaint.request_repaint(),
-                move || {
-                    dataset::open(&spec)
-                        .map(|d| d.classes)
-                        .map_err(|e| e.to_string())
-                },
-            ));
+            self.head_task = Some(Task::spawn("reading the zero-shot head", ctx, move || {
+                dataset::open(&spec)
+                    .map(|d| d.classes)
+                    .map_err(|e| e.to_string())
+            }));
         }
         &self.head_classes
     }
@@ -421,16 +416,12 @@ fn evaluation(app: &mut LetheApp, ui: &mut egui::Ui) {
         {
             // Opened in the background first: a large folder takes a while to list.
             let spec = app.sets_ui.new_eval.trim().to_string();
-            let repaint = ui.ctx().clone();
-            app.sets_ui.eval_check = Some(Task::spawn(
-                "checking the dataset",
-                move || repaint.request_repaint(),
-                move || {
+            app.sets_ui.eval_check =
+                Some(Task::spawn("checking the dataset", ui.ctx(), move || {
                     dataset::open(&spec)
                         .map(|_| spec)
                         .map_err(|e| e.to_string())
-                },
-            ));
+                }));
         }
         match take_finished(&mut app.sets_ui.eval_check).map(|r| r.and_then(|r| r)) {
             Some(Ok(spec)) => {

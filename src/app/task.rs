@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::thread;
 
+use eframe::egui::Context;
+
 /// The result of one piece of background work, once it is there.
 pub struct Task<T> {
     receiver: Receiver<T>,
@@ -13,16 +15,18 @@ pub struct Task<T> {
 }
 
 impl<T: Send + 'static> Task<T> {
-    /// Starts `work` on its own thread; `repaint` is called when it is done so the UI wakes up.
+    /// Starts `work` on its own thread; `ctx` is asked to repaint when it is done, so the UI
+    /// wakes up to poll it.
     pub fn spawn(
         label: impl Into<String>,
-        repaint: impl Fn() + Send + 'static,
+        ctx: &Context,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Self {
         let (sender, receiver) = mpsc::channel();
+        let ctx = ctx.clone();
         thread::spawn(move || {
             let _ = sender.send(work());
-            repaint();
+            ctx.request_repaint();
         });
         Self {
             receiver,

@@ -255,6 +255,12 @@ fn next_job(shared: &Shared) -> Option<Job> {
 /// to upload; the error says why it could not be read. Runs off the UI thread: decoding a large
 /// photograph takes far longer than a frame.
 pub fn decode_image(dataset: &Dataset, index: usize, side: u32) -> Result<ColorImage, String> {
+    Ok(color_image(&shrink(read_image(dataset, index)?, side)))
+}
+
+/// Decodes item `index` of `dataset` at full size; the error says why it could not be read.
+/// Off the UI thread only.
+pub fn read_image(dataset: &Dataset, index: usize) -> Result<DynamicImage, String> {
     let item = dataset
         .items
         .get(index)
@@ -262,8 +268,7 @@ pub fn decode_image(dataset: &Dataset, index: usize, side: u32) -> Result<ColorI
     // A malformed file must not take a worker down with it.
     let decoded = panic::catch_unwind(AssertUnwindSafe(|| item.source.image()))
         .map_err(|_| format!("{}: the decoder failed", item.source.describe()))?;
-    let image = decoded.map_err(|error| error.to_string())?;
-    Ok(color_image(&shrink(image, side)))
+    decoded.map_err(|error| error.to_string())
 }
 
 /// Scales an image down to fit `side` with a fast filter, leaving smaller images alone.

@@ -6,8 +6,8 @@ use std::sync::{Arc, Weak};
 use burn::tensor::Tensor;
 use eframe::egui::{self, Context, TextureHandle, TextureOptions, Ui};
 
+use super::Browser;
 use super::ranking::{ForModel, SIMILARITY_HELP};
-use super::{Browser, repaint};
 use crate::app::task::{Task, take_finished};
 use crate::app::thumbnails::decode_image;
 use crate::data::dataset::Dataset;
@@ -85,7 +85,7 @@ impl Inspector {
             };
             self.guessing = Some(Guessing {
                 model: Arc::downgrade(model),
-                task: Task::spawn("Zero-shot guesses", repaint(ctx), work),
+                task: Task::spawn("Zero-shot guesses", ctx, work),
             });
         }
     }
@@ -225,7 +225,7 @@ fn preview(
 ) -> Task<Result<TextureHandle, String>> {
     let dataset = Arc::clone(dataset);
     let upload = ctx.clone();
-    Task::spawn("Loading image", repaint(ctx), move || {
+    Task::spawn("Loading image", ctx, move || {
         let image = decode_image(&dataset, index, PREVIEW_SIDE)?;
         Ok(upload.load_texture(format!("preview {index}"), image, TextureOptions::LINEAR))
     })

@@ -11,8 +11,8 @@ use std::sync::{Arc, Weak};
 use eframe::egui::{self, Color32, Modifiers, Pos2, Ui, vec2};
 use egui_plot::{Plot, PlotPoint, PlotTransform};
 
+use super::Browser;
 use super::ranking::{Embeddings, ForModel};
-use super::{Browser, repaint};
 use crate::app::grid::GestureMode;
 use crate::app::points_paint::{self, Dot, Dots};
 use crate::app::task::{CancelOnDrop, Task};
@@ -211,7 +211,7 @@ impl Browser {
             move || compute(&model, &dataset, cached, &embedded, &placed, &cancel)
         };
         self.mapper.running = Some(Running {
-            task: Task::spawn("Map", repaint(ctx), work),
+            task: Task::spawn("Map", ctx, work),
             model: Arc::downgrade(model),
             embedded,
             placed,
@@ -225,7 +225,7 @@ impl Browser {
     fn map_plot(
         &mut self,
         ui: &mut Ui,
-        dataset: &Dataset,
+        dataset: &Arc<Dataset>,
         map: &Arc<BrowseMap>,
         thumbs: &mut Thumbnails,
         marks: &dyn Fn(usize) -> Option<Color32>,
@@ -330,14 +330,13 @@ impl Browser {
         if !plot.dragged()
             && let Some(at) = pointer
             && let Some(item) = nearest_picture(map, &transform, at)
-            && let Some(dataset) = self.dataset.clone()
         {
             let class = dataset
                 .items
                 .get(item)
                 .and_then(|i| dataset.classes.get(i.label))
                 .map_or("?", String::as_str);
-            let texture = thumbs.get(ui.ctx(), &dataset, item);
+            let texture = thumbs.get(ui.ctx(), dataset, item);
             plot.on_hover_ui_at_pointer(|ui| {
                 if let Some(texture) = texture {
                     ui.add(egui::Image::new(&texture).fit_to_exact_size(egui::vec2(96.0, 96.0)));

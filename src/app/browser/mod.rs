@@ -111,7 +111,7 @@ impl Browser {
         self.spec.clone_from(&spec);
         self.load_error = None;
         let label = format!("Opening {spec}");
-        self.loading = Some(Task::spawn(label, repaint(ctx), move || load(&spec)));
+        self.loading = Some(Task::spawn(label, ctx, move || load(&spec)));
     }
 
     /// Opens a folder or manifest dropped on the window this frame. Call it every frame from
@@ -246,12 +246,6 @@ impl Browser {
             sort_by_score(&mut self.visible, &ranking.scores);
         }
     }
-}
-
-/// A repaint callback for background work.
-fn repaint(ctx: &Context) -> impl Fn() + Send + 'static {
-    let ctx = ctx.clone();
-    move || ctx.request_repaint()
 }
 
 #[cfg(test)]

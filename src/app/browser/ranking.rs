@@ -6,7 +6,6 @@ use std::sync::{Arc, Weak};
 
 use eframe::egui::Context;
 
-use super::repaint;
 use crate::app::task::{CancelOnDrop, Task};
 use crate::clip::{host_values, normalize};
 use crate::data::dataset::Dataset;
@@ -213,7 +212,7 @@ impl Ranker {
         };
         self.error = None;
         self.running = Some(Running {
-            task: Task::spawn("Ranking", repaint(ctx), work),
+            task: Task::spawn("Ranking", ctx, work),
             model: Arc::downgrade(model),
             progress,
             total,
