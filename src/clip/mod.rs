@@ -5,6 +5,7 @@ pub mod attention;
 pub mod checkpoint;
 pub mod config;
 pub mod jpeg;
+pub mod lora;
 pub mod preprocess;
 pub mod resnet;
 pub mod safetensors_io;

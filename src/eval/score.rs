@@ -1,5 +1,7 @@
-//! The Avg Score of "Zero-Shot Class Unlearning in CLIP with Synthetic Samples": one number
-//! for how well a class was forgotten and how little else was lost (lower is better).
+//! One-number summaries of an unlearning run: the Avg Score of "Zero-Shot Class Unlearning in
+//! CLIP with Synthetic Samples" (lower is better) and the Score of "Targeted Forgetting of
+//! Image Subgroups in CLIP Models" (0–100, higher is better). Both weigh how much of the
+//! target is gone against how much of everything else is left.
 
 /// An accuracy before (BF) and after (AF) unlearning.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -33,6 +35,29 @@ pub fn avg_score(target: BeforeAfter, kept: &[BeforeAfter]) -> f64 {
     };
     let lost: f64 = kept.iter().map(|k| k.relative_loss()).sum();
     (remaining + lost) / (kept.len() + 1) as f64
+}
+
+/// The subgroup paper's Score, 0–100:
+///
+/// ```text
+/// Score = 100 × mean( 1 − AF_target/BF_target,  min(1, AF_x/BF_x) for x in kept )
+/// ```
+///
+/// `kept` holds the sibling subgroups ("Retain"), the whole dataset ("All") and each other
+/// dataset, in any order. A kept set that gained counts as fully kept (the `min`), so gains
+/// cannot hide a loss elsewhere; a set with nothing to lose (BF = 0) counts as kept, and a
+/// target with nothing to forget as forgotten.
+pub fn subgroup_score(target: BeforeAfter, kept: &[BeforeAfter]) -> f64 {
+    let share = |after: f64, before: f64| {
+        if before <= 0.0 {
+            1.0
+        } else {
+            (after / before).min(1.0)
+        }
+    };
+    let forgotten = 1.0 - share(target.after, target.before);
+    let kept_sum: f64 = kept.iter().map(|k| share(k.after, k.before)).sum();
+    100.0 * (forgotten + kept_sum) / (kept.len() + 1) as f64
 }
 
 /// One measured set of the Avg Score: whether each picture was classified correctly before
@@ -157,6 +182,58 @@ mod tests {
                 "{name}: {score:.4}, paper {published}"
             );
         }
+    }
+
+    /// Rows of the subgroup paper's tables (ImageNet-1K subgroups, percentages): Target, then
+    /// Retain, ImageNet All, CIFAR, Food, STL and ObjectNet, each before → after, and the
+    /// published Score. The "before" row is the paper's Original row for that backbone.
+    #[test]
+    fn reproduces_the_subgroup_papers_score_rows() {
+        let rn50 = [51.0, 54.7, 59.8, 70.4, 60.9, 92.0, 68.9];
+        let rows: [(&str, [f64; 7], [f64; 7], f64); 4] = [
+            (
+                "RN50 marmoset, Ours",
+                rn50,
+                [0.0, 50.2, 54.5, 85.7, 62.9, 81.5, 45.2],
+                91.0,
+            ),
+            (
+                "RN50 marmoset, GA",
+                rn50,
+                [0.0, 0.9, 32.2, 16.4, 22.9, 63.3, 22.1],
+                45.3,
+            ),
+            (
+                "RN50 marmoset, EMMN",
+                rn50,
+                [0.0, 56.7, 28.4, 13.1, 20.4, 54.9, 20.5],
+                55.6,
+            ),
+            (
+                "RN50 marmoset, LIP",
+                rn50,
+                [0.7, 0.2, 1.3, 10.7, 0.2, 10.3, 1.6],
+                18.6,
+            ),
+        ];
+        for (name, before, after, published) in rows {
+            let kept: Vec<BeforeAfter> = (1..7).map(|i| ba(before[i], after[i])).collect();
+            let score = subgroup_score(ba(before[0], after[0]), &kept);
+            assert!(
+                (score - published).abs() < 0.06,
+                "{name}: {score:.2}, paper {published}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_subgroup_score_caps_gains_and_rewards_only_forgetting_with_keeping() {
+        // Everything kept, target gone: 100. Nothing forgotten, everything kept: 100·n/(n+1).
+        assert_eq!(subgroup_score(ba(0.8, 0.0), &[ba(0.5, 0.5)]), 100.0);
+        assert_eq!(subgroup_score(ba(0.8, 0.8), &[ba(0.5, 0.5)]), 50.0);
+        // A gain on one kept set does not offset a loss on another.
+        let with_gain = subgroup_score(ba(0.8, 0.0), &[ba(0.5, 0.25), ba(0.5, 1.0)]);
+        assert!((with_gain - 100.0 * 2.5 / 3.0).abs() < 1e-9, "{with_gain}");
     }
 
     #[test]
