@@ -42,12 +42,52 @@ fn shapes_specs_are_deterministic_and_labelled() {
             "'n' must be a whole number from 1 to 1000000",
         ),
         ("shapes:shapes?size=3", "unknown parameter 'size'"),
+        (
+            "shapes:shapes?shape=blob",
+            "'shape': unknown name 'blob' (available: circle, square",
+        ),
+        (
+            "shapes:shapes?color=red&not-color=red",
+            "leave no shape or no colour to draw",
+        ),
+        (
+            "shapes:fruits?shape=star",
+            "'shape' picks shapes, and the fruits subset has none",
+        ),
         ("pictures:x", "unknown source 'pictures'"),
         ("folder:/no/such/dir", "/no/such/dir"),
     ] {
         let err = dataset::open(spec).unwrap_err().to_string();
         assert!(err.contains(needle), "{spec}: {err}");
     }
+}
+
+/// Subgroups and their siblings are Shapes datasets with filters.
+#[test]
+fn shapes_filters_pick_subgroups_and_their_siblings() {
+    let names = |spec: &str| -> Vec<String> {
+        let d = dataset::open(spec).unwrap();
+        d.items.iter().map(|i| d.classes[i.label].clone()).collect()
+    };
+    let subgroup = names("shapes:color-shapes?shape=star&color=red&n=40&seed=3");
+    assert_eq!(subgroup.len(), 40);
+    assert!(subgroup.iter().all(|c| c == "red star"), "{subgroup:?}");
+    let siblings = names("shapes:color-shapes?shape=star&not-color=red,blue&n=200&seed=3");
+    assert!(
+        siblings
+            .iter()
+            .all(|c| c.ends_with(" star") && c != "red star" && c != "blue star")
+    );
+    let colours: std::collections::HashSet<&String> = siblings.iter().collect();
+    assert_eq!(colours.len(), 8, "{colours:?}");
+    let red_things = names("shapes:colors?color=red&not-shape=star&n=100&seed=3");
+    assert!(red_things.iter().all(|c| c == "red"));
+    let d = dataset::open("shapes:colors?color=red&not-shape=star&n=100&seed=3").unwrap();
+    assert!(
+        d.items
+            .iter()
+            .all(|i| !i.caption.as_deref().unwrap().contains("star"))
+    );
 }
 
 #[test]

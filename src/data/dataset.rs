@@ -122,17 +122,34 @@ fn open_shapes(spec: &str, rest: &str) -> Result<Dataset, DatasetError> {
         problem,
     };
     let (subset, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let subset = ShapesSubset::parse(subset).ok_or_else(|| {
+        fail(format!(
+            "unknown Shapes subset '{subset}' (available: {SHAPES_SUBSETS})"
+        ))
+    })?;
     let (mut seed, mut count) = (0u64, 500u64);
+    let mut constraints = subset.constraints();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair
             .split_once('=')
             .ok_or_else(|| fail(format!("'{pair}' is not key=value")))?;
+        if let Some(filter) = SceneFilter::parse(key) {
+            if subset == ShapesSubset::Fruits {
+                return Err(fail(format!(
+                    "'{key}' picks shapes, and the fruits subset has none"
+                )));
+            }
+            filter
+                .apply(value, &mut constraints)
+                .map_err(|problem| fail(format!("'{key}': {problem}")))?;
+            continue;
+        }
         let (slot, min, max) = match key {
             "seed" => (&mut seed, 0, u64::MAX),
             "n" => (&mut count, 1, crate::limits::MAX_SHAPES_ITEMS),
             other => {
                 return Err(fail(format!(
-                    "unknown parameter '{other}' (use seed and n)"
+                    "unknown parameter '{other}' (use seed, n, {SCENE_FILTERS})"
                 )));
             }
         };
@@ -146,12 +163,15 @@ fn open_shapes(spec: &str, rest: &str) -> Result<Dataset, DatasetError> {
                 ))
             })?;
     }
-    let subset = ShapesSubset::parse(subset).ok_or_else(|| {
-        fail(format!(
-            "unknown Shapes subset '{subset}' (available: {SHAPES_SUBSETS})"
-        ))
-    })?;
-    let constraints = subset.constraints();
+    if !shapes::Shape::ALL.iter().any(|s| {
+        constraints.shape.is_none_or(|x| x == *s) && !constraints.exclude_shapes.contains(s)
+    }) || !shapes::Color::ALL.iter().any(|c| {
+        constraints.color.is_none_or(|x| x == *c) && !constraints.exclude_colors.contains(c)
+    }) {
+        return Err(fail(
+            "its filters leave no shape or no colour to draw".into(),
+        ));
+    }
     let items = (0..count)
         .map(|index| {
             let (scene, caption) = shapes::sample_captioned(seed, index, &constraints);
@@ -168,6 +188,66 @@ fn open_shapes(spec: &str, rest: &str) -> Result<Dataset, DatasetError> {
         templates: subset.templates(),
         items,
     })
+}
+
+const SCENE_FILTERS: &str = "shape, color, not-shape, not-color";
+
+/// A filter on the pictures of a Shapes dataset, for subgroups and their siblings:
+/// `shape=star&color=red` (only red stars), `shape=star&not-color=red` (every other star),
+/// `color=red&not-shape=star,heart` (red things but stars and hearts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SceneFilter {
+    Shape,
+    Color,
+    NotShape,
+    NotColor,
+}
+
+impl SceneFilter {
+    fn parse(key: &str) -> Option<Self> {
+        Some(match key {
+            "shape" => Self::Shape,
+            "color" | "colour" => Self::Color,
+            "not-shape" => Self::NotShape,
+            "not-color" | "not-colour" => Self::NotColor,
+            _ => return None,
+        })
+    }
+
+    /// Narrows `constraints` by `value` (one name, or a comma-separated list for `not-`).
+    fn apply(self, value: &str, constraints: &mut shapes::Constraints) -> Result<(), String> {
+        fn find<T: Copy>(
+            all: &[T],
+            name: impl Fn(T) -> &'static str,
+            given: &str,
+        ) -> Result<T, String> {
+            all.iter()
+                .copied()
+                .find(|&item| name(item) == given)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = all.iter().map(|&item| name(item)).collect();
+                    format!("unknown name '{given}' (available: {})", names.join(", "))
+                })
+        }
+        let shape = |given| find(&shapes::Shape::ALL, shapes::Shape::name, given);
+        let color = |given| find(&shapes::Color::ALL, shapes::Color::name, given);
+        let list = value.split(',').map(str::trim);
+        match self {
+            Self::Shape => constraints.shape = Some(shape(value)?),
+            Self::Color => constraints.color = Some(color(value)?),
+            Self::NotShape => {
+                for name in list {
+                    constraints.exclude_shapes.push(shape(name)?);
+                }
+            }
+            Self::NotColor => {
+                for name in list {
+                    constraints.exclude_colors.push(color(name)?);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The evaluation datasets that live inside the Shapes world.
