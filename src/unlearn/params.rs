@@ -8,12 +8,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Gradients, Tensor};
 
 use crate::clip::weights::{Bind, Format, Layout, ParamVisitor};
-use crate::clip::{Clip, host_values};
+use crate::clip::{Clip, host_values, normalize};
 
 /// Which part of CLIP a parameter belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,8 +107,28 @@ pub fn selected_gradients(
 /// attention projection counts as one tensor, as in PyTorch). Each mean is reduced on the
 /// device and all of them come to the host in one copy, instead of every gradient.
 pub fn gradient_magnitudes(model: &Clip, gradients: &Gradients) -> HashMap<String, f32> {
+    layer_means(model, gradients, Reduction::Absolute)
+}
+
+/// Mean squared gradient of every parameter tensor the loss reached, by checkpoint key: a
+/// layer's share of the (diagonal) Fisher information when the loss is a log-likelihood or,
+/// as in the subgroup method, a similarity.
+pub fn gradient_energy(model: &Clip, gradients: &Gradients) -> HashMap<String, f32> {
+    layer_means(model, gradients, Reduction::Square)
+}
+
+/// How [`layer_means`] summarises each gradient value.
+#[derive(Clone, Copy)]
+enum Reduction {
+    Absolute,
+    Square,
+}
+
+/// The mean of `reduction(gradient)` over each layer's values, by checkpoint key.
+fn layer_means(model: &Clip, gradients: &Gradients, reduction: Reduction) -> HashMap<String, f32> {
     let mut sums = MagnitudeSums {
         gradients,
+        reduction,
         keys: Vec::new(),
         sums: Vec::new(),
     };
@@ -124,10 +144,11 @@ pub fn gradient_magnitudes(model: &Clip, gradients: &Gradients) -> HashMap<Strin
         .collect()
 }
 
-/// Collects, per checkpoint key, the sum of |gradient| as a one-value tensor and the number
-/// of values it covers.
+/// Collects, per checkpoint key, the sum of |gradient| (or of its square) as a one-value
+/// tensor and the number of values it covers.
 struct MagnitudeSums<'g> {
     gradients: &'g Gradients,
+    reduction: Reduction,
     keys: Vec<(String, usize)>,
     sums: Vec<Tensor<1>>,
 }
@@ -136,7 +157,11 @@ impl MagnitudeSums<'_> {
     fn absolute_sum<const D: usize>(&self, param: &Param<Tensor<D>>) -> Option<(Tensor<1>, usize)> {
         let gradient = param.val().grad(self.gradients)?;
         let count = gradient.shape().num_elements();
-        Some((gradient.abs().sum(), count))
+        let reduced = match self.reduction {
+            Reduction::Absolute => gradient.abs(),
+            Reduction::Square => gradient.square(),
+        };
+        Some((reduced.sum(), count))
     }
 }
 
@@ -161,6 +186,95 @@ impl ParamVisitor for MagnitudeSums<'_> {
             self.keys.push((key.to_string(), count));
             self.sums.push(sum);
         }
+    }
+}
+
+/// `E[g_l²]` for every layer `l`, with `g` the gradient of the cosine similarity between each
+/// image and its text (`texts[i]` goes with image `i`), averaged over windows of `batch`
+/// images. With `batch` 1 this is the empirical Fisher information of the similarity, one
+/// backward pass per image; a larger batch takes the gradient of each window's mean instead,
+/// a cheaper estimate that underweights disagreeing images.
+pub fn similarity_fisher(
+    model: &Clip,
+    images: &Tensor<4>,
+    texts: &[Vec<u32>],
+    batch: usize,
+) -> HashMap<String, f32> {
+    let count = texts.len();
+    let batch = batch.clamp(1, count.max(1));
+    let windows = count.div_ceil(batch);
+    let mut total: HashMap<String, f32> = HashMap::new();
+    for window in 0..windows {
+        let start = window * batch;
+        let size = batch.min(count - start);
+        let image = normalize(model.encode_image(images.clone().narrow(0, start, size).detach()));
+        let text = normalize(model.encode_text(&texts[start..start + size]));
+        let similarity = (image * text).sum_dim(1).mean();
+        for (key, energy) in gradient_energy(model, &similarity.backward()) {
+            *total.entry(key).or_default() += energy / windows as f32;
+        }
+    }
+    total
+}
+
+/// The subgroup paper's relative Fisher information `I_l = E_forget[g_l²] / E_retain[g_l²]`
+/// for every layer both sets reached: high where a layer matters to what is forgotten and
+/// little to what is kept, so changing it forgets with little collateral damage.
+pub fn relative_fisher(
+    forget: &HashMap<String, f32>,
+    retain: &HashMap<String, f32>,
+) -> HashMap<String, f32> {
+    forget
+        .iter()
+        .filter_map(|(key, f)| {
+            let r = retain.get(key)?;
+            Some((key.clone(), f / r.max(f32::MIN_POSITIVE)))
+        })
+        .collect()
+}
+
+/// `weight·a + (1 − weight)·b`, parameter by parameter (the model soup of the subgroup
+/// method, and an exponential moving average of weights). Parameters are matched by id, so
+/// `a` must descend from `b` (a clone, trained or merged); a parameter `a` lacks keeps `b`'s
+/// value. Each keeps `b`'s gradient setting.
+pub fn interpolate(a: &Clip, b: Clip, weight: f64) -> Clip {
+    let mut values = Values(HashMap::new());
+    a.visit(&mut values);
+    b.map(&mut Blend {
+        values: values.0,
+        weight,
+    })
+}
+
+/// Every float parameter of a model, flattened, by id.
+struct Values(HashMap<ParamId, Tensor<1>>);
+
+impl ModuleVisitor for Values {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let value = param.val().detach();
+        let count = value.shape().num_elements();
+        self.0.insert(param.id, value.reshape([count]));
+    }
+}
+
+/// Blends each parameter with the value of the same id in `values`.
+struct Blend {
+    values: HashMap<ParamId, Tensor<1>>,
+    weight: f64,
+}
+
+impl ModuleMapper for Blend {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(other) = self.values.remove(&param.id) else {
+            return param;
+        };
+        let weight = self.weight;
+        param.map(|tensor| {
+            let trained = tensor.is_require_grad();
+            let blended =
+                tensor.clone().detach() * (1.0 - weight) + other.reshape(tensor.shape()) * weight;
+            blended.set_require_grad(trained)
+        })
     }
 }
 
