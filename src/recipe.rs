@@ -35,6 +35,33 @@ pub struct Recipe {
     /// `[batch]`: how the scenarios are run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<BatchSection>,
+    /// `[subgroup]`: the classes to forget are forgotten only for a subgroup of their pictures
+    /// (red stars), and the class's other subgroups (every other star) must stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subgroup: Option<SubgroupSection>,
+}
+
+/// `[subgroup]`: a subgroup of a class to forget while its siblings stay. The forget,
+/// retain and verify pictures of `[forget]` are then the subgroup's and its siblings'
+/// pictures (retain pictures are kept although they carry the class's label), and the run is
+/// judged the way the subgroup paper reports it: Target ↓ (the subgroup's pictures), Retain ↑
+/// (the siblings), All ↑ (the whole `[forget]` dataset), each `[eval]` dataset ↑, and the
+/// Score over them.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubgroupSection {
+    /// What the subgroup is called in reports (e.g. "red star").
+    pub name: String,
+    /// Pictures of the subgroup (a dataset spec, e.g. `shapes:shapes?shape=star&color=red`),
+    /// classified among their own dataset's classes: they must no longer be recognised.
+    pub target: String,
+    /// Pictures of the sibling subgroups (e.g. `shapes:shapes?shape=star&not-color=red`):
+    /// they must still be recognised.
+    pub siblings: String,
+    /// The subgroup under other heads (e.g. `shapes:color-shapes?shape=star&color=red`, as
+    /// "red star"): each must fall too; reported beside Target, never counted as kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_forgotten: Vec<String>,
 }
 
 /// `[[scenario]]`: one concept of a batch. Keys left out take `[forget]`'s and `[audit]`'s.
@@ -236,6 +263,12 @@ impl Recipe {
         let recipe: Recipe = toml::from_str(text).map_err(|e| e.to_string())?;
         recipe.check_scenarios()?;
         recipe.eval.check()?;
+        if recipe.subgroup.is_some() && recipe.is_batch() {
+            return Err(
+                "[subgroup] describes one scenario; a batch of [[scenario]]s cannot have one"
+                    .into(),
+            );
+        }
         Ok(recipe)
     }
 

@@ -24,7 +24,7 @@ use crate::eval::metrics::{
 };
 use crate::eval::relearn::relearn;
 use crate::eval::report_html::{MAP_FIGURE, REPORT_HTML, ReportPage, report_html};
-use crate::eval::snapshot::{EvalPlan, Snapshot, measure};
+use crate::eval::snapshot::{EvalPlan, Snapshot, SubgroupPlan, measure};
 use crate::recipe::Recipe;
 use crate::unlearn::job::{Ending, Event, Job};
 use crate::unlearn::methods::{check, prepare};
@@ -134,6 +134,23 @@ impl Opened {
             retrieval_per_class: recipe.eval.retrieval_per_class,
             verify: verify_images.clone(),
             keep_embeddings: recipe.eval.map_pictures > 0,
+            subgroup: recipe
+                .subgroup
+                .as_ref()
+                .map(|s| -> Result<SubgroupPlan> {
+                    Ok(SubgroupPlan {
+                        name: s.name.clone(),
+                        target: dataset::open(&s.target).context("[subgroup] target")?,
+                        siblings: dataset::open(&s.siblings).context("[subgroup] siblings")?,
+                        also_forgotten: s
+                            .also_forgotten
+                            .iter()
+                            .map(|spec| dataset::open(spec))
+                            .collect::<Result<_, _>>()
+                            .context("[subgroup] also_forgotten")?,
+                    })
+                })
+                .transpose()?,
         };
         Ok(Self {
             recipe,
@@ -159,6 +176,7 @@ impl Opened {
             real_images: self.real_images.as_ref(),
             retain_images: self.retain_images.as_ref(),
             verify_images: self.verify_images.as_ref(),
+            subgroup: self.recipe.subgroup.is_some(),
             cancel,
         }
     }
@@ -377,6 +395,7 @@ pub fn execute_from(
             model_out: String::new(),
             recipe: hash_bytes(opened.recipe_text.as_bytes()),
         },
+        subgroup: recipe.subgroup.as_ref().map(|s| s.name.clone()),
     };
     let heatmaps = before_after(&opened.loaded, &edited, &opened.plan, HEATMAP_ROWS);
     let map = (recipe.eval.map_pictures > 0)

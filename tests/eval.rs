@@ -51,6 +51,18 @@ fn shapes_specs_are_deterministic_and_labelled() {
             "leave no shape or no colour to draw",
         ),
         (
+            "shapes:shapes?shape=star&color=red&except=red star",
+            "leave no shape or no colour to draw",
+        ),
+        (
+            "shapes:shapes?except=star",
+            "'except': 'star' is not a colour and a shape",
+        ),
+        (
+            "shapes:shapes?n=5 | shapes:colors?n=5",
+            "'shapes:colors?n=5' names other classes than 'shapes:shapes?n=5'",
+        ),
+        (
             "shapes:fruits?shape=star",
             "'shape' picks shapes, and the fruits subset has none",
         ),
@@ -82,6 +94,15 @@ fn shapes_filters_pick_subgroups_and_their_siblings() {
     assert_eq!(colours.len(), 8, "{colours:?}");
     let red_things = names("shapes:colors?color=red&not-shape=star&n=100&seed=3");
     assert!(red_things.iter().all(|c| c == "red"));
+    let everything_else = names("shapes:color-shapes?except=red star,blue heart&n=400&seed=3");
+    assert!(!everything_else.iter().any(|c| c == "red star" || c == "blue heart"));
+    assert!(everything_else.iter().any(|c| c.ends_with(" star")));
+    assert!(everything_else.iter().any(|c| c.starts_with("red ")));
+    let joined = dataset::open(
+        "shapes:shapes?shape=star&not-color=red&n=30&seed=1 | shapes:shapes?except=red star&n=20",
+    )
+    .unwrap();
+    assert_eq!(joined.items.len(), 50);
     let d = dataset::open("shapes:colors?color=red&not-shape=star&n=100&seed=3").unwrap();
     assert!(
         d.items

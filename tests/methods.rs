@@ -13,11 +13,11 @@ use lethe::workflow::{Opened, RunStopped, execute};
 
 /// Settings that keep any method's steps short; each method takes the keys it has.
 const TINY: &str = "learning_rate = 1e-3\nbatch = 2\nperturbations = 2\nretain_batch = 2\n\
-                    [synthetic]\ncount = 2\nmax_steps = 5\nretain_per_class = 1\n";
+                    fisher_images = 2\nalignment_steps = 1\n[synthetic]\ncount = 2\nmax_steps = 5\nretain_per_class = 1\n";
 
 /// Two steps at most.
-const SHORT: &str =
-    "max_steps = 2\nepochs = 1\nnoise_steps = 1\nimpair_steps = 1\nrepair_steps = 0\n";
+const SHORT: &str = "max_steps = 2\nepochs = 1\nnoise_steps = 1\nimpair_steps = 1\nrepair_steps = 0\n\
+                     forget_steps = 2\nremind_steps = 1\n";
 
 /// Many steps and no early stop, so only a cancellation ends the run early.
 const LONG: &str = "max_steps = 50\nepochs = 10\nimpair_steps = 50\nstop_accuracy = 0.0\n";

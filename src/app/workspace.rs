@@ -86,6 +86,7 @@ impl Default for Workspace {
                 audit: Some(AuditSection::default()),
                 scenario: Vec::new(),
                 batch: None,
+                subgroup: None,
             },
             browse: "shapes:colors?seed=7&n=2000".into(),
             sets: Sets::default(),

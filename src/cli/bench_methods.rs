@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::eval::metrics::Metrics;
+use crate::eval::metrics::{Metrics, NamedChange, SubgroupMetrics};
 use crate::eval::retrieval::AtRanks;
 use crate::eval::snapshot::{PairSets, Retrieval};
 use crate::recipe::Recipe;
@@ -37,6 +37,10 @@ pub struct BenchMethodsArgs {
     /// keeps the recipe's settings it has and the defaults for the rest.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     methods: Vec<String>,
+    /// Also run each method's ablations (the paper's variants with one stage switched off),
+    /// one row each.
+    #[arg(long)]
+    ablations: bool,
     /// Print the metrics of every run as a JSON array instead of the tables.
     #[arg(long)]
     json: bool,
@@ -74,7 +78,7 @@ pub fn bench_methods(args: &BenchMethodsArgs) -> Result<()> {
     let mut all = Vec::new();
     for recipe in &args.recipe {
         for &model in &models {
-            let rows = run_scenario(recipe, model, &methods)?;
+            let rows = run_scenario(recipe, model, &methods, args.ablations)?;
             if !args.json {
                 print_table(recipe, &rows);
             }
@@ -90,16 +94,19 @@ pub fn bench_methods(args: &BenchMethodsArgs) -> Result<()> {
 /// One method's run on a scenario: its metrics, or why it could not run there (a method
 /// that needs captioned pictures on a scenario without them).
 struct Row {
-    method: &'static str,
+    /// The method's name, with the ablation after it.
+    method: String,
     result: Result<Metrics, String>,
 }
 
-/// Every method of `methods` on the scenario of `path` (on `model` instead of the recipe's
-/// when given), each from the same original model.
+/// Every method of `methods` (and, with `ablations`, each of its ablations) on the scenario
+/// of `path` (on `model` instead of the recipe's when given), each from the same original
+/// model.
 fn run_scenario(
     path: &Path,
     model: Option<&str>,
     methods: &[&'static dyn UnlearningMethod],
+    ablations: bool,
 ) -> Result<Vec<Row>> {
     let (mut recipe, text) = Recipe::load(path)?;
     if let Some(model) = model {
@@ -112,21 +119,32 @@ fn run_scenario(
     let before = measure_before(&opened);
     let mut results = Vec::new();
     for &method in methods {
-        opened.recipe.method.name = method.name().to_string();
-        opened.recipe.method.settings = known_settings(method, &settings);
-        let context = || format!("recipe {} with method {}", path.display(), method.name());
-        check(method.name(), &opened.recipe.method.settings).with_context(context)?;
-        eprintln!("{}: running {}…", path.display(), method.name());
-        let result = execute_from(&opened, &before, &AtomicBool::new(false), |_| {})
-            .map(|finished| finished.metrics)
-            .map_err(|error| {
-                eprintln!("{}: {error:#}", context());
-                format!("{error:#}")
+        let own = known_settings(method, &settings);
+        let mut variants = vec![(method.name().to_string(), own.clone())];
+        if ablations {
+            variants.extend(method.ablations().into_iter().map(|(name, switch)| {
+                let mut changed = own.clone();
+                changed.extend(switch);
+                (format!("{} − {name}", method.name()), changed)
+            }));
+        }
+        for (label, settings) in variants {
+            opened.recipe.method.name = method.name().to_string();
+            opened.recipe.method.settings = settings;
+            let context = || format!("recipe {} with {label}", path.display());
+            check(method.name(), &opened.recipe.method.settings).with_context(context)?;
+            eprintln!("{}: running {label}…", path.display());
+            let result = execute_from(&opened, &before, &AtomicBool::new(false), |_| {})
+                .map(|finished| finished.metrics)
+                .map_err(|error| {
+                    eprintln!("{}: {error:#}", context());
+                    format!("{error:#}")
+                });
+            results.push(Row {
+                method: label,
+                result,
             });
-        results.push(Row {
-            method: method.name(),
-            result,
-        });
+        }
     }
     Ok(results)
 }
@@ -166,6 +184,16 @@ fn print_table(path: &Path, rows: &[Row]) {
         }
         return;
     };
+    if let Some(subgroup) = &first.subgroup {
+        println!(
+            "\n### {}: {} forgets the subgroup {}\n",
+            path.display(),
+            first.model,
+            subgroup.name
+        );
+        print_subgroup_table(subgroup, rows);
+        return;
+    }
     println!(
         "\n### {}: {} forgets {}\n",
         path.display(),
@@ -214,7 +242,7 @@ fn print_table(path: &Path, rows: &[Row]) {
                 continue;
             }
         };
-        let mut cells = vec![m.method.clone()];
+        let mut cells = vec![row.method.clone()];
         let after = m.retrieval.as_ref().map(|r| r.after);
         cells.extend(state_cells(
             m.target.after.value,
@@ -227,5 +255,53 @@ fn print_table(path: &Path, rows: &[Row]) {
         cells.push(m.steps.to_string());
         cells.push(format!("{:.1}", m.runtime_s));
         println!("| {} |", cells.join(" | "));
+    }
+}
+
+/// A subgroup scenario's table in the subgroup paper's form: Target ↓ (and the subgroup under
+/// other heads), Retain ↑, All ↑, each other dataset ↑, Score.
+fn print_subgroup_table(first: &SubgroupMetrics, rows: &[Row]) {
+    let mut header = vec!["method".to_string(), "Target ↓".into()];
+    header.extend(first.also_forgotten.iter().map(|c| format!("{} ↓", c.name)));
+    header.extend(["Retain ↑".to_string(), "All ↑".into()]);
+    header.extend(first.others.iter().map(|c| format!("{} ↑", c.name)));
+    header.extend(["Score".to_string(), "steps".into(), "unlearn s".into()]);
+    println!("| {} |", header.join(" | "));
+    println!("|{}", "---|".repeat(header.len()));
+    let cells = |s: &SubgroupMetrics, after: bool| -> Vec<String> {
+        let value = |c: &NamedChange| {
+            let e = if after {
+                c.change.after
+            } else {
+                c.change.before
+            };
+            format!("{:.1}", 100.0 * e.value)
+        };
+        std::iter::once(value(&s.target))
+            .chain(s.also_forgotten.iter().map(value))
+            .chain([value(&s.retain), value(&s.all)])
+            .chain(s.others.iter().map(value))
+            .collect()
+    };
+    let mut original = vec!["original".to_string()];
+    original.extend(cells(first, false));
+    original.extend(["–".into(), "–".into(), "–".into()]);
+    println!("| {} |", original.join(" | "));
+    for row in rows {
+        let mut line = vec![row.method.clone()];
+        match row.result.as_ref().map(|m| (m, m.subgroup.as_ref())) {
+            Ok((m, Some(s))) => {
+                line.extend(cells(s, true));
+                line.extend([
+                    format!("{:.1}", s.score),
+                    m.steps.to_string(),
+                    format!("{:.1}", m.runtime_s),
+                ]);
+            }
+            Ok((_, None)) => line.push("no subgroup measures".into()),
+            Err(error) => line.push(format!("could not run: {error}").replace('\n', " ")),
+        }
+        line.resize(header.len(), String::new());
+        println!("| {} |", line.join(" | "));
     }
 }

@@ -78,7 +78,13 @@ impl BatchNorm {
         let mean = per_channel.clone().mean_dim(1);
         let centred = per_channel - mean.clone();
         let var = centred.clone().square().mean_dim(1);
-        batch.0.push((
+        if batch.observe {
+            batch
+                .layers
+                .push((mean.reshape([c]), var.reshape([c]), n * h * w));
+            return self.forward(x, None);
+        }
+        batch.layers.push((
             mean.clone().detach().reshape([c]),
             var.clone().detach().reshape([c]),
             n * h * w,
@@ -118,11 +124,18 @@ impl BatchNorm {
 
 const BATCH_NORM_EPS: f64 = 1e-5;
 
-/// Per-layer statistics of one training batch, `(mean, biased variance, values per channel)`
-/// for every batch norm in forward order; [`ModifiedResNet::update_running_statistics`]
-/// folds them into the running averages.
+/// Per-layer statistics of one batch at every batch norm's input, `(mean, biased variance,
+/// values per channel)` in forward order. From a training pass
+/// ([`ModifiedResNet::forward_batch_statistics`]) they are constants that
+/// [`ModifiedResNet::update_running_statistics`] folds into the running averages; from an
+/// observing pass ([`ModifiedResNet::forward_observing`]) they stay in the graph, for
+/// aligning the features of pictures to the running statistics.
 #[derive(Debug, Default)]
-pub struct BatchStatistics(Vec<(Tensor<1>, Tensor<1>, usize)>);
+pub struct BatchStatistics {
+    layers: Vec<(Tensor<1>, Tensor<1>, usize)>,
+    /// Record the input statistics (differentiable) but normalise with the running ones.
+    observe: bool,
+}
 
 fn avg_pool(x: Tensor<4>, size: usize) -> Tensor<4> {
     if size > 1 {
@@ -204,6 +217,14 @@ impl Bottleneck {
     }
 
     /// The block's norms in forward order.
+    fn batch_norms(&self) -> impl Iterator<Item = &BatchNorm> {
+        [&self.reduce, &self.spatial, &self.expand]
+            .into_iter()
+            .chain(self.downsample.as_ref())
+            .map(|conv_bn| &conv_bn.bn)
+    }
+
+    /// The block's norms in forward order, to update.
     fn batch_norms_mut(&mut self) -> impl Iterator<Item = &mut BatchNorm> {
         [&mut self.reduce, &mut self.spatial, &mut self.expand]
             .into_iter()
@@ -303,6 +324,42 @@ impl ModifiedResNet {
         (output, batch)
     }
 
+    /// Encodes normalised pixels as at inference (running statistics) and returns the
+    /// statistics of every batch norm's input over the batch, still in the graph.
+    pub fn forward_observing(&self, pixels: Tensor<4>) -> (TowerOutput, BatchStatistics) {
+        let mut batch = BatchStatistics {
+            layers: Vec::new(),
+            observe: true,
+        };
+        let output = self.forward_with(pixels, Inspect::Nothing, Some(&mut batch));
+        (output, batch)
+    }
+
+    /// How far the features of `pixels` lie from what the batch norms remember of the
+    /// pre-training data: `Σ_l ‖μ_l − running_mean_l‖₂ + ‖σ_l − √running_var_l‖₂` over every
+    /// norm `l`, with `μ_l`, `σ_l` the batch's per-channel input mean and standard deviation.
+    /// Differentiable in `pixels` (and the weights); the subgroup method's alignment.
+    pub fn feature_alignment_loss(&self, pixels: Tensor<4>) -> Tensor<1> {
+        let (_, observed) = self.forward_observing(pixels);
+        let norms = self.stem.iter().map(|conv_bn| &conv_bn.bn).chain(
+            self.stages
+                .iter()
+                .flatten()
+                .flat_map(Bottleneck::batch_norms),
+        );
+        norms
+            .zip(observed.layers)
+            .map(|(norm, (mean, var, _))| {
+                let target_mean = norm.running_mean.val().detach();
+                let target_std = norm.running_var.val().detach().sqrt();
+                let std = (var + BATCH_NORM_EPS).sqrt();
+                (mean - target_mean).square().sum().sqrt()
+                    + (std - target_std).square().sum().sqrt()
+            })
+            .reduce(|a, b| a + b)
+            .expect("a ResNet has batch norms")
+    }
+
     /// Folds one batch's statistics into every norm's running averages.
     pub fn update_running_statistics(&mut self, batch: BatchStatistics, momentum: f64) {
         let norms = self.stem.iter_mut().map(|conv_bn| &mut conv_bn.bn).chain(
@@ -311,7 +368,7 @@ impl ModifiedResNet {
                 .flatten()
                 .flat_map(Bottleneck::batch_norms_mut),
         );
-        for (norm, (mean, var, count)) in norms.zip(batch.0) {
+        for (norm, (mean, var, count)) in norms.zip(batch.layers) {
             norm.update_running(mean, var, count, momentum);
         }
     }

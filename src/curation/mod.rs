@@ -33,6 +33,9 @@ pub struct Setup<'a> {
     /// Real pictures of the forgotten classes that are never trained on, if the user gave any:
     /// the stop is judged on them. Images of other classes are left out.
     pub verify_images: Option<&'a Dataset>,
+    /// The run forgets a subgroup of the target classes: retain images of those classes are
+    /// its siblings and are kept.
+    pub subgroup: bool,
     /// Set when the run is cancelled: slow preparation (synthesis) stops early.
     pub cancel: &'a AtomicBool,
 }
@@ -57,6 +60,8 @@ pub struct Pairs {
     pub images: Tensor<4>,
     /// Tokenised captions, one per image.
     pub captions: Vec<Vec<u32>>,
+    /// The head class of each image, when its class is one of the head's.
+    pub labels: Vec<Option<usize>>,
 }
 
 /// Real pictures of the forgotten classes kept out of training. Synthetic pictures are often
@@ -166,6 +171,7 @@ pub fn curate(setup: &Setup, needs: &DataNeeds) -> Result<Curated, DataError> {
             Some(Pairs {
                 images: images.clone(),
                 captions: tokenized_captions(setup, real, "forget", captions)?,
+                labels: labels.iter().copied().map(Some).collect(),
             }),
             Some(retain_pairs(setup)?),
         ),
@@ -227,24 +233,34 @@ fn retain_pairs(setup: &Setup) -> Result<Pairs, DataError> {
                 .into(),
         });
     };
-    let (images, _, captions) = preprocess_where(setup, real, "retain", kept(setup, real));
+    let (images, labels, captions) = preprocess_where(setup, real, "retain", kept(setup, real));
     let images = images.ok_or_else(|| no_image_to_keep(real))?;
     Ok(Pairs {
         images,
         captions: tokenized_captions(setup, real, "retain", captions)?,
+        labels: labels
+            .into_iter()
+            .map(|label| (label != OUTSIDE_HEAD).then_some(label))
+            .collect(),
     })
 }
 
 /// Which retain images to keep: all but those labelled with a forgotten class. A label only
 /// names a forgotten class when the retain set speaks the head's label space (each of its
-/// classes is a head class): a colour set's "orange" is not the fruit being forgotten.
+/// classes is a head class): a colour set's "orange" is not the fruit being forgotten. In a
+/// subgroup scenario every retain image is a sibling and is kept.
+/// The label of a kept image is its head class, or [`OUTSIDE_HEAD`].
 fn kept<'a>(setup: &'a Setup, real: &Dataset) -> impl Fn(&str) -> Option<usize> + 'a {
-    let same_space = same_label_space(&real.classes, &setup.head.classes);
+    let same_space = same_label_space(&real.classes, &setup.head.classes) && !setup.subgroup;
     move |name| {
         let forgotten = same_space && setup.targets.iter().any(|&t| setup.head.classes[t] == name);
-        (!forgotten).then_some(0)
+        let head_class = setup.head.classes.iter().position(|c| c == name);
+        (!forgotten).then_some(head_class.unwrap_or(OUTSIDE_HEAD))
     }
 }
+
+/// The label [`kept`] gives a retain image whose class the head does not have.
+const OUTSIDE_HEAD: usize = usize::MAX;
 
 /// Whether every class of `classes` is also a class of `head`.
 fn same_label_space(classes: &[String], head: &[String]) -> bool {

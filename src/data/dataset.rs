@@ -89,8 +89,13 @@ pub enum DatasetError {
 const SHAPES_SUBSETS: &str = "shapes, colors, fruits, color-shapes, backgrounds";
 const DEFAULT_TEMPLATES: [&str; 1] = ["a photo of a {}."];
 
-/// Opens a dataset from its spec.
+/// Opens a dataset from its spec; specs joined by ` | ` are one dataset with the pictures
+/// of each in turn (they must name the same classes), e.g. a subgroup's siblings together
+/// with everything else to keep.
 pub fn open(spec: &str) -> Result<Dataset, DatasetError> {
+    if spec.contains(" | ") {
+        return open_union(spec);
+    }
     let fail = |problem: String| DatasetError::Spec {
         spec: spec.to_string(),
         problem,
@@ -114,6 +119,26 @@ pub fn open(spec: &str) -> Result<Dataset, DatasetError> {
         return Err(fail("holds no pictures".into()));
     }
     Ok(dataset)
+}
+
+fn open_union(spec: &str) -> Result<Dataset, DatasetError> {
+    let mut parts = spec.split(" | ").map(str::trim);
+    let mut union = open(parts.next().unwrap_or_default())?;
+    for part in parts {
+        let next = open(part)?;
+        if next.classes != union.classes {
+            return Err(DatasetError::Spec {
+                spec: spec.to_string(),
+                problem: format!(
+                    "'{part}' names other classes than '{}'; joined specs must share their classes",
+                    union.name
+                ),
+            });
+        }
+        union.items.extend(next.items);
+    }
+    union.name = spec.to_string();
+    Ok(union)
 }
 
 fn open_shapes(spec: &str, rest: &str) -> Result<Dataset, DatasetError> {
@@ -190,17 +215,19 @@ fn open_shapes(spec: &str, rest: &str) -> Result<Dataset, DatasetError> {
     })
 }
 
-const SCENE_FILTERS: &str = "shape, color, not-shape, not-color";
+const SCENE_FILTERS: &str = "shape, color, not-shape, not-color, except";
 
 /// A filter on the pictures of a Shapes dataset, for subgroups and their siblings:
 /// `shape=star&color=red` (only red stars), `shape=star&not-color=red` (every other star),
-/// `color=red&not-shape=star,heart` (red things but stars and hearts).
+/// `color=red&not-shape=star,heart` (red things but stars and hearts), `except=red star`
+/// (everything but red stars: a subgroup's complement).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SceneFilter {
     Shape,
     Color,
     NotShape,
     NotColor,
+    Except,
 }
 
 impl SceneFilter {
@@ -210,6 +237,7 @@ impl SceneFilter {
             "color" | "colour" => Self::Color,
             "not-shape" => Self::NotShape,
             "not-color" | "not-colour" => Self::NotColor,
+            "except" => Self::Except,
             _ => return None,
         })
     }
@@ -243,6 +271,16 @@ impl SceneFilter {
             Self::NotColor => {
                 for name in list {
                     constraints.exclude_colors.push(color(name)?);
+                }
+            }
+            Self::Except => {
+                for pair in list {
+                    let (c, s) = pair.split_once(' ').ok_or_else(|| {
+                        format!("'{pair}' is not a colour and a shape, e.g. 'red star'")
+                    })?;
+                    constraints
+                        .exclude_pairs
+                        .push((color(c.trim())?, shape(s.trim())?));
                 }
             }
         }

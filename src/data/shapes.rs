@@ -509,7 +509,25 @@ pub struct Constraints {
     pub exclude_colors: Vec<Color>,
     /// Fruits that must not appear.
     pub exclude_fruits: Vec<Fruit>,
+    /// Colour–shape pairs that must not appear together ("everything but red stars"), while
+    /// each may appear with others.
+    #[serde(default)]
+    pub exclude_pairs: Vec<(Color, Shape)>,
 }
+
+impl Constraints {
+    /// Whether `scene` shows an excluded colour–shape pair.
+    fn excludes_pair(&self, scene: &Scene) -> bool {
+        match scene.object {
+            Object::Shape { shape, color } => self.exclude_pairs.contains(&(color, shape)),
+            Object::Fruit(_) => false,
+        }
+    }
+}
+
+/// Draws of an item tried before giving up on [`Constraints::exclude_pairs`]; excluded pairs
+/// are a small share of all scenes, so a handful always suffices.
+const PAIR_DRAWS: u64 = 1000;
 
 /// One fully specified image: everything `render` needs, so a dataset can be stored as scene
 /// descriptions and re-rendered at any resolution.
@@ -643,10 +661,21 @@ pub fn sample(seed: u64, index: u64, constraints: &Constraints) -> Scene {
 /// The scene and a caption for item `index` of dataset `seed`, both depending only on
 /// `(seed, index)`; the caption template is drawn from the same per-item stream.
 pub fn sample_captioned(seed: u64, index: u64, constraints: &Constraints) -> (Scene, String) {
-    let mut rng = Rng::for_index(seed, index);
-    let scene = Scene::random(&mut rng, constraints);
-    let text = caption(&scene, &mut rng);
-    (scene, text)
+    // The first draw uses the item's own generator, so sets without excluded pairs are the
+    // same as they always were; a redraw shifts the seed.
+    let mut draw: u64 = 0;
+    loop {
+        let mut rng = Rng::for_index(
+            seed.wrapping_add(draw.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            index,
+        );
+        let scene = Scene::random(&mut rng, constraints);
+        draw += 1;
+        if !constraints.excludes_pair(&scene) || draw == PAIR_DRAWS {
+            let text = caption(&scene, &mut rng);
+            return (scene, text);
+        }
+    }
 }
 
 /// "an" before a vowel sound, "a" otherwise; every word of this vocabulary starting with a

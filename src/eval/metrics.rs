@@ -12,7 +12,9 @@ use super::audit::{Audit, AuditSection, Check};
 use super::interval::Estimate;
 use super::relearn::Relearn;
 use super::retrieval::AtRanks;
-use super::score::{BeforeAfter, PairedHits, RESAMPLES, avg_score, avg_score_interval};
+use super::score::{
+    BeforeAfter, PairedHits, RESAMPLES, avg_score, avg_score_interval, subgroup_score,
+};
 use super::snapshot::{Retrieval, Snapshot};
 
 /// An accuracy before and after, as written to `metrics.json` (each with `value`, `n`,
@@ -169,6 +171,89 @@ pub struct Metrics {
     pub hashes: Hashes,
     /// The recipe's `[audit]` checks and their verdicts, when it has that section.
     pub audit: Option<Audit>,
+    /// The subgroup scenario's measures and Score, when the run forgot a subgroup.
+    pub subgroup: Option<SubgroupMetrics>,
+}
+
+/// A subgroup scenario as the subgroup paper reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SubgroupMetrics {
+    /// What the subgroup is called.
+    pub name: String,
+    /// Target ↓: the subgroup's pictures.
+    pub target: NamedChange,
+    /// Retain ↑: the sibling subgroups' pictures.
+    pub retain: NamedChange,
+    /// All ↑: the whole forget dataset.
+    pub all: NamedChange,
+    /// Each other evaluation dataset ↑.
+    pub others: Vec<NamedChange>,
+    /// The subgroup under other heads ↓.
+    pub also_forgotten: Vec<NamedChange>,
+    /// `100 × mean(1 − AF_target/BF_target, min(1, AF_x/BF_x) for x in retain, all, others)`.
+    pub score: f64,
+}
+
+/// One measured set's accuracy before and after, with its dataset spec.
+#[derive(Clone, Debug, Serialize)]
+pub struct NamedChange {
+    /// The dataset spec.
+    pub name: String,
+    /// Before and after.
+    #[serde(flatten)]
+    pub change: Change,
+}
+
+impl NamedChange {
+    fn of(before: &super::DatasetAccuracy, after: &super::DatasetAccuracy) -> Self {
+        Self {
+            name: before.name.clone(),
+            change: Change {
+                before: before.estimate(),
+                after: after.estimate(),
+            },
+        }
+    }
+
+    fn values(&self) -> BeforeAfter {
+        BeforeAfter {
+            before: self.change.before.value,
+            after: self.change.after.value,
+        }
+    }
+}
+
+/// The subgroup measures of two snapshots (`None` unless both measured a subgroup).
+fn subgroup_metrics(name: &str, before: &Snapshot, after: &Snapshot) -> Option<SubgroupMetrics> {
+    let (b, a) = (before.subgroup.as_ref()?, after.subgroup.as_ref()?);
+    let target = NamedChange::of(&b.target, &a.target);
+    let retain = NamedChange::of(&b.siblings, &a.siblings);
+    let all = NamedChange::of(&before.head, &after.head);
+    let others: Vec<NamedChange> = before
+        .others
+        .iter()
+        .zip(&after.others)
+        .map(|(b, a)| NamedChange::of(b, a))
+        .collect();
+    let kept: Vec<BeforeAfter> = [&retain, &all]
+        .into_iter()
+        .chain(&others)
+        .map(NamedChange::values)
+        .collect();
+    Some(SubgroupMetrics {
+        name: name.to_string(),
+        score: subgroup_score(target.values(), &kept),
+        target,
+        retain,
+        all,
+        others,
+        also_forgotten: b
+            .also_forgotten
+            .iter()
+            .zip(&a.also_forgotten)
+            .map(|(b, a)| NamedChange::of(b, a))
+            .collect(),
+    })
 }
 
 /// Retrieval before and after.
@@ -204,6 +289,8 @@ pub struct RunFacts {
     pub relearn: Option<Relearn>,
     /// Digests.
     pub hashes: Hashes,
+    /// The subgroup's name, when the run forgot a subgroup.
+    pub subgroup: Option<String>,
 }
 
 /// Whether each picture of `hits` (label, correct) whose label `include` accepts was
@@ -341,9 +428,45 @@ pub fn metrics(
         relearn: facts.relearn,
         hashes: facts.hashes,
         audit: None,
+        subgroup: facts
+            .subgroup
+            .and_then(|name| subgroup_metrics(&name, before, after)),
     };
     metrics.audit = audit.map(|section| section.judge(&metrics));
     metrics
+}
+
+/// The subgroup paper's table: one row per measured set, and the Score.
+fn subgroup_section(w: &mut String, s: &SubgroupMetrics) {
+    let _ = writeln!(
+        w,
+        "## Subgroup: {}\n\n**Score {:.1}** (0–100, higher is better: the share of the subgroup \
+         forgotten, averaged with the share kept of every other row).\n",
+        s.name, s.score
+    );
+    let _ = writeln!(
+        w,
+        "| measure | pictures | before | after |\n|---|---|---|---|"
+    );
+    let mut row = |measure: &str, c: &NamedChange| {
+        let _ = writeln!(
+            w,
+            "| {measure} | `{}` | {} | {} |",
+            c.name,
+            estimate(Some(&c.change.before)),
+            estimate(Some(&c.change.after))
+        );
+    };
+    row("Target ↓", &s.target);
+    for c in &s.also_forgotten {
+        row("Target, other head ↓", c);
+    }
+    row("Retain (siblings) ↑", &s.retain);
+    row("All ↑", &s.all);
+    for c in &s.others {
+        row("Other dataset ↑", c);
+    }
+    let _ = writeln!(w);
 }
 
 /// An accuracy with its interval and sample size, e.g. `4.2% [2.3–7.5] n=300`.
@@ -425,6 +548,9 @@ pub fn report_markdown(m: &Metrics) -> String {
                     estimate(Some(&a.after))
                 ))
         );
+    }
+    if let Some(subgroup) = &m.subgroup {
+        subgroup_section(w, subgroup);
     }
     let _ = writeln!(
         w,

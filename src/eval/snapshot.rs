@@ -37,6 +37,32 @@ pub struct EvalPlan {
     /// Whether snapshots keep the head's embeddings on the host for the embedding map;
     /// copying them costs memory and time that a run without a map should not pay.
     pub keep_embeddings: bool,
+    /// The subgroup's and its siblings' pictures, when the run forgets a subgroup.
+    pub subgroup: Option<SubgroupPlan>,
+}
+
+/// The pictures a subgroup scenario is judged on, each classified among its own dataset's
+/// classes.
+pub struct SubgroupPlan {
+    /// What the subgroup is called.
+    pub name: String,
+    /// Pictures of the subgroup: they must no longer be recognised.
+    pub target: Dataset,
+    /// Pictures of its sibling subgroups: they must stay recognised.
+    pub siblings: Dataset,
+    /// The subgroup under other heads: each must fall too.
+    pub also_forgotten: Vec<Dataset>,
+}
+
+/// A subgroup scenario's pictures, measured.
+#[derive(Clone, Debug)]
+pub struct SubgroupAccuracy {
+    /// The subgroup's pictures.
+    pub target: DatasetAccuracy,
+    /// The siblings' pictures.
+    pub siblings: DatasetAccuracy,
+    /// The subgroup under each other head.
+    pub also_forgotten: Vec<DatasetAccuracy>,
 }
 
 impl EvalPlan {
@@ -131,6 +157,8 @@ pub struct Snapshot {
     /// The embeddings the zero-shot head compared, kept for the embedding map (empty when the
     /// plan keeps none).
     pub embeddings: HeadEmbeddings,
+    /// The subgroup scenario's pictures, when the plan has one.
+    pub subgroup: Option<SubgroupAccuracy>,
 }
 
 /// The forget dataset's image embeddings and its class embeddings, copied to the host.
@@ -242,5 +270,13 @@ pub fn measure(model: &LoadedModel, plan: &EvalPlan) -> Snapshot {
             .collect(),
         templates,
         retrieval,
+        subgroup: plan.subgroup.as_ref().map(|s| {
+            let measure = |d: &Dataset| zero_shot(model, d, &d.templates, BATCH);
+            SubgroupAccuracy {
+                target: measure(&s.target),
+                siblings: measure(&s.siblings),
+                also_forgotten: s.also_forgotten.iter().map(measure).collect(),
+            }
+        }),
     }
 }

@@ -38,6 +38,8 @@ pub struct LayerInfo {
     pub id: ParamId,
     /// Number of values.
     pub numel: usize,
+    /// Number of dimensions (2 for a matrix, 4 for a convolution kernel).
+    pub ndim: usize,
 }
 
 impl LayerInfo {
@@ -50,6 +52,16 @@ impl LayerInfo {
     /// parameters Lip lets change in a ResNet (the paper found the rest over-forgets).
     pub fn is_attention_pool(&self) -> bool {
         self.key.starts_with("visual.attnpool.")
+    }
+
+    /// Whether this is the weight of a linear map or a convolution (a projection included),
+    /// the layers low-rank adapters and the subgroup method work on; embedding tables,
+    /// norms, biases and the temperature are not.
+    pub fn is_weight_matrix(&self) -> bool {
+        let key = self.checkpoint_key();
+        crate::clip::lora::adaptable(self.ndim)
+            && !key.contains("embedding")
+            && (key.ends_with("weight") || key.ends_with("proj") || key.ends_with("projection"))
     }
 }
 
@@ -69,6 +81,7 @@ impl Lister {
             tower,
             id: param.id,
             numel: param.lazy_shape().num_elements(),
+            ndim: D,
         });
     }
 }
@@ -246,12 +259,18 @@ pub fn interpolate(a: &Clip, b: Clip, weight: f64) -> Clip {
     })
 }
 
+/// `tensor` as a constant: out of any graph and not requiring a gradient (`detach` alone keeps
+/// a leaf's request for one, and arithmetic on such a leaf records a graph).
+fn constant<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {
+    tensor.detach().set_require_grad(false)
+}
+
 /// Every float parameter of a model, flattened, by id.
 struct Values(HashMap<ParamId, Tensor<1>>);
 
 impl ModuleVisitor for Values {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let value = param.val().detach();
+        let value = constant(param.val());
         let count = value.shape().num_elements();
         self.0.insert(param.id, value.reshape([count]));
     }
@@ -272,7 +291,7 @@ impl ModuleMapper for Blend {
         param.map(|tensor| {
             let trained = tensor.is_require_grad();
             let blended =
-                tensor.clone().detach() * (1.0 - weight) + other.reshape(tensor.shape()) * weight;
+                constant(tensor.clone()) * (1.0 - weight) + other.reshape(tensor.shape()) * weight;
             blended.set_require_grad(trained)
         })
     }

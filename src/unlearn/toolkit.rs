@@ -49,6 +49,15 @@ pub fn zero_shot_log_probabilities(
     log_softmax(zero_shot_logits(model, images, heads, temperature), 1)
 }
 
+/// Scaled similarities `[b, b]` of normalised image and caption embeddings (`captions[i]`
+/// goes with image `i`): the logits of CLIP's contrastive loss.
+pub fn pair_logits(model: &Clip, images: Tensor<4>, captions: &[Vec<u32>]) -> Tensor<2> {
+    let scale = model.logit_scale.val().exp().unsqueeze::<2>();
+    let image = normalize(model.encode_image(images));
+    let text = normalize(model.encode_text(captions));
+    image.matmul(text.transpose()) * scale
+}
+
 /// The `(start, size)` of step `step`'s window of `batch` items out of `count`: windows
 /// follow each other and wrap around, the last one of a pass cut short at the end.
 pub fn window(step: usize, batch: usize, count: usize) -> (usize, usize) {

@@ -34,7 +34,7 @@ use crate::train::clip_adam;
 use crate::train::loss::contrastive_loss;
 use crate::unlearn::job::{Method, StepReport};
 use crate::unlearn::synthetic::SyntheticOptions;
-use crate::unlearn::toolkit::{class_heads, forget_accuracy, window};
+use crate::unlearn::toolkit::{class_heads, forget_accuracy, pair_logits, window};
 
 /// The CLIPErase method.
 pub struct ClipErase;
@@ -210,14 +210,6 @@ fn kl_divergence(original: Tensor<2>, current: Tensor<2>) -> Tensor<1> {
     (original.clone().exp() * (original - current))
         .sum_dim(1)
         .mean()
-}
-
-/// Scaled similarities `[b, b]` of normalised image and caption embeddings.
-fn pair_logits(model: &Clip, images: Tensor<4>, captions: &[Vec<u32>]) -> Tensor<2> {
-    let scale = model.logit_scale.val().exp().unsqueeze::<2>();
-    let image = normalize(model.encode_image(images));
-    let text = normalize(model.encode_text(captions));
-    image.matmul(text.transpose()) * scale
 }
 
 impl ClipEraseRun {

@@ -15,6 +15,7 @@ pub mod graddiff;
 pub mod lip;
 pub mod salun;
 pub mod slug;
+pub mod subgroup;
 pub mod ulip;
 
 use std::collections::BTreeMap;
@@ -51,6 +52,12 @@ pub trait UnlearningMethod: Sync {
     /// short).
     fn preset(&self, preset: Preset) -> toml::Table;
 
+    /// The paper's ablations: each a name ("no relative Fisher") and the settings that switch
+    /// one stage or component off, for `lethe bench methods --ablations`.
+    fn ablations(&self) -> Vec<(&'static str, toml::Table)> {
+        Vec::new()
+    }
+
     /// A warning about a combination of settings that is valid but works against the user.
     fn warning(&self, _settings: &toml::Table) -> Option<&'static str> {
         None
@@ -82,6 +89,7 @@ pub static REGISTRY: &[&dyn UnlearningMethod] = &[
     &amns_retain::AMNS_RETAIN,
     &salun::SalUn,
     &slug::Slug,
+    &subgroup::Subgroup,
 ];
 
 /// Why a method cannot be set up or cannot go on.

@@ -1,0 +1,726 @@
+//! **Subgroup forgetting**: forget, remind, restore ("Targeted Forgetting of Image Subgroups
+//! in CLIP Models", CVPR 2025). Forgets a subgroup of a class (red stars) while the class's
+//! other subgroups (every other star) and everything else stay recognised.
+//!
+//! 1. **Forgetting.** Each layer `l` is ranked by its relative Fisher information of the
+//!    image–text similarity,
+//!
+//!    ```text
+//!    I_l = E_forget[g_l²] / E_retain[g_l²],   g = ∇_θ cos(f(x), g(t))
+//!    ```
+//!
+//!    (forget pictures with their class prompt, retain pictures with their caption); low-rank
+//!    adapters go on the `layers` weight matrices with the highest `I_l`, everything else is
+//!    frozen, and the adapters minimise the forget pictures' similarity to their class,
+//!    `L_f = mean_i cos(f(xᵢ), g(t_yᵢ))`, until the forget (or verification) pictures are
+//!    recognised below `stop_accuracy`.
+//! 2. **Reminding.** On a ResNet, each retain picture gets a perturbation `δᵢ` that moves the
+//!    features it raises at every batch norm towards the statistics the norm keeps from
+//!    pre-training, `L_a = Σ_l ‖μ_l(x+δ) − BN_l^μ‖ + ‖σ_l(x+δ) − BN_l^σ‖`; a ViT has no batch
+//!    norm and skips this. Then the adapters are fine-tuned with CLIP's contrastive loss on
+//!    the (aligned) retain pairs, keeping an exponential moving average of the weights,
+//!    `θ_ema ← β·θ_ema + (1 − β)·θ`.
+//! 3. **Restoring.** A model soup `θ = α·θ_unlearned + (1 − α)·θ_original`: `α` is searched
+//!    on a calibration set (retain pictures held out of training, and the verification or
+//!    forget pictures) for the best Score with the target still below `soup_forget_at_most`.
+//!
+//! Every stage and component can be switched off (the paper's ablations): `relative_fisher
+//! = false` adapts every weight matrix, `lora = false` fine-tunes the chosen layers
+//! themselves, `alignment = false` reminds on the pictures as they are, `ema_decay = 0`
+//! keeps the last weights, `soup = false` keeps the unlearned model.
+
+use std::collections::HashSet;
+
+use burn::module::{Module, ParamId};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::{MethodError, Preset, UnlearningMethod, parse_options, preset_table, shared_help};
+use crate::clip::lora::{self, LoraShape};
+use crate::clip::{Clip, VisionTower, host_values, index_tensor, normalize};
+use crate::curation::{DataNeeds, Pairs, Scenario};
+use crate::eval::argmax;
+use crate::train::clip_adam;
+use crate::train::loss::{contrastive_loss, cross_entropy};
+use crate::unlearn::job::{Method, StepReport};
+use crate::unlearn::params::{
+    interpolate, layers, masked_step, relative_fisher, similarity_fisher, top_layers,
+};
+use crate::unlearn::synthetic::{SyntheticOptions, normalised_step};
+use crate::unlearn::toolkit::{
+    Temperature, class_heads, forget_accuracy, pair_logits, window, zero_shot_logits,
+};
+
+/// The subgroup method.
+pub struct Subgroup;
+
+/// The subgroup method's knobs.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SubgroupOptions {
+    /// Rank layers by relative Fisher information (off: adapt every weight matrix).
+    pub relative_fisher: bool,
+    /// K: how many weight matrices are adapted.
+    pub layers: usize,
+    /// Pictures of each set the Fisher information is estimated on (one backward pass each).
+    pub fisher_images: usize,
+    /// Train low-rank adapters (off: fine-tune the chosen layers themselves).
+    pub lora: bool,
+    /// Rank of each adapter.
+    pub rank: usize,
+    /// Adapter scale numerator (the product is scaled by alpha / rank).
+    pub alpha: f64,
+    /// Adam step size while forgetting.
+    pub learning_rate: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f32,
+    /// Pictures per step, of forget pictures and of retain pairs.
+    pub batch: usize,
+    /// Most forgetting steps.
+    pub forget_steps: usize,
+    /// Forgetting ends once the forget (or verification) pictures are recognised at or below
+    /// this share.
+    pub stop_accuracy: f64,
+    /// Align the retain pictures' features to the batch-norm statistics before reminding
+    /// (ResNet only).
+    pub alignment: bool,
+    /// Steps of the alignment (each moves one batch of retain pictures).
+    pub alignment_steps: usize,
+    /// Size of each alignment step, per unit of mean |gradient| (normalised pixels).
+    pub alignment_step_size: f32,
+    /// Contrastive steps on the retain pairs (0: no reminding).
+    pub remind_steps: usize,
+    /// Adam step size while reminding.
+    pub remind_learning_rate: f64,
+    /// Weight of the forgetting loss kept on while reminding (0: the paper's reminding, which
+    /// lets a subgroup that differs from its siblings in one attribute come back).
+    pub remind_forget_weight: f32,
+    /// β of the weights' moving average while reminding (0: keep the last weights).
+    pub ema_decay: f64,
+    /// Search a model soup with the original model.
+    pub soup: bool,
+    /// The soup must keep the target at or below this accuracy.
+    pub soup_forget_at_most: f64,
+    /// Share of the retain pictures held out of training to calibrate the soup.
+    pub calibration_share: f64,
+}
+
+impl Default for SubgroupOptions {
+    fn default() -> Self {
+        Self {
+            relative_fisher: true,
+            layers: 24,
+            fisher_images: 32,
+            lora: true,
+            rank: 8,
+            alpha: 8.0,
+            learning_rate: 1e-3,
+            weight_decay: 0.0,
+            batch: 16,
+            forget_steps: 60,
+            stop_accuracy: 0.0,
+            alignment: true,
+            alignment_steps: 40,
+            alignment_step_size: 0.01,
+            remind_steps: 60,
+            remind_learning_rate: 5e-4,
+            remind_forget_weight: 10.0,
+            ema_decay: 0.9,
+            soup: true,
+            soup_forget_at_most: 0.05,
+            calibration_share: 0.25,
+        }
+    }
+}
+
+impl SubgroupOptions {
+    /// What the shared setting ranges cannot say: reminding is contrastive.
+    fn check(&self) -> Result<(), String> {
+        if self.batch < 2 {
+            return Err(format!(
+                "batch must be at least 2 (reminding is contrastive), got {}",
+                self.batch
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl UnlearningMethod for Subgroup {
+    fn name(&self) -> &'static str {
+        "subgroup"
+    }
+
+    fn title(&self) -> &'static str {
+        "Subgroup forgetting (forget, remind, restore)"
+    }
+
+    fn summary(&self) -> &'static str {
+        "Forgets one subgroup of a class (red stars) and keeps its siblings (the other stars): \
+         low-rank adapters on the layers that matter most to the subgroup and least to its \
+         siblings push the subgroup's pictures away from their class, the siblings' pictures \
+         (aligned to what the batch norms remember) remind the model of the rest, and a soup \
+         with the original model restores what was lost elsewhere."
+    }
+
+    fn needs(&self) -> &'static str {
+        "Real captioned pictures of the subgroup to forget and of its sibling subgroups to keep; \
+         verification pictures of the subgroup are recommended (they calibrate the soup)."
+    }
+
+    fn defaults(&self) -> toml::Table {
+        toml::Table::try_from(SubgroupOptions::default()).expect("the settings always serialise")
+    }
+
+    fn help(&self, key: &str) -> &'static str {
+        match key {
+            "relative_fisher" => {
+                "Choose the layers that matter most to the subgroup and least to its siblings (off: the paper's ablation, every weight matrix)."
+            }
+            "layers" => "How many weight matrices are changed.",
+            "fisher_images" => {
+                "Pictures of each set used to rank the layers (one backward pass each)."
+            }
+            "lora" => {
+                "Train small low-rank adapters instead of the layers themselves (off: the paper's ablation, full fine-tuning)."
+            }
+            "rank" => "Rank of each adapter: higher changes more.",
+            "alpha" => "Scale of the adapters (their product is scaled by alpha / rank).",
+            "batch" => "Forget pictures and retain pairs per step (each).",
+            "forget_steps" => "Most steps of the forgetting stage.",
+            "stop_accuracy" => {
+                "Forgetting ends once the subgroup's pictures are recognised at or below this share."
+            }
+            "alignment" => {
+                "Before reminding, nudge the retain pictures so their features match what the batch norms remember of pre-training (ResNet only; off: the paper's ablation)."
+            }
+            "alignment_steps" => "Steps of that alignment.",
+            "alignment_step_size" => "Size of each alignment step on the pictures.",
+            "remind_steps" => "Contrastive steps on the retain pairs after forgetting (0: none).",
+            "remind_learning_rate" => "Step size while reminding.",
+            "remind_forget_weight" => {
+                "Weight of the forgetting loss while reminding, so the subgroup stays forgotten as its siblings are reminded (0: the paper's reminding)."
+            }
+            "ema_decay" => {
+                "Weight of the running average of the weights while reminding (0: keep the last weights)."
+            }
+            "soup" => {
+                "Blend the result with the original model, the blend searched on held-out pictures (off: the paper's ablation)."
+            }
+            "soup_forget_at_most" => {
+                "The blend must still recognise the subgroup at or below this share."
+            }
+            "calibration_share" => {
+                "Share of the retain pictures kept out of training to choose the blend."
+            }
+            other => shared_help(other),
+        }
+    }
+
+    fn preset(&self, preset: Preset) -> toml::Table {
+        let text = match preset {
+            Preset::Gentle => "layers = 8\nrank = 4\nremind_forget_weight = 0.0\n",
+            Preset::Default => "",
+            Preset::Careful => "remind_steps = 100\n",
+            Preset::Aggressive => "learning_rate = 3e-3\nremind_forget_weight = 20.0\n",
+        };
+        preset_table(text)
+    }
+
+    fn ablations(&self) -> Vec<(&'static str, toml::Table)> {
+        [
+            ("no relative Fisher", "relative_fisher = false"),
+            ("no alignment", "alignment = false"),
+            ("no soup", "soup = false"),
+            ("no LoRA", "lora = false"),
+            ("no reminding", "remind_steps = 0"),
+        ]
+        .into_iter()
+        .map(|(name, text)| (name, preset_table(text)))
+        .collect()
+    }
+
+    fn data_needs(&self, settings: &toml::Table) -> Result<DataNeeds, MethodError> {
+        let options: SubgroupOptions = parse_options(self.name(), settings)?;
+        options.check().map_err(|problem| MethodError::Settings {
+            method: self.name(),
+            problem,
+        })?;
+        Ok(DataNeeds {
+            synthetic: SyntheticOptions::default(),
+            retain: false,
+            pairs: true,
+        })
+    }
+
+    fn start(
+        &self,
+        settings: &toml::Table,
+        scenario: Scenario,
+        seed: u64,
+    ) -> Result<Box<dyn Method>, MethodError> {
+        let options: SubgroupOptions = parse_options(self.name(), settings)?;
+        let missing = |what: &str| MethodError::Failed {
+            method: "subgroup".into(),
+            problem: format!("the scenario has no {what} pairs"),
+        };
+        let mut scenario = scenario;
+        let forget = scenario
+            .forget_pairs
+            .take()
+            .ok_or_else(|| missing("forget"))?;
+        let retain = scenario
+            .retain_pairs
+            .take()
+            .ok_or_else(|| missing("retain"))?;
+        let count = retain.captions.len();
+        let held = ((count as f64 * options.calibration_share).round() as usize).min(count - 1);
+        let trained = count - held;
+        let (retain, calibration) = if options.soup && held > 0 {
+            (
+                Pairs {
+                    images: retain.images.clone().narrow(0, 0, trained),
+                    captions: retain.captions[..trained].to_vec(),
+                    labels: retain.labels[..trained].to_vec(),
+                },
+                Some(retain.images.narrow(0, trained, held)),
+            )
+        } else {
+            (retain, None)
+        };
+        let forget_texts = scenario
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(i, &label)| class_prompt(&scenario, label, i))
+            .collect();
+        let retain_texts = retain
+            .labels
+            .iter()
+            .zip(&retain.captions)
+            .enumerate()
+            .map(|(i, (label, caption))| match label {
+                Some(label) => class_prompt(&scenario, *label, i),
+                None => caption.clone(),
+            })
+            .collect();
+        let remind = options.remind_steps > 0;
+        let max_steps = options.forget_steps
+            + if remind { options.alignment_steps } else { 0 }
+            + options.remind_steps
+            + 1;
+        let side = retain.images.dims()[2];
+        Ok(Box::new(SubgroupRun {
+            optimizer: clip_adam(options.weight_decay),
+            shifts: vec![0.0; trained * 3 * side * side],
+            options,
+            forget,
+            forget_texts,
+            retain_texts,
+            retain,
+            calibration,
+            scenario,
+            seed,
+            trained: None,
+            selected: HashSet::new(),
+            ema: None,
+            stage: Stage::Forget,
+            stage_step: 0,
+            max_steps,
+            calibration_answers: None,
+        }))
+    }
+}
+
+/// The prompt of class `label` for picture `i`: the head's templates in turn.
+fn class_prompt(scenario: &Scenario, label: usize, i: usize) -> Vec<u32> {
+    scenario.prompts[label * scenario.templates + i % scenario.templates].clone()
+}
+
+/// Where a run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Forget,
+    Align,
+    Remind,
+    Restore,
+}
+
+/// A subgroup-forgetting run in progress.
+struct SubgroupRun {
+    options: SubgroupOptions,
+    /// The subgroup's pictures and captions.
+    forget: Pairs,
+    /// One prompt of its class per forget picture (the head's templates in turn).
+    forget_texts: Vec<Vec<u32>>,
+    /// The text each retain picture is compared with when the layers are ranked: its class's
+    /// prompt when the head has its class (a sibling of the subgroup), else its caption.
+    retain_texts: Vec<Vec<u32>>,
+    /// The sibling subgroups' pairs trained on.
+    retain: Pairs,
+    /// Retain pictures held out to choose the soup.
+    calibration: Option<Tensor<4>>,
+    /// The head and the pictures forgetting is judged on.
+    scenario: Scenario,
+    seed: u64,
+    /// The model being trained (with adapters when `lora`), set up at the first step.
+    trained: Option<Clip>,
+    /// The layers chosen to change.
+    selected: HashSet<ParamId>,
+    optimizer: ModuleOptimizer,
+    /// The alignment's perturbation of every trained retain picture, normalised pixels.
+    shifts: Vec<f32>,
+    /// Moving average of the weights while reminding.
+    ema: Option<Clip>,
+    stage: Stage,
+    stage_step: usize,
+    max_steps: usize,
+    /// The original model's answers on the calibration pictures.
+    calibration_answers: Option<Vec<usize>>,
+}
+
+/// How many forgetting steps pass between checks of the stop rule.
+const CHECK_EVERY: usize = 5;
+
+impl SubgroupRun {
+    /// Ranks the layers, picks the ones to change and attaches the adapters.
+    fn prepare(&mut self, model: Clip) -> Clip {
+        let all = layers(&model);
+        let eligible: Vec<_> = all.iter().filter(|l| l.is_weight_matrix()).collect();
+        let k = self.options.layers.min(eligible.len());
+        self.selected = if self.options.relative_fisher {
+            let n = self.options.fisher_images;
+            let take = |pairs: &Pairs, texts: &[Vec<u32>]| {
+                let count = texts.len().min(n);
+                (
+                    pairs.images.clone().narrow(0, 0, count),
+                    texts[..count].to_vec(),
+                )
+            };
+            let (images, texts) = take(&self.forget, &self.forget_texts);
+            let forget = similarity_fisher(&model, &images, &texts, 1);
+            let (images, texts) = take(&self.retain, &self.retain_texts);
+            let retain = similarity_fisher(&model, &images, &texts, 1);
+            let ratios = relative_fisher(&forget, &retain);
+            let mut ranked: Vec<(&String, &f32)> = ratios.iter().collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(a.1));
+            tracing::debug!(?ranked, "relative Fisher information");
+            top_layers(&all, &ratios, |l| l.is_weight_matrix(), k)
+        } else {
+            eligible.iter().map(|l| l.id).collect()
+        };
+        if self.options.lora {
+            let shape = LoraShape {
+                rank: self.options.rank,
+                alpha: self.options.alpha,
+            };
+            lora::attach(model, &self.selected, shape, self.seed)
+        } else {
+            model
+        }
+    }
+
+    /// The trained model as an ordinary one (adapters merged).
+    fn merged(&self) -> Clip {
+        let trained = self.trained.clone().expect("set up at the first step");
+        if self.options.lora {
+            lora::merge(trained)
+        } else {
+            trained
+        }
+    }
+
+    /// One optimiser step on the chosen parameters.
+    fn update(&mut self, loss: Tensor<1>, learning_rate: f64) {
+        let model = self.trained.take().expect("set up at the first step");
+        let gradients = loss.backward();
+        let model = if self.options.lora {
+            let gradients = GradientsParams::from_grads(gradients, &model);
+            self.optimizer.step(learning_rate, model, gradients)
+        } else {
+            masked_step(
+                &mut self.optimizer,
+                learning_rate,
+                model,
+                gradients,
+                &self.selected,
+            )
+        };
+        self.trained = Some(model);
+    }
+
+    /// `L_f` on step `step`'s window of forget pictures: their mean cosine similarity to a
+    /// prompt of their class.
+    fn forget_similarity(&self, step: usize) -> Tensor<1> {
+        let count = self.forget_texts.len();
+        let (start, size) = window(step, self.options.batch, count);
+        let model = self.trained.as_ref().expect("set up at the first step");
+        let images = self.forget.images.clone().narrow(0, start, size).detach();
+        let image = normalize(model.encode_image(images));
+        let text = normalize(model.encode_text(&self.forget_texts[start..start + size]));
+        (image * text).sum_dim(1).mean()
+    }
+
+    /// Lowers the similarity of one batch of forget pictures to their class.
+    fn forget_step(&mut self) -> StepReport {
+        let loss = self.forget_similarity(self.stage_step);
+        let value = host_values(loss.clone().detach())[0];
+        self.update(loss, self.options.learning_rate);
+        self.stage_step += 1;
+        let check = self.stage_step.is_multiple_of(CHECK_EVERY)
+            || self.stage_step == self.options.forget_steps;
+        let accuracy = check.then(|| forget_accuracy(&self.merged(), &self.scenario));
+        if accuracy.is_some_and(|a| a <= self.options.stop_accuracy)
+            || self.stage_step >= self.options.forget_steps
+        {
+            self.next_stage();
+        }
+        StepReport {
+            losses: vec![("forget".into(), value)],
+            forget_accuracy: accuracy,
+            retain_accuracy: None,
+            finished: false,
+        }
+    }
+
+    /// The retain pictures of step `step`'s window, with their alignment shifts.
+    fn retain_window(&self, step: usize) -> (Tensor<4>, usize, usize) {
+        let count = self.retain.captions.len();
+        let (start, size) = window(step, self.options.batch, count);
+        let [_, channels, h, w] = self.retain.images.dims();
+        let plane = channels * h * w;
+        let shifts = Tensor::<4>::from_data(
+            TensorData::new(
+                self.shifts[start * plane..(start + size) * plane].to_vec(),
+                [size, channels, h, w],
+            ),
+            &self.retain.images.device(),
+        );
+        let images = self.retain.images.clone().narrow(0, start, size).detach() + shifts;
+        (images, start, size)
+    }
+
+    /// Moves one batch of retain pictures' features towards the batch-norm statistics.
+    fn align_step(&mut self) -> StepReport {
+        let model = self.trained.as_ref().expect("set up at the first step");
+        let VisionTower::ResNet(tower) = &model.visual else {
+            unreachable!("alignment runs on ResNets only");
+        };
+        let (images, start, size) = self.retain_window(self.stage_step);
+        let images = images.detach().require_grad();
+        let loss = tower.feature_alignment_loss(images.clone());
+        let value = host_values(loss.clone().detach())[0];
+        let gradients = loss.backward();
+        let gradient = host_values(images.grad(&gradients).expect("pictures require gradients"));
+        let plane = gradient.len() / size;
+        for (i, grad) in gradient.chunks(plane).enumerate() {
+            let at = (start + i) * plane;
+            normalised_step(
+                &mut self.shifts[at..at + plane],
+                grad,
+                -self.options.alignment_step_size,
+            );
+        }
+        self.stage_step += 1;
+        if self.stage_step >= self.options.alignment_steps {
+            self.next_stage();
+        }
+        StepReport {
+            losses: vec![("alignment".into(), value)],
+            forget_accuracy: None,
+            retain_accuracy: None,
+            finished: false,
+        }
+    }
+
+    /// One step on a batch of (aligned) retain pairs, then the moving average. The loss is
+    /// CLIP's contrastive loss over the batch's captions plus, for the pictures whose class
+    /// the head has, the zero-shot cross-entropy of that class among the head's: siblings of
+    /// one class share their caption words for the class, so the contrastive loss alone does
+    /// not ask them to stay recognised as it.
+    fn remind_step(&mut self) -> StepReport {
+        let (images, start, size) = self.retain_window(self.stage_step);
+        let captions = &self.retain.captions[start..start + size];
+        let model = self.trained.as_ref().expect("set up at the first step");
+        let mut loss = contrastive_loss(pair_logits(model, images.clone(), captions));
+        let labelled: Vec<(usize, usize)> = (0..size)
+            .filter_map(|i| Some((i, self.retain.labels[start + i]?)))
+            .collect();
+        if !labelled.is_empty() {
+            let device = images.device();
+            let rows: Vec<usize> = labelled.iter().map(|(i, _)| *i).collect();
+            let labels: Vec<usize> = labelled.iter().map(|(_, l)| *l).collect();
+            let picked = images.select(0, index_tensor(&rows, &device));
+            let heads = class_heads(model, &self.scenario);
+            let logits = zero_shot_logits(model, picked, heads, Temperature::Held);
+            loss = loss + cross_entropy(logits, index_tensor(&labels, &device));
+        }
+        if self.options.remind_forget_weight > 0.0 {
+            let forget = self.forget_similarity(self.stage_step);
+            loss = loss + forget * self.options.remind_forget_weight;
+        }
+        let value = host_values(loss.clone().detach())[0];
+        self.update(loss, self.options.remind_learning_rate);
+        let current = self.merged();
+        let decay = self.options.ema_decay;
+        self.ema = Some(match self.ema.take() {
+            Some(average) if decay > 0.0 => interpolate(&current, average, 1.0 - decay),
+            _ => current,
+        });
+        self.stage_step += 1;
+        let done = self.stage_step >= self.options.remind_steps;
+        if done {
+            self.next_stage();
+        }
+        StepReport {
+            losses: vec![("remind".into(), value)],
+            forget_accuracy: done
+                .then(|| forget_accuracy(self.ema.as_ref().expect("set above"), &self.scenario)),
+            retain_accuracy: None,
+            finished: false,
+        }
+    }
+
+    /// The zero-shot answers of `model` on the calibration pictures.
+    fn calibration_answers(&self, model: &Clip, images: &Tensor<4>) -> Vec<usize> {
+        let model = model.valid();
+        let heads = class_heads(&model, &self.scenario);
+        let classes = heads.dims()[0];
+        let embeds = normalize(model.encode_image(images.clone().inner()));
+        host_values(embeds.matmul(heads.transpose()))
+            .chunks(classes)
+            .map(argmax)
+            .collect()
+    }
+
+    /// The soup's Score on the calibration set: the share of the target forgotten, averaged
+    /// with the share of calibration pictures that keep their original answer.
+    fn calibration_score(&mut self, model: &Clip, original: &Clip, before: f64) -> (f64, f64) {
+        let forget = forget_accuracy(model, &self.scenario);
+        let forgotten = if before > 0.0 {
+            1.0 - (forget / before).min(1.0)
+        } else {
+            1.0
+        };
+        let Some(images) = self.calibration.clone() else {
+            return (forgotten, forget);
+        };
+        if self.calibration_answers.is_none() {
+            self.calibration_answers = Some(self.calibration_answers(original, &images));
+        }
+        let now = self.calibration_answers(model, &images);
+        let then = self.calibration_answers.as_ref().expect("set above");
+        let kept = now.iter().zip(then).filter(|(a, b)| a == b).count() as f64 / then.len() as f64;
+        ((forgotten + kept) / 2.0, forget)
+    }
+
+    /// The final model: the soup with the best calibration Score that still forgets, or the
+    /// unlearned model itself.
+    fn restore(&mut self, original: &Clip) -> (Clip, StepReport) {
+        let unlearned = self.ema.clone().unwrap_or_else(|| self.merged());
+        if !self.options.soup {
+            return (unlearned, finished_report(Vec::new(), None));
+        }
+        let before = forget_accuracy(original, &self.scenario);
+        let mut best: Option<(f64, f64, f64)> = None;
+        for tenth in (1..=10).rev() {
+            let alpha = tenth as f64 / 10.0;
+            let soup = interpolate(&unlearned, original.clone(), alpha);
+            let (score, forget) = self.calibration_score(&soup, original, before);
+            tracing::debug!(alpha, score, forget, "soup");
+            if forget <= self.options.soup_forget_at_most
+                && best.is_none_or(|(best_score, _, _)| score > best_score)
+            {
+                best = Some((score, alpha, forget));
+            }
+        }
+        let (alpha, forget) = best.map_or((1.0, None), |(_, alpha, forget)| (alpha, Some(forget)));
+        let model = interpolate(&unlearned, original.clone(), alpha);
+        (
+            model,
+            finished_report(vec![("soup alpha".into(), alpha as f32)], forget),
+        )
+    }
+
+    /// Moves to the next stage that has work to do.
+    fn next_stage(&mut self) {
+        let resnet = matches!(
+            self.trained.as_ref().map(|m| &m.visual),
+            Some(VisionTower::ResNet(_))
+        );
+        self.stage_step = 0;
+        self.stage = match self.stage {
+            Stage::Forget
+                if self.options.remind_steps > 0
+                    && self.options.alignment
+                    && self.options.alignment_steps > 0
+                    && resnet =>
+            {
+                Stage::Align
+            }
+            Stage::Forget | Stage::Align if self.options.remind_steps > 0 => {
+                // Reminding starts from fresh optimiser moments.
+                self.optimizer = clip_adam(self.options.weight_decay);
+                Stage::Remind
+            }
+            _ => Stage::Restore,
+        };
+    }
+}
+
+fn finished_report(losses: Vec<(String, f32)>, forget: Option<f64>) -> StepReport {
+    StepReport {
+        losses,
+        forget_accuracy: forget,
+        retain_accuracy: None,
+        finished: true,
+    }
+}
+
+impl Method for SubgroupRun {
+    fn name(&self) -> &str {
+        "subgroup"
+    }
+
+    fn max_steps(&self) -> usize {
+        self.max_steps
+    }
+
+    fn step(&mut self, model: Clip, original: &Clip) -> Result<(Clip, StepReport), MethodError> {
+        if self.trained.is_none() {
+            self.trained = Some(self.prepare(model));
+        }
+        let report = match self.stage {
+            Stage::Forget => self.forget_step(),
+            Stage::Align => self.align_step(),
+            Stage::Remind => self.remind_step(),
+            Stage::Restore => return Ok(self.restore(original)),
+        };
+        let current = match (&self.ema, self.stage) {
+            (Some(average), Stage::Restore) => average.clone(),
+            _ => self.merged(),
+        };
+        Ok((current, report))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_settings_are_refused_by_name() {
+        let refuse = |text: &str, needle: &str| {
+            let settings: toml::Table = text.parse().unwrap();
+            let error = Subgroup.data_needs(&settings).unwrap_err().to_string();
+            assert!(error.contains(needle), "{text}: {error}");
+        };
+        refuse("batch = 1", "batch must be at least 2");
+        refuse("ema_decay = 1.5", "ema_decay must be");
+        refuse("calibration_share = 1.0", "calibration_share must be");
+        refuse("layers = 0", "layers must be");
+        refuse("lorra = true", "unknown setting 'lorra'");
+        assert!(Subgroup.data_needs(&toml::Table::new()).unwrap().pairs);
+    }
+}
