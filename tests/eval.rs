@@ -95,7 +95,11 @@ fn shapes_filters_pick_subgroups_and_their_siblings() {
     let red_things = names("shapes:colors?color=red&not-shape=star&n=100&seed=3");
     assert!(red_things.iter().all(|c| c == "red"));
     let everything_else = names("shapes:color-shapes?except=red star,blue heart&n=400&seed=3");
-    assert!(!everything_else.iter().any(|c| c == "red star" || c == "blue heart"));
+    assert!(
+        !everything_else
+            .iter()
+            .any(|c| c == "red star" || c == "blue heart")
+    );
     assert!(everything_else.iter().any(|c| c.ends_with(" star")));
     assert!(everything_else.iter().any(|c| c.starts_with("red ")));
     let joined = dataset::open(

@@ -188,11 +188,24 @@ fn open_shapes(spec: &str, rest: &str) -> Result<Dataset, DatasetError> {
                 ))
             })?;
     }
-    if !shapes::Shape::ALL.iter().any(|s| {
-        constraints.shape.is_none_or(|x| x == *s) && !constraints.exclude_shapes.contains(s)
-    }) || !shapes::Color::ALL.iter().any(|c| {
-        constraints.color.is_none_or(|x| x == *c) && !constraints.exclude_colors.contains(c)
-    }) {
+    let shapes_left: Vec<shapes::Shape> = shapes::Shape::ALL
+        .into_iter()
+        .filter(|s| {
+            constraints.shape.is_none_or(|x| x == *s) && !constraints.exclude_shapes.contains(s)
+        })
+        .collect();
+    let colors_left: Vec<shapes::Color> = shapes::Color::ALL
+        .into_iter()
+        .filter(|c| {
+            constraints.color.is_none_or(|x| x == *c) && !constraints.exclude_colors.contains(c)
+        })
+        .collect();
+    let pair_left = shapes_left.iter().any(|s| {
+        colors_left
+            .iter()
+            .any(|c| !constraints.exclude_pairs.contains(&(*c, *s)))
+    });
+    if !pair_left {
         return Err(fail(
             "its filters leave no shape or no colour to draw".into(),
         ));

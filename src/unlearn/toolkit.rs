@@ -8,7 +8,7 @@ use burn::tensor::activation::log_softmax;
 use burn::module::Module;
 
 use crate::clip::{Clip, host_values, normalize};
-use crate::curation::Scenario;
+use crate::curation::{Pairs, Scenario};
 use crate::eval::{argmax, ensemble};
 
 /// How the model's learned temperature enters zero-shot logits.
@@ -47,6 +47,27 @@ pub fn zero_shot_log_probabilities(
     temperature: Temperature,
 ) -> Tensor<2> {
     log_softmax(zero_shot_logits(model, images, heads, temperature), 1)
+}
+
+/// The forget and retain pairs a pair-trained method asked for, taken out of `scenario`; an
+/// error naming `method` when curation did not provide them.
+pub fn take_pairs(
+    scenario: &mut Scenario,
+    method: &str,
+) -> Result<(Pairs, Pairs), super::methods::MethodError> {
+    let missing = |what: &str| super::methods::MethodError::Failed {
+        method: method.into(),
+        problem: format!("the scenario has no {what} pairs"),
+    };
+    let forget = scenario
+        .forget_pairs
+        .take()
+        .ok_or_else(|| missing("forget"))?;
+    let retain = scenario
+        .retain_pairs
+        .take()
+        .ok_or_else(|| missing("retain"))?;
+    Ok((forget, retain))
 }
 
 /// Scaled similarities `[b, b]` of normalised image and caption embeddings (`captions[i]`

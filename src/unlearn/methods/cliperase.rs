@@ -34,7 +34,7 @@ use crate::train::clip_adam;
 use crate::train::loss::contrastive_loss;
 use crate::unlearn::job::{Method, StepReport};
 use crate::unlearn::synthetic::SyntheticOptions;
-use crate::unlearn::toolkit::{class_heads, forget_accuracy, pair_logits, window};
+use crate::unlearn::toolkit::{class_heads, forget_accuracy, pair_logits, take_pairs, window};
 
 /// The CLIPErase method.
 pub struct ClipErase;
@@ -159,19 +159,8 @@ impl UnlearningMethod for ClipErase {
         _seed: u64,
     ) -> Result<Box<dyn Method>, MethodError> {
         let options: ClipEraseOptions = parse_options(self.name(), settings)?;
-        let missing = |what: &str| MethodError::Failed {
-            method: "cliperase".into(),
-            problem: format!("the scenario has no {what} pairs"),
-        };
         let mut scenario = scenario;
-        let forget = scenario
-            .forget_pairs
-            .take()
-            .ok_or_else(|| missing("forget"))?;
-        let retain = scenario
-            .retain_pairs
-            .take()
-            .ok_or_else(|| missing("retain"))?;
+        let (forget, retain) = take_pairs(&mut scenario, self.name())?;
         let steps_per_epoch = forget.captions.len().div_ceil(options.batch).max(1);
         Ok(Box::new(ClipEraseRun {
             optimizer: clip_adam(options.weight_decay),

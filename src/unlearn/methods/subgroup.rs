@@ -49,7 +49,7 @@ use crate::unlearn::params::{
 };
 use crate::unlearn::synthetic::{SyntheticOptions, normalised_step};
 use crate::unlearn::toolkit::{
-    Temperature, class_heads, forget_accuracy, pair_logits, window, zero_shot_logits,
+    Temperature, class_heads, forget_accuracy, pair_logits, take_pairs, window, zero_shot_logits,
 };
 
 /// The subgroup method.
@@ -261,19 +261,8 @@ impl UnlearningMethod for Subgroup {
         seed: u64,
     ) -> Result<Box<dyn Method>, MethodError> {
         let options: SubgroupOptions = parse_options(self.name(), settings)?;
-        let missing = |what: &str| MethodError::Failed {
-            method: "subgroup".into(),
-            problem: format!("the scenario has no {what} pairs"),
-        };
         let mut scenario = scenario;
-        let forget = scenario
-            .forget_pairs
-            .take()
-            .ok_or_else(|| missing("forget"))?;
-        let retain = scenario
-            .retain_pairs
-            .take()
-            .ok_or_else(|| missing("retain"))?;
+        let (forget, retain) = take_pairs(&mut scenario, self.name())?;
         let count = retain.captions.len();
         let held = ((count as f64 * options.calibration_share).round() as usize).min(count - 1);
         let trained = count - held;
@@ -313,7 +302,7 @@ impl UnlearningMethod for Subgroup {
         let side = retain.images.dims()[2];
         Ok(Box::new(SubgroupRun {
             optimizer: clip_adam(options.weight_decay),
-            shifts: vec![0.0; trained * 3 * side * side],
+            shifts: vec![0.0; retain.captions.len() * 3 * side * side],
             options,
             forget,
             forget_texts,
