@@ -9,7 +9,8 @@
 //!    I_l = E_forget[g_l²] / E_retain[g_l²],   g = ∇_θ cos(f(x), g(t))
 //!    ```
 //!
-//!    (forget pictures with their class prompt, retain pictures with their caption); low-rank
+//!    (forget pictures with a prompt of their class; retain pictures with theirs, or their
+//!    caption when the head does not have their class); low-rank
 //!    adapters go on the `layers` weight matrices with the highest `I_l`, everything else is
 //!    frozen, and the adapters minimise the forget pictures' similarity to their class,
 //!    `L_f = mean_i cos(f(xᵢ), g(t_yᵢ))`, until the forget (or verification) pictures are
@@ -19,7 +20,12 @@
 //!    pre-training, `L_a = Σ_l ‖μ_l(x+δ) − BN_l^μ‖ + ‖σ_l(x+δ) − BN_l^σ‖`; a ViT has no batch
 //!    norm and skips this. Then the adapters are fine-tuned with CLIP's contrastive loss on
 //!    the (aligned) retain pairs, keeping an exponential moving average of the weights,
-//!    `θ_ema ← β·θ_ema + (1 − β)·θ`.
+//!    `θ_ema ← β·θ_ema + (1 − β)·θ`. Two terms go beyond the paper, because a subgroup that
+//!    differs from its siblings in one attribute (colour) behaves unlike the paper's ImageNet
+//!    subgroups: the zero-shot cross-entropy of each retain picture's class (siblings' captions
+//!    share the class word, so the contrastive loss alone never asks them to stay that class)
+//!    and `remind_forget_weight · L_f` (without it, reminding the siblings brings the subgroup
+//!    back); `remind_forget_weight = 0` is the paper's reminding.
 //! 3. **Restoring.** A model soup `θ = α·θ_unlearned + (1 − α)·θ_original`: `α` is searched
 //!    on a calibration set (retain pictures held out of training, and the verification or
 //!    forget pictures) for the best Score with the target still below `soup_forget_at_most`.
