@@ -300,7 +300,7 @@ fn malformed_recipes_are_refused_by_key() {
         ("n-overflow", "n=20", "n=18446744073709551616", &["'n'"]),
         ("n-negative", "n=20", "n=-1", &["'n'"]),
         ("n-zero", "n=20", "n=0", &["'n'"]),
-        ("spec-unknown-key", "n=20", "colour=red", &["colour"]),
+        ("spec-unknown-key", "n=20", "hue=red", &["hue"]),
         (
             "spec-unknown-subset",
             "shapes:colors",
@@ -502,12 +502,28 @@ fn malformed_datasets_and_pictures_are_refused_by_name() {
         "shapes:colors?seed",
         &["seed", "key=value"],
     );
-    spec_case(
-        "unknown-key",
-        "shapes:colors?colour=red",
-        &["colour", "unknown"],
-    );
+    spec_case("unknown-key", "shapes:colors?hue=red", &["hue", "unknown"]);
     spec_case("unknown-subset", "shapes:planes", &["planes"]);
+    spec_case(
+        "filter-unknown-name",
+        "shapes:shapes?shape=blob",
+        &["shape", "blob"],
+    );
+    spec_case(
+        "except-not-a-pair",
+        "shapes:shapes?except=red",
+        &["except", "red"],
+    );
+    spec_case(
+        "filters-leave-nothing",
+        "shapes:shapes?shape=star&color=red&except=red star",
+        &["no shape or no colour"],
+    );
+    spec_case(
+        "joined-other-classes",
+        "shapes:shapes?n=5 | shapes:colors?n=5",
+        &["shapes:colors?n=5", "classes"],
+    );
     spec_case("no-scheme", "colors", &["colors"]);
     spec_case("folder-empty-path", "folder:", &["folder:", "path"]);
     spec_case("manifest-empty-path", "manifest:", &["manifest:", "path"]);
