@@ -305,10 +305,9 @@ impl UnlearningMethod for Subgroup {
             + if remind { options.alignment_steps } else { 0 }
             + options.remind_steps
             + 1;
-        let side = retain.images.dims()[2];
         Ok(Box::new(SubgroupRun {
             optimizer: clip_adam(options.weight_decay),
-            shifts: vec![0.0; retain.captions.len() * 3 * side * side],
+            shifts: Vec::new(),
             options,
             forget,
             forget_texts,
@@ -364,7 +363,8 @@ struct SubgroupRun {
     /// The layers chosen to change.
     selected: HashSet<ParamId>,
     optimizer: ModuleOptimizer,
-    /// The alignment's perturbation of every trained retain picture, normalised pixels.
+    /// The alignment's perturbation of every trained retain picture, normalised pixels;
+    /// empty until the alignment starts (a ViT, or a run without alignment, never needs it).
     shifts: Vec<f32>,
     /// Moving average of the weights while reminding.
     ema: Option<Clip>,
@@ -485,6 +485,10 @@ impl SubgroupRun {
         let (start, size) = window(step, self.options.batch, count);
         let [_, channels, h, w] = self.retain.images.dims();
         let plane = channels * h * w;
+        let images = self.retain.images.clone().narrow(0, start, size).detach();
+        if self.shifts.is_empty() {
+            return (images, start, size);
+        }
         let shifts = Tensor::<4>::from_data(
             TensorData::new(
                 self.shifts[start * plane..(start + size) * plane].to_vec(),
@@ -492,8 +496,7 @@ impl SubgroupRun {
             ),
             &self.retain.images.device(),
         );
-        let images = self.retain.images.clone().narrow(0, start, size).detach() + shifts;
-        (images, start, size)
+        (images + shifts, start, size)
     }
 
     /// Moves one batch of retain pictures' features towards the batch-norm statistics.
@@ -502,6 +505,9 @@ impl SubgroupRun {
         let VisionTower::ResNet(tower) = &model.visual else {
             unreachable!("alignment runs on ResNets only");
         };
+        if self.shifts.is_empty() {
+            self.shifts = vec![0.0; self.retain.images.shape().num_elements()];
+        }
         let (images, start, size) = self.retain_window(self.stage_step);
         let images = images.detach().require_grad();
         let loss = tower.feature_alignment_loss(images.clone());
