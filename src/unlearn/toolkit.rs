@@ -127,6 +127,25 @@ pub fn forget_accuracy(model: &Clip, scenario: &Scenario) -> f64 {
     recognised_share(&model, images.clone().inner(), labels, heads)
 }
 
+/// The zero-shot answer (a class of the scenario's head) of `model`, evaluated without
+/// autodiff, for each of `images`.
+pub fn zero_shot_answers(model: &Clip, scenario: &Scenario, images: &Tensor<4>) -> Vec<usize> {
+    let model = model.valid();
+    let heads = class_heads(&model, scenario);
+    let classes = heads.dims()[0];
+    let embeds = normalize(model.encode_image(images.clone().inner()));
+    host_values(embeds.matmul(heads.transpose()))
+        .chunks(classes)
+        .map(argmax)
+        .collect()
+}
+
+/// Share of pictures whose answer in `now` is still the one in `then`.
+pub fn agreement(now: &[usize], then: &[usize]) -> f64 {
+    let same = now.iter().zip(then).filter(|(a, b)| a == b).count();
+    same as f64 / then.len().max(1) as f64
+}
+
 /// Images of what to keep and the original model's zero-shot answers for them: the reference
 /// the retain term holds the edited model to.
 pub struct RetainImages {

@@ -29,12 +29,13 @@ use serde::{Deserialize, Serialize};
 use super::{MethodError, Preset, UnlearningMethod, parse_options, preset_table, shared_help};
 use crate::clip::{Clip, host_values, normalize};
 use crate::curation::{DataNeeds, Pairs, Scenario};
-use crate::eval::argmax;
 use crate::train::clip_adam;
 use crate::train::loss::contrastive_loss;
 use crate::unlearn::job::{Method, StepReport};
 use crate::unlearn::synthetic::SyntheticOptions;
-use crate::unlearn::toolkit::{class_heads, forget_accuracy, pair_logits, take_pairs, window};
+use crate::unlearn::toolkit::{
+    agreement, forget_accuracy, pair_logits, take_pairs, window, zero_shot_answers,
+};
 
 /// The CLIPErase method.
 pub struct ClipErase;
@@ -202,28 +203,19 @@ fn kl_divergence(original: Tensor<2>, current: Tensor<2>) -> Tensor<1> {
 }
 
 impl ClipEraseRun {
-    /// The zero-shot answers of `model` (without autodiff) on the retain pictures.
-    fn retain_answers(&self, model: &Clip) -> Vec<usize> {
-        let model = model.valid();
-        let heads = class_heads(&model, &self.scenario);
-        let embeds = normalize(model.encode_image(self.retain.images.clone().inner()));
-        let classes = heads.dims()[0];
-        host_values(embeds.matmul(heads.transpose()))
-            .chunks(classes)
-            .map(argmax)
-            .collect()
-    }
-
     /// Forget accuracy and retain agreement of `model`.
     fn validate(&mut self, model: &Clip, original: &Clip) -> (f64, f64) {
         if self.original_answers.is_none() {
-            self.original_answers = Some(self.retain_answers(original));
+            self.original_answers = Some(zero_shot_answers(
+                original,
+                &self.scenario,
+                &self.retain.images,
+            ));
         }
         let forget = forget_accuracy(model, &self.scenario);
-        let now = self.retain_answers(model);
+        let now = zero_shot_answers(model, &self.scenario, &self.retain.images);
         let then = self.original_answers.as_ref().expect("set above");
-        let same = now.iter().zip(then).filter(|(a, b)| a == b).count();
-        (forget, same as f64 / then.len().max(1) as f64)
+        (forget, agreement(&now, then))
     }
 
     /// Step `self.step`'s window of `pairs`.

@@ -37,7 +37,7 @@
 
 use std::collections::HashSet;
 
-use burn::module::{Module, ParamId};
+use burn::module::ParamId;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,6 @@ use super::{MethodError, Preset, UnlearningMethod, parse_options, preset_table, 
 use crate::clip::lora::{self, LoraShape};
 use crate::clip::{Clip, VisionTower, host_values, index_tensor, normalize};
 use crate::curation::{DataNeeds, Pairs, Scenario};
-use crate::eval::argmax;
 use crate::train::clip_adam;
 use crate::train::loss::{contrastive_loss, cross_entropy};
 use crate::unlearn::job::{Method, StepReport};
@@ -55,7 +54,8 @@ use crate::unlearn::params::{
 };
 use crate::unlearn::synthetic::{SyntheticOptions, normalised_step};
 use crate::unlearn::toolkit::{
-    Temperature, class_heads, forget_accuracy, pair_logits, take_pairs, window, zero_shot_logits,
+    Temperature, agreement, class_heads, forget_accuracy, pair_logits, take_pairs, window,
+    zero_shot_answers, zero_shot_logits,
 };
 
 /// The subgroup method.
@@ -583,18 +583,6 @@ impl SubgroupRun {
         }
     }
 
-    /// The zero-shot answers of `model` on the calibration pictures.
-    fn calibration_answers(&self, model: &Clip, images: &Tensor<4>) -> Vec<usize> {
-        let model = model.valid();
-        let heads = class_heads(&model, &self.scenario);
-        let classes = heads.dims()[0];
-        let embeds = normalize(model.encode_image(images.clone().inner()));
-        host_values(embeds.matmul(heads.transpose()))
-            .chunks(classes)
-            .map(argmax)
-            .collect()
-    }
-
     /// The soup's Score on the calibration set: the share of the target forgotten, averaged
     /// with the share of calibration pictures that keep their original answer.
     fn calibration_score(&mut self, model: &Clip, original: &Clip, before: f64) -> (f64, f64) {
@@ -608,11 +596,10 @@ impl SubgroupRun {
             return (forgotten, forget);
         };
         if self.calibration_answers.is_none() {
-            self.calibration_answers = Some(self.calibration_answers(original, &images));
+            self.calibration_answers = Some(zero_shot_answers(original, &self.scenario, &images));
         }
-        let now = self.calibration_answers(model, &images);
-        let then = self.calibration_answers.as_ref().expect("set above");
-        let kept = now.iter().zip(then).filter(|(a, b)| a == b).count() as f64 / then.len() as f64;
+        let now = zero_shot_answers(model, &self.scenario, &images);
+        let kept = agreement(&now, self.calibration_answers.as_ref().expect("set above"));
         ((forgotten + kept) / 2.0, forget)
     }
 
