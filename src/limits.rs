@@ -146,6 +146,7 @@ pub const SETTINGS: &[(&str, Bound)] = &[
     ("fisher_images", int(1, 100_000)),
     ("rank", int(1, 4096)),
     ("forget_steps", int(1, STEPS)),
+    ("margin", at_least(0.0, 2.0)),
     ("alignment_steps", int(0, STEPS)),
     ("alignment_step_size", above(0.0, 1e3)),
     ("remind_steps", int(0, STEPS)),

@@ -159,6 +159,13 @@ pub struct ForgetSection {
     /// long before real pictures are forgotten. Images of other classes are left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<String>,
+    /// Optional real pictures of everything the edit must leave alone (a dataset spec), never
+    /// trained on, on which a method chooses its own settings: the subgroup method searches
+    /// its model soup for the blend that changes the fewest of their answers. Pictures of a
+    /// forgotten class are left out, except in a subgroup scenario, where the rule that names
+    /// the set leaves the subgroup out (`except=red star`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<String>,
 }
 
 /// `[method]`: the method's name and its settings; keys not given keep the method's defaults.

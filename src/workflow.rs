@@ -50,6 +50,8 @@ pub struct Opened {
     pub retain_images: Option<Dataset>,
     /// Real pictures of the forget classes to judge the stop on, when the recipe names some.
     pub verify_images: Option<Dataset>,
+    /// Pictures a method chooses its settings on, when the recipe names some.
+    pub calibration_images: Option<Dataset>,
 }
 
 /// Refuses forget pictures that are also the pictures to keep or to verify with: one picture
@@ -73,6 +75,12 @@ fn check_distinct_sets(forget: &crate::recipe::ForgetSection) -> Result<()> {
             forget.images.as_deref().unwrap_or_default()
         );
     }
+    if same(&forget.images, &forget.calibration) || same(&forget.verify, &forget.calibration) {
+        bail!(
+            "[forget] calibration is the forget or verify pictures ({}): calibration needs pictures of what is kept",
+            forget.calibration.as_deref().unwrap_or_default()
+        );
+    }
     if same(&forget.retain, &forget.verify) {
         bail!(
             "[forget] retain and verify are the same pictures ({}): the pictures kept cannot be the ones that must be forgotten",
@@ -80,6 +88,13 @@ fn check_distinct_sets(forget: &crate::recipe::ForgetSection) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The dataset `spec` names, classified among the head's classes.
+fn in_head(spec: &str, head: &Dataset) -> Result<Dataset> {
+    dataset::open(spec)?
+        .in_classes_of(head)
+        .map_err(anyhow::Error::msg)
 }
 
 impl Opened {
@@ -121,12 +136,30 @@ impl Opened {
         let real_images = open_optional(&recipe.forget.images)?;
         let retain_images = open_optional(&recipe.forget.retain)?;
         let verify_images = open_optional(&recipe.forget.verify)?;
+        let calibration_images = open_optional(&recipe.forget.calibration)?;
         let others = recipe
             .eval
             .datasets
             .iter()
             .map(|spec| dataset::open(spec))
             .collect::<Result<Vec<_>, _>>()?;
+        let subgroup = recipe
+            .subgroup
+            .as_ref()
+            .map(|s| -> Result<SubgroupPlan> {
+                Ok(SubgroupPlan {
+                    name: s.name.clone(),
+                    target: in_head(&s.target, &head).context("[subgroup] target")?,
+                    siblings: in_head(&s.siblings, &head).context("[subgroup] siblings")?,
+                    also_forgotten: s
+                        .also_forgotten
+                        .iter()
+                        .map(|spec| dataset::open(spec))
+                        .collect::<Result<_, _>>()
+                        .context("[subgroup] also_forgotten")?,
+                })
+            })
+            .transpose()?;
         let plan = EvalPlan {
             head,
             targets,
@@ -134,23 +167,7 @@ impl Opened {
             retrieval_per_class: recipe.eval.retrieval_per_class,
             verify: verify_images.clone(),
             keep_embeddings: recipe.eval.map_pictures > 0,
-            subgroup: recipe
-                .subgroup
-                .as_ref()
-                .map(|s| -> Result<SubgroupPlan> {
-                    Ok(SubgroupPlan {
-                        name: s.name.clone(),
-                        target: dataset::open(&s.target).context("[subgroup] target")?,
-                        siblings: dataset::open(&s.siblings).context("[subgroup] siblings")?,
-                        also_forgotten: s
-                            .also_forgotten
-                            .iter()
-                            .map(|spec| dataset::open(spec))
-                            .collect::<Result<_, _>>()
-                            .context("[subgroup] also_forgotten")?,
-                    })
-                })
-                .transpose()?,
+            subgroup,
         };
         Ok(Self {
             recipe,
@@ -161,6 +178,7 @@ impl Opened {
             real_images,
             retain_images,
             verify_images,
+            calibration_images,
         })
     }
 
@@ -176,7 +194,8 @@ impl Opened {
             real_images: self.real_images.as_ref(),
             retain_images: self.retain_images.as_ref(),
             verify_images: self.verify_images.as_ref(),
-            subgroup: self.recipe.subgroup.is_some(),
+            calibration_images: self.calibration_images.as_ref(),
+            subgroup: self.recipe.subgroup.as_ref().map(|s| s.name.as_str()),
             cancel,
         }
     }
@@ -396,6 +415,7 @@ pub fn execute_from(
             recipe: hash_bytes(opened.recipe_text.as_bytes()),
         },
         subgroup: recipe.subgroup.as_ref().map(|s| s.name.clone()),
+        notes: outcome.notes,
     };
     let heatmaps = before_after(&opened.loaded, &edited, &opened.plan, HEATMAP_ROWS);
     let map = (recipe.eval.map_pictures > 0)

@@ -558,6 +558,117 @@ fn cliperase_forgets_the_fruit_orange_from_sets_built_in_the_app() {
     );
 }
 
+#[test]
+fn a_subgroup_picked_by_rule_in_the_sets_panel_is_forgotten_and_scored() {
+    let home = tempfile::tempdir().unwrap();
+    let mut harness = harness(home.path());
+    wait_for_demo(&mut harness);
+    // Stars of every colour (about one in ten red) among other shapes.
+    let browsed =
+        "shapes:shapes?shape=star&seed=221&n=400 | shapes:shapes?not-shape=star&seed=224&n=80";
+    type_into(&mut harness, "Dataset", browsed);
+    click(&mut harness, "Open");
+    wait_until(&mut harness, 60, "the shape pictures", |app| {
+        app.browser
+            .dataset
+            .as_ref()
+            .is_some_and(|d| d.name == browsed)
+    });
+    click(&mut harness, "2  Sets");
+    let head = "shapes:shapes?seed=222&n=200";
+    type_into(&mut harness, "Zero-shot head (dataset spec)", head);
+    wait_until(&mut harness, 30, "the shape head", |app| {
+        app.workspace.recipe.forget.dataset == head
+    });
+    wait_for_label(&mut harness, 60, "hexagon");
+    harness.state_mut().workspace.recipe.forget.classes.clear();
+    click(&mut harness, "star");
+    assert_eq!(harness.state().workspace.recipe.forget.classes, ["star"]);
+    type_into(&mut harness, "Subgroup name", "red star");
+    click(&mut harness, "Build subgroup sets");
+
+    // The rule inside the class, counted independently: a third of the subgroup and half of
+    // every other group is trained on.
+    let app = harness.state();
+    let data = app.browser.dataset.clone().unwrap();
+    let star = data.classes.iter().position(|c| c == "star").unwrap();
+    let (mut members, mut siblings, mut others) = (0usize, 0usize, 0usize);
+    for item in &data.items {
+        let red = item.caption.as_deref().unwrap().contains("red star");
+        match (item.label == star, red) {
+            (true, true) => members += 1,
+            (true, false) => siblings += 1,
+            (false, _) => others += 1,
+        }
+    }
+    let sets = &app.workspace.sets;
+    let subgroup = sets
+        .subgroup
+        .as_ref()
+        .expect("the subgroup sets were built");
+    assert!(
+        members >= 4 && siblings >= 4,
+        "{members} red stars, {siblings} other stars"
+    );
+    assert_eq!(sets.forget.len(), members.div_ceil(3));
+    assert_eq!(subgroup.verify.len(), (members + 1) / 3);
+    assert_eq!(subgroup.target.len(), members / 3);
+    assert_eq!(subgroup.siblings.len(), siblings / 2);
+    assert_eq!(sets.retain.len(), siblings.div_ceil(2) + others.div_ceil(2));
+    assert_eq!(sets.eval.len(), others / 2);
+    assert!(sets.forget.iter().all(|&i| data.items[i].label == star));
+    assert!(app.workspace.use_forget_images);
+
+    click(&mut harness, "3  Method");
+    click(
+        &mut harness,
+        "Subgroup forgetting (forget, remind, restore)",
+    );
+    {
+        let recipe = &mut harness.state_mut().workspace.recipe;
+        assert_eq!(recipe.method.name, "subgroup");
+        // A short run without reminding: the flow is what is judged here; the method's
+        // efficacy is judged on the shipped subgroup recipes.
+        recipe.method.settings =
+            "layers = 8\nfisher_images = 8\nbatch = 8\nforget_steps = 40\nremind_steps = 0\n"
+                .parse()
+                .unwrap();
+        recipe.eval.datasets = vec!["shapes:colors?seed=223&n=100".into()];
+        recipe.eval.relearn_steps = 0;
+        recipe.eval.retrieval_per_class = 5;
+    }
+    click(&mut harness, "4  Run");
+    click(&mut harness, "Start run");
+    wait_until(&mut harness, 900, "the run to finish", |app| {
+        !app.runner.is_running()
+    });
+    let app = harness.state();
+    assert_eq!(app.page, Page::Results, "{:?}", app.notice);
+    let metrics = &app.results.runs[0].finished.metrics;
+    let s = metrics
+        .subgroup
+        .as_ref()
+        .expect("the run was judged as a subgroup");
+    assert_eq!(s.name, "red star");
+    assert_eq!(s.target.change.before.n, members / 3);
+    assert_eq!(s.retain.change.before.n, siblings / 2);
+    assert!(
+        s.target.change.after.value < s.target.change.before.value,
+        "red stars {:?}; {}",
+        s.target.change,
+        lethe::eval::metrics::report_markdown(metrics)
+    );
+    assert!(
+        metrics
+            .notes
+            .iter()
+            .any(|n| n.contains("the calibration set")),
+        "the soup was chosen on the evaluation split: {:?}",
+        metrics.notes
+    );
+    harness.get_by_label("Score");
+}
+
 fn selected(harness: &Harness<'static, LetheApp>) -> Vec<usize> {
     harness
         .state()

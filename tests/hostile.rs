@@ -271,6 +271,12 @@ fn malformed_recipes_are_refused_by_key() {
         ("forget-is-retain", "images", "retain", "retain"),
         ("forget-is-verify", "images", "verify", "verify"),
         ("retain-is-verify", "retain", "verify", "verify"),
+        (
+            "forget-is-calibration",
+            "images",
+            "calibration",
+            "calibration",
+        ),
     ] {
         let sets = format!(
             "{a} = \"shapes:colors?seed=9&n=20\"\n{b} = \"shapes:colors?seed=9&n=20\"\n[method]"
@@ -281,6 +287,15 @@ fn malformed_recipes_are_refused_by_key() {
             &["[forget]", culprit],
         );
     }
+    // A subgroup must be judged among the head's classes.
+    recipe(
+        "subgroup-outside-head",
+        RECIPE.replace(
+            "[method]",
+            "[subgroup]\nname = \"green apple\"\ntarget = \"shapes:fruits?seed=2&n=20\"\nsiblings = \"shapes:colors?seed=3&n=20\"\n[method]",
+        ),
+        &["[subgroup] target", "is not a class of"],
+    );
     // One edit of the recipe each: (name, text replaced, replacement, words of the error).
     let spec = "shapes:colors?seed=1&n=20";
     let edits: [(&str, &str, &str, &[&str]); 22] = [

@@ -49,6 +49,8 @@ fn one_step(model_spec: &str, method: &str, options: &LipOptions) -> (StepReport
         held_out: None,
         forget_pairs: None,
         retain_pairs: None,
+        calibration: None,
+        subgroup_prompts: None,
     };
     let mut method = LipFamily::new(loss(method), options.clone(), task, 0);
     let before = named_tensors(&model, Format::OpenClip, None);
@@ -151,6 +153,8 @@ fn the_retain_term_starts_at_zero_and_grows_as_the_model_drifts() {
         held_out: None,
         forget_pairs: None,
         retain_pairs: None,
+        calibration: None,
+        subgroup_prompts: None,
     };
     let options = LipOptions {
         learning_rate: 1e-2,
@@ -201,6 +205,8 @@ fn with_held_out_pictures_the_stop_is_judged_on_them_not_on_the_training_picture
             }),
             forget_pairs: None,
             retain_pairs: None,
+            calibration: None,
+            subgroup_prompts: None,
         };
         let method = LipFamily::new(loss("lip"), small_step(), task, 0);
         assert_eq!(method.forget_accuracy(&model), expected);

@@ -456,6 +456,33 @@ fn table(results: &Results, shown: usize, ui: &mut egui::Ui) {
                 row(ui, display_name(&d.name), Some(&d.before), Some(&d.after), twin.map(|t| Some(&t.after)));
             }
         }
+        if let Some(s) = &m.subgroup {
+            let twin = other.and_then(|o| o.subgroup.as_ref());
+            row(
+                ui,
+                format!("subgroup {} (target)", s.name),
+                Some(&s.target.change.before),
+                Some(&s.target.change.after),
+                twin.map(|t| Some(&t.target.change.after)),
+            );
+            row(
+                ui,
+                "its siblings (retain)".into(),
+                Some(&s.retain.change.before),
+                Some(&s.retain.change.after),
+                twin.map(|t| Some(&t.retain.change.after)),
+            );
+            ui.label("Score").on_hover_text(
+                "The subgroup paper's Score (0–100, higher is better): the share of the subgroup forgotten, averaged with the share kept of its siblings, the whole dataset and every other dataset.",
+            );
+            ui.label("");
+            ui.label(format!("{:.1}", s.score));
+            ui.label("");
+            if let Some(o) = other {
+                ui.label(o.subgroup.as_ref().map_or("–".into(), |t| format!("{:.1}", t.score)));
+            }
+            ui.end_row();
+        }
         ui.label("Avg Score")
             .on_hover_text("How far the run is from the ideal (target accuracy 0, everything else unchanged); lower is better.");
         ui.label("");
@@ -483,6 +510,9 @@ fn display_name(spec: &str) -> String {
         ("retain", "your retain set"),
         ("eval", "your evaluation split"),
         ("verify", "your verification pictures"),
+        ("subgroup-target", "the subgroup's measured pictures"),
+        ("subgroup-verify", "the subgroup's verification pictures"),
+        ("subgroup-siblings", "its siblings' measured pictures"),
     ] {
         let suffix = format!("sets/{folder}/{}", crate::data::subset::MANIFEST);
         if spec.starts_with("manifest:") && spec.replace('\\', "/").ends_with(&suffix) {

@@ -21,7 +21,7 @@ use crate::batch::run_batch;
 use crate::data::dataset::Dataset;
 use crate::data::subset::save_subset;
 use crate::eval::audit::Verdict;
-use crate::recipe::{BatchMode, Recipe};
+use crate::recipe::{BatchMode, Recipe, SubgroupSection};
 use crate::unlearn::job::Event;
 use crate::workflow::{Before, Opened, RunStopped, execute_from, measure_before};
 
@@ -335,7 +335,9 @@ impl RunJob {
     /// The recipe with the picked sets saved as manifests: forget images (when asked for, to
     /// train on or to judge the stop on; a queued concept carries its own), the retain set as
     /// the retain images of a method's retain term, and the retain set and evaluation split as
-    /// extra evaluation datasets.
+    /// extra evaluation datasets. A subgroup's measured pictures become the `[subgroup]`
+    /// section, its verification pictures the `verify` set, and its evaluation split the
+    /// soup's calibration pictures.
     fn recipe(&self) -> Result<Recipe> {
         let mut recipe = self.workspace.recipe.clone();
         let Some(browsed) = &self.browsed else {
@@ -358,9 +360,24 @@ impl RunJob {
                 let spec = save_subset(browsed, &items, &folder.join(name))?;
                 if name == "retain" {
                     recipe.forget.retain = Some(spec.clone());
+                } else if sets.subgroup.is_some() {
+                    recipe.forget.calibration = Some(spec.clone());
                 }
                 recipe.eval.datasets.push(spec);
             }
+        }
+        if let Some(subgroup) = &sets.subgroup {
+            let save = |items: &std::collections::BTreeSet<usize>, name: &str| {
+                let items: Vec<usize> = items.iter().copied().collect();
+                save_subset(browsed, &items, &folder.join(name))
+            };
+            recipe.forget.verify = Some(save(&subgroup.verify, "subgroup-verify")?);
+            recipe.subgroup = Some(SubgroupSection {
+                name: subgroup.name.clone(),
+                target: save(&subgroup.target, "subgroup-target")?,
+                siblings: save(&subgroup.siblings, "subgroup-siblings")?,
+                also_forgotten: Vec::new(),
+            });
         }
         Ok(recipe)
     }

@@ -17,6 +17,94 @@ pub struct Sets {
     pub retain: BTreeSet<usize>,
     /// Images held out to judge the result.
     pub eval: BTreeSet<usize>,
+    /// The subgroup to forget, when the scenario forgets one part of a class.
+    pub subgroup: Option<SubgroupSets>,
+}
+
+/// A subgroup inside a class (red stars among stars), picked in the browsed dataset by a
+/// caption rule. Its pictures go in turn to the forget set (trained on), to the verification
+/// pictures (the stop and the soup are judged on them) and to the Target measure; its
+/// siblings' (the class's other pictures) and the other classes' go in turn to the retain set
+/// and to the Retain measure or, for the other classes, the evaluation split, which
+/// calibrates the subgroup method's soup. No picture is both trained on and measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SubgroupSets {
+    /// What the subgroup is called (`red star`); the method also forgets this name.
+    pub name: String,
+    /// The class it belongs to.
+    pub class: String,
+    /// Subgroup pictures kept out of training that the stop and the soup are judged on.
+    pub verify: BTreeSet<usize>,
+    /// Subgroup pictures kept out of training: the Target measure.
+    pub target: BTreeSet<usize>,
+    /// Sibling pictures kept out of training: the Retain measure.
+    pub siblings: BTreeSet<usize>,
+}
+
+impl SubgroupSets {
+    /// Replaces `sets` with the subgroup scenario of `class` in `dataset`: the pictures of
+    /// `class` whose caption contains `rule` (case-insensitive) are the subgroup, the class's
+    /// other pictures its siblings. Errors name what is missing.
+    pub fn build(
+        sets: &mut Sets,
+        dataset: &Dataset,
+        class: &str,
+        name: &str,
+        rule: &str,
+    ) -> Result<(), String> {
+        let name = name.trim();
+        let rule = if rule.trim().is_empty() {
+            name
+        } else {
+            rule.trim()
+        };
+        if name.is_empty() {
+            return Err("Name the subgroup first (e.g. red star).".into());
+        }
+        let of_class: BTreeSet<usize> = Rule::LabelIs(class.into())
+            .select(dataset)
+            .into_iter()
+            .collect();
+        if of_class.is_empty() {
+            return Err(format!("The browsed dataset has no picture of '{class}'."));
+        }
+        let members: BTreeSet<usize> = Rule::CaptionContains(rule.into())
+            .select(dataset)
+            .into_iter()
+            .filter(|i| of_class.contains(i))
+            .collect();
+        let siblings: Vec<usize> = of_class.difference(&members).copied().collect();
+        if members.len() < 3 || siblings.len() < 2 {
+            return Err(format!(
+                "'{class}' pictures whose caption contains '{rule}': {} (the subgroup), others: {} (its siblings); the subgroup needs at least 3 (to train on, to judge the stop on, to measure) and the siblings 2 (to keep, to measure).",
+                members.len(),
+                siblings.len()
+            ));
+        }
+        let others: Vec<usize> = (0..dataset.items.len())
+            .filter(|i| !of_class.contains(i))
+            .collect();
+        let members: Vec<usize> = members.into_iter().collect();
+        let third = |offset: usize| -> BTreeSet<usize> {
+            members.iter().skip(offset).step_by(3).copied().collect()
+        };
+        let (kept, measured) = alternate(&siblings);
+        let (other_kept, calibration) = alternate(&others);
+        *sets = Sets {
+            forget: third(0),
+            retain: kept.into_iter().chain(other_kept).collect(),
+            eval: calibration.into_iter().collect(),
+            subgroup: Some(SubgroupSets {
+                name: name.into(),
+                class: class.into(),
+                verify: third(1),
+                target: third(2),
+                siblings: measured.into_iter().collect(),
+            }),
+        };
+        Ok(())
+    }
 }
 
 /// One of the three sets.
@@ -90,6 +178,14 @@ impl Rule {
                 .collect(),
         }
     }
+}
+
+/// The items at even positions of `items`, and those at odd positions.
+fn alternate(items: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    (
+        items.iter().step_by(2).copied().collect(),
+        items.iter().skip(1).step_by(2).copied().collect(),
+    )
 }
 
 impl Sets {

@@ -6,7 +6,7 @@ use eframe::egui::{self, Color32};
 
 use super::LetheApp;
 use super::browser::View;
-use super::sets::{Role, Rule};
+use super::sets::{Role, Rule, SubgroupSets};
 use super::task::{Task, take_finished};
 use crate::data::dataset;
 
@@ -43,6 +43,8 @@ pub struct SetsUi {
     threshold: f32,
     role: Role,
     new_eval: String,
+    subgroup_name: String,
+    subgroup_rule: String,
     /// An evaluation dataset being checked (opened) before it is added.
     eval_check: Option<Task<Result<String, String>>>,
 }
@@ -60,6 +62,8 @@ impl Default for SetsUi {
             threshold: 0.25,
             role: Role::Forget,
             new_eval: String::new(),
+            subgroup_name: String::new(),
+            subgroup_rule: String::new(),
             eval_check: None,
         }
     }
@@ -101,6 +105,8 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
         .show(ui, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| {
                 concept(app, ui);
+                ui.separator();
+                subgroup(app, ui);
                 ui.separator();
                 set_summary(app, ui);
                 ui.separator();
@@ -267,6 +273,78 @@ fn concept(app: &mut LetheApp, ui: &mut egui::Ui) {
         && workspace.verify_with_forget_images
     {
         workspace.use_forget_images = false;
+    }
+}
+
+/// A subgroup inside the class to forget, picked by a caption rule.
+fn subgroup(app: &mut LetheApp, ui: &mut egui::Ui) {
+    ui.heading("Only a subgroup")
+        .on_hover_text("Forget part of a class (red stars) and keep the rest of it (the other stars): the subgroup method's scenario.");
+    if let Some(subgroup) = &app.workspace.sets.subgroup {
+        let sets = &app.workspace.sets;
+        ui.label(format!(
+            "Forgetting '{}' inside '{}': {} of its pictures to forget, {} to judge the stop on and {} to measure it on; {} sibling pictures measured; the retain set ({}) is trained on and the evaluation split ({}) chooses the soup.",
+            subgroup.name,
+            subgroup.class,
+            sets.forget.len(),
+            subgroup.verify.len(),
+            subgroup.target.len(),
+            subgroup.siblings.len(),
+            sets.retain.len(),
+            sets.eval.len()
+        ));
+        if ui
+            .button("Forget the whole class instead")
+            .on_hover_text("Drop the subgroup; the sets stay as they are.")
+            .clicked()
+        {
+            app.workspace.sets.subgroup = None;
+            app.workspace.recipe.subgroup = None;
+        }
+        return;
+    }
+    let state = &mut app.sets_ui;
+    ui.horizontal(|ui| {
+        let label = ui.label("Subgroup name");
+        ui.text_edit_singleline(&mut state.subgroup_name)
+            .labelled_by(label.id)
+            .on_hover_text(
+                "What the subgroup is called, e.g. red star; it is forgotten under this name too.",
+            );
+    });
+    ui.horizontal(|ui| {
+        let label = ui.label("Caption contains");
+        ui.text_edit_singleline(&mut state.subgroup_rule)
+            .labelled_by(label.id)
+            .on_hover_text("The rule inside the class: pictures whose caption contains this text (empty: the name).");
+    });
+    let classes = &app.workspace.recipe.forget.classes;
+    let class = (classes.len() == 1).then(|| classes[0].clone());
+    let data = app.browser.dataset.clone();
+    let ready = class.is_some() && data.is_some();
+    if ui
+        .add_enabled(ready, egui::Button::new("Build subgroup sets"))
+        .on_hover_text("Replace the sets: a third of the subgroup's pictures to forget, a third to judge the stop on and a third to measure; half its siblings' pictures and of every other class to keep, the other half to measure and to choose the soup.")
+        .on_disabled_hover_text("Open a dataset in step 1 and choose exactly one class to forget above.")
+        .clicked()
+        && let (Some(class), Some(data)) = (class, data)
+    {
+        let (name, rule) = (state.subgroup_name.clone(), state.subgroup_rule.clone());
+        match SubgroupSets::build(&mut app.workspace.sets, &data, &class, &name, &rule) {
+            Ok(()) => {
+                app.workspace.use_forget_images = true;
+                app.workspace.verify_with_forget_images = false;
+                app.notify(
+                    format!(
+                        "Subgroup sets built: {} picture(s) of '{}' to forget. The subgroup method (step 3) is made for this.",
+                        app.workspace.sets.forget.len(),
+                        name.trim()
+                    ),
+                    false,
+                );
+            }
+            Err(problem) => app.notify(problem, true),
+        }
     }
 }
 

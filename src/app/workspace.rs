@@ -71,6 +71,7 @@ impl Default for Workspace {
                     images: None,
                     retain: None,
                     verify: None,
+                    calibration: None,
                 },
                 method: MethodSection {
                     name: "emb".into(),

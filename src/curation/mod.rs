@@ -6,8 +6,9 @@ use std::sync::atomic::AtomicBool;
 
 use burn::tensor::{Tensor, TensorData};
 
-use crate::clip::Clip;
+use crate::clip::{Clip, index_tensor};
 use crate::data::dataset::Dataset;
+use crate::data::shapes::Rng;
 use crate::engine::LoadedModel;
 use crate::eval::{class_embeddings, class_prompts};
 use crate::unlearn::synthetic::{SyntheticImages, SyntheticOptions, synthesize};
@@ -33,9 +34,12 @@ pub struct Setup<'a> {
     /// Real pictures of the forgotten classes that are never trained on, if the user gave any:
     /// the stop is judged on them. Images of other classes are left out.
     pub verify_images: Option<&'a Dataset>,
-    /// The run forgets a subgroup of the target classes: retain images of those classes are
-    /// its siblings and are kept.
-    pub subgroup: bool,
+    /// Real pictures of what is kept, never trained on, that a method chooses its settings
+    /// on, if the user gave any; pictures are left out as retain pictures are.
+    pub calibration_images: Option<&'a Dataset>,
+    /// The name of the subgroup of the target classes the run forgets (`red star`), when it
+    /// forgets one: retain images of those classes are its siblings and are kept.
+    pub subgroup: Option<&'a str>,
     /// Set when the run is cancelled: slow preparation (synthesis) stops early.
     pub cancel: &'a AtomicBool,
 }
@@ -62,6 +66,44 @@ pub struct Pairs {
     pub captions: Vec<Vec<u32>>,
     /// The head class of each image, when its class is one of the head's.
     pub labels: Vec<Option<usize>>,
+}
+
+impl Pairs {
+    /// The pairs in an order drawn from `seed`: sets joined from several specs
+    /// (`siblings | everything else`) come one after the other, and a method that walks
+    /// through them in windows would otherwise train on one set at a time.
+    pub fn shuffled(self, seed: u64) -> Pairs {
+        let mut order: Vec<usize> = (0..self.captions.len()).collect();
+        let mut rng = Rng::new(seed);
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        let device = self.images.device();
+        Pairs {
+            images: self.images.select(0, index_tensor(&order, &device)),
+            captions: order.iter().map(|&i| self.captions[i].clone()).collect(),
+            labels: order.iter().map(|&i| self.labels[i]).collect(),
+        }
+    }
+
+    /// The first `count` pairs and the rest.
+    pub fn split(self, count: usize) -> (Pairs, Pairs) {
+        let total = self.captions.len();
+        let (captions, rest_captions) = self.captions.split_at(count);
+        let (labels, rest_labels) = self.labels.split_at(count);
+        (
+            Pairs {
+                images: self.images.clone().narrow(0, 0, count),
+                captions: captions.to_vec(),
+                labels: labels.to_vec(),
+            },
+            Pairs {
+                images: self.images.narrow(0, count, total - count),
+                captions: rest_captions.to_vec(),
+                labels: rest_labels.to_vec(),
+            },
+        )
+    }
 }
 
 /// Real pictures of the forgotten classes kept out of training. Synthetic pictures are often
@@ -94,6 +136,12 @@ pub struct Scenario {
     pub forget_pairs: Option<Pairs>,
     /// Retain images with their captions, when the method asked for pairs.
     pub retain_pairs: Option<Pairs>,
+    /// Pictures of what is kept, never trained on, that a method chooses its settings on
+    /// (the subgroup method's soup), when the user gave some.
+    pub calibration: Option<Tensor<4>>,
+    /// Tokenised prompts of the subgroup's own name through the head's templates, when the
+    /// run forgets a subgroup: it must not be recognised under that name either.
+    pub subgroup_prompts: Option<Vec<Vec<u32>>>,
 }
 
 /// A scenario with the synthetic pictures it was made from, for previews and reports.
@@ -108,7 +156,7 @@ pub struct Curated {
 #[derive(Debug, thiserror::Error)]
 #[error("{role} images {dataset}: {problem}")]
 pub struct DataError {
-    /// Which set: `forget`, `retain` or `verification`.
+    /// Which set: `forget`, `retain`, `verification` or `calibration`.
     pub role: &'static str,
     /// The dataset spec.
     pub dataset: String,
@@ -177,6 +225,13 @@ pub fn curate(setup: &Setup, needs: &DataNeeds) -> Result<Curated, DataError> {
         ),
         None => (None, None),
     };
+    let calibration = match setup.calibration_images {
+        Some(real) => {
+            let (images, _, _) = preprocess_where(setup, real, "calibration", kept(setup, real));
+            Some(images.ok_or_else(|| no_image_to_keep("calibration", real))?)
+        }
+        None => None,
+    };
     let retain = if needs.retain {
         let images = match setup.retain_images {
             Some(real) => real_retain_images(setup, real)?,
@@ -189,6 +244,11 @@ pub fn curate(setup: &Setup, needs: &DataNeeds) -> Result<Curated, DataError> {
     let prompts = setup
         .loaded
         .tokenize(&class_prompts(&setup.head.classes, &setup.head.templates));
+    let subgroup_prompts = setup.subgroup.map(|name| {
+        setup
+            .loaded
+            .tokenize(&class_prompts(&[name.to_string()], &setup.head.templates))
+    });
     Ok(Curated {
         scenario: Scenario {
             images,
@@ -199,6 +259,8 @@ pub fn curate(setup: &Setup, needs: &DataNeeds) -> Result<Curated, DataError> {
             held_out,
             forget_pairs,
             retain_pairs,
+            calibration,
+            subgroup_prompts,
         },
         synthetic,
     })
@@ -234,7 +296,7 @@ fn retain_pairs(setup: &Setup) -> Result<Pairs, DataError> {
         });
     };
     let (images, labels, captions) = preprocess_where(setup, real, "retain", kept(setup, real));
-    let images = images.ok_or_else(|| no_image_to_keep(real))?;
+    let images = images.ok_or_else(|| no_image_to_keep("retain", real))?;
     Ok(Pairs {
         images,
         captions: tokenized_captions(setup, real, "retain", captions)?,
@@ -251,7 +313,8 @@ fn retain_pairs(setup: &Setup) -> Result<Pairs, DataError> {
 /// subgroup scenario every retain image is a sibling and is kept.
 /// The label of a kept image is its head class, or [`OUTSIDE_HEAD`].
 fn kept<'a>(setup: &'a Setup, real: &Dataset) -> impl Fn(&str) -> Option<usize> + 'a {
-    let same_space = same_label_space(&real.classes, &setup.head.classes) && !setup.subgroup;
+    let same_space =
+        same_label_space(&real.classes, &setup.head.classes) && setup.subgroup.is_none();
     move |name| {
         let forgotten = same_space && setup.targets.iter().any(|&t| setup.head.classes[t] == name);
         let head_class = setup.head.classes.iter().position(|c| c == name);
@@ -267,9 +330,9 @@ fn same_label_space(classes: &[String], head: &[String]) -> bool {
     classes.iter().all(|c| head.contains(c))
 }
 
-fn no_image_to_keep(real: &Dataset) -> DataError {
+fn no_image_to_keep(role: &'static str, real: &Dataset) -> DataError {
     DataError {
-        role: "retain",
+        role,
         dataset: real.name.clone(),
         problem: "no readable image of a class to keep".into(),
     }
@@ -303,7 +366,7 @@ fn synthetic_retain_images(
 /// The user's retain images (those not labelled with a forgotten class), preprocessed.
 fn real_retain_images(setup: &Setup, real: &Dataset) -> Result<Tensor<4>, DataError> {
     let (images, _, _) = preprocess_where(setup, real, "retain", kept(setup, real));
-    images.ok_or_else(|| no_image_to_keep(real))
+    images.ok_or_else(|| no_image_to_keep("retain", real))
 }
 
 /// The images of `dataset` for which `label` gives a label (others are skipped),

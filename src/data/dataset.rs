@@ -65,6 +65,42 @@ pub struct Dataset {
     pub items: Vec<Item>,
 }
 
+impl Dataset {
+    /// The same pictures classified among `head`'s classes and prompts: a saved subset knows
+    /// only the classes it holds (a set of stars has one class, which every picture matches),
+    /// but what counts is the answer among all the head's classes. Errors name a class the
+    /// head does not have.
+    pub fn in_classes_of(self, head: &Dataset) -> Result<Dataset, String> {
+        let map = self
+            .classes
+            .iter()
+            .map(|class| {
+                head.classes.iter().position(|c| c == class).ok_or_else(|| {
+                    format!(
+                        "{}: class '{class}' is not a class of {} (its classes: {})",
+                        self.name,
+                        head.name,
+                        head.classes.join(", ")
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Dataset {
+            name: self.name,
+            classes: head.classes.clone(),
+            templates: head.templates.clone(),
+            items: self
+                .items
+                .into_iter()
+                .map(|item| Item {
+                    label: map[item.label],
+                    ..item
+                })
+                .collect(),
+        })
+    }
+}
+
 /// Why a dataset spec could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {

@@ -173,6 +173,9 @@ pub struct Metrics {
     pub audit: Option<Audit>,
     /// The subgroup scenario's measures and Score, when the run forgot a subgroup.
     pub subgroup: Option<SubgroupMetrics>,
+    /// What the method did that a reader should know (a stage skipped, a setting chosen).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A subgroup scenario as the subgroup paper reports it.
@@ -291,6 +294,8 @@ pub struct RunFacts {
     pub hashes: Hashes,
     /// The subgroup's name, when the run forgot a subgroup.
     pub subgroup: Option<String>,
+    /// The method's notes on the run.
+    pub notes: Vec<String>,
 }
 
 /// Whether each picture of `hits` (label, correct) whose label `include` accepts was
@@ -431,6 +436,7 @@ pub fn metrics(
         subgroup: facts
             .subgroup
             .and_then(|name| subgroup_metrics(&name, before, after)),
+        notes: facts.notes,
     };
     metrics.audit = audit.map(|section| section.judge(&metrics));
     metrics
@@ -551,6 +557,13 @@ pub fn report_markdown(m: &Metrics) -> String {
     }
     if let Some(subgroup) = &m.subgroup {
         subgroup_section(w, subgroup);
+    }
+    if !m.notes.is_empty() {
+        let _ = writeln!(w, "## What the method did\n");
+        for note in &m.notes {
+            let _ = writeln!(w, "- {note}");
+        }
+        let _ = writeln!(w);
     }
     let _ = writeln!(
         w,

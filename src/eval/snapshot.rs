@@ -41,8 +41,8 @@ pub struct EvalPlan {
     pub subgroup: Option<SubgroupPlan>,
 }
 
-/// The pictures a subgroup scenario is judged on, each classified among its own dataset's
-/// classes.
+/// The pictures a subgroup scenario is judged on: the subgroup and its siblings among the
+/// head's classes, the subgroup under other heads among theirs.
 pub struct SubgroupPlan {
     /// What the subgroup is called.
     pub name: String,

@@ -45,6 +45,12 @@ pub trait Method: Send {
     fn best(&mut self) -> Option<Clip> {
         None
     }
+
+    /// What the run did that a reader of its report should know, in sentences (a stage it
+    /// skipped and why, a setting it chose on its own); asked once, when the run ends.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Progress of a job, in the order it happens.
@@ -90,6 +96,8 @@ pub struct Outcome {
     pub model: Clip,
     /// Iterations completed.
     pub steps: usize,
+    /// The method's notes on the run ([`Method::notes`]).
+    pub notes: Vec<String>,
 }
 
 /// A job running on its own thread.
@@ -208,5 +216,6 @@ pub fn run(
         ending,
         model,
         steps,
+        notes: method.notes(),
     }
 }

@@ -13,8 +13,13 @@
 //!    caption when the head does not have their class); low-rank
 //!    adapters go on the `layers` weight matrices with the highest `I_l`, everything else is
 //!    frozen, and the adapters minimise the forget pictures' similarity to their class,
-//!    `L_f = mean_i cos(f(xᵢ), g(t_yᵢ))`, until the forget (or verification) pictures are
-//!    recognised below `stop_accuracy`.
+//!    `L_f = mean_i cos(f(xᵢ), g(t_yᵢ))` (`forget_loss = "similarity"`), until the forget (or
+//!    verification) pictures are recognised below `stop_accuracy`. That loss has no floor: it
+//!    pushes the subgroup ever further from its class and drags everything near it along, so
+//!    the default is a margin loss that stops pushing a picture once another class of the head
+//!    leads its own, `L_f = mean_i max(0, cos(f(xᵢ), c_yᵢ) − max_{c≠yᵢ} cos(f(xᵢ), c) + m)`
+//!    with `c` the head's class embeddings (with `forget_name`, the same for the subgroup's
+//!    own name in place of its class).
 //! 2. **Reminding.** On a ResNet, each retain picture gets a perturbation `δᵢ` that moves the
 //!    features it raises at every batch norm towards the statistics the norm keeps from
 //!    pre-training, `L_a = Σ_l ‖μ_l(x+δ) − BN_l^μ‖ + ‖σ_l(x+δ) − BN_l^σ‖`; a ViT has no batch
@@ -27,7 +32,8 @@
 //!    and `remind_forget_weight · L_f` (without it, reminding the siblings brings the subgroup
 //!    back); `remind_forget_weight = 0` is the paper's reminding.
 //! 3. **Restoring.** A model soup `θ = α·θ_unlearned + (1 − α)·θ_original`: `α` is searched
-//!    on a calibration set (retain pictures held out of training, and the verification or
+//!    on a calibration set (the scenario's calibration pictures, ideally the whole dataset but
+//!    the subgroup, or else retain pictures held out of training; with the verification or
 //!    forget pictures) for the best Score with the target still below `soup_forget_at_most`.
 //!
 //! Every stage and component can be switched off (the paper's ablations): `relative_fisher
@@ -39,6 +45,7 @@ use std::collections::HashSet;
 
 use burn::module::ParamId;
 use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::relu;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -46,11 +53,12 @@ use super::{MethodError, Preset, UnlearningMethod, parse_options, preset_table, 
 use crate::clip::lora::{self, LoraShape};
 use crate::clip::{Clip, VisionTower, host_values, index_tensor, normalize};
 use crate::curation::{DataNeeds, Pairs, Scenario};
+use crate::eval::ensemble;
 use crate::train::clip_adam;
 use crate::train::loss::{contrastive_loss, cross_entropy};
 use crate::unlearn::job::{Method, StepReport};
 use crate::unlearn::params::{
-    interpolate, layers, masked_step, relative_fisher, similarity_fisher, top_layers,
+    LayerInfo, interpolate, layers, masked_step, relative_fisher, similarity_fisher, top_layers,
 };
 use crate::unlearn::synthetic::{SyntheticOptions, normalised_step};
 use crate::unlearn::toolkit::{
@@ -85,6 +93,15 @@ pub struct SubgroupOptions {
     pub batch: usize,
     /// Most forgetting steps.
     pub forget_steps: usize,
+    /// What the forgetting loss asks of each forget picture.
+    pub forget_loss: ForgetLoss,
+    /// With `forget_loss = "margin"`: by how much cosine similarity the picture's class must
+    /// trail the head's best other class.
+    pub margin: f32,
+    /// With `forget_loss = "margin"`: the subgroup's own name (`red star`) must trail the
+    /// head's best other class as well, so a finer head forgets it too, at a cost to its
+    /// siblings and to its other attributes (red).
+    pub forget_name: bool,
     /// Forgetting ends once the forget (or verification) pictures are recognised at or below
     /// this share.
     pub stop_accuracy: f64,
@@ -108,8 +125,20 @@ pub struct SubgroupOptions {
     pub soup: bool,
     /// The soup must keep the target at or below this accuracy.
     pub soup_forget_at_most: f64,
-    /// Share of the retain pictures held out of training to calibrate the soup.
+    /// Share of the retain pictures held out of training to calibrate the soup when the
+    /// scenario has no calibration pictures of its own.
     pub calibration_share: f64,
+}
+
+/// What the forgetting loss asks of each forget picture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgetLoss {
+    /// Lower its similarity to its class until another class of the head leads by `margin`,
+    /// then leave it: the subgroup stops being recognised with the least change.
+    Margin,
+    /// The paper's `L_f`: lower its similarity to its class, without end.
+    Similarity,
 }
 
 impl Default for SubgroupOptions {
@@ -125,6 +154,9 @@ impl Default for SubgroupOptions {
             weight_decay: 0.0,
             batch: 16,
             forget_steps: 60,
+            forget_loss: ForgetLoss::Margin,
+            margin: 0.2,
+            forget_name: false,
             stop_accuracy: 0.0,
             alignment: true,
             alignment_steps: 40,
@@ -195,6 +227,15 @@ impl UnlearningMethod for Subgroup {
             "alpha" => "Scale of the adapters (their product is scaled by alpha / rank).",
             "batch" => "Forget pictures and retain pairs per step (each).",
             "forget_steps" => "Most steps of the forgetting stage.",
+            "forget_loss" => {
+                "\"margin\": push each subgroup picture only until another class leads its own; \"similarity\": the paper's loss, which lowers the picture's similarity to its class without end and harms more."
+            }
+            "margin" => {
+                "With the margin loss: by how much similarity another class must lead the picture's own."
+            }
+            "forget_name" => {
+                "With the margin loss: forget the subgroup under its own name too (a finer head, such as colour × shape), at a cost to its siblings and its other attributes."
+            }
             "stop_accuracy" => {
                 "Forgetting ends once the subgroup's pictures are recognised at or below this share."
             }
@@ -218,7 +259,7 @@ impl UnlearningMethod for Subgroup {
                 "The blend must still recognise the subgroup at or below this share."
             }
             "calibration_share" => {
-                "Share of the retain pictures kept out of training to choose the blend."
+                "Share of the retain pictures kept out of training to choose the blend, when no calibration pictures are given."
             }
             other => shared_help(other),
         }
@@ -269,20 +310,17 @@ impl UnlearningMethod for Subgroup {
         let options: SubgroupOptions = parse_options(self.name(), settings)?;
         let mut scenario = scenario;
         let (forget, retain) = take_pairs(&mut scenario, self.name())?;
+        let retain = retain.shuffled(seed);
         let count = retain.captions.len();
         let held = ((count as f64 * options.calibration_share).round() as usize).min(count - 1);
-        let trained = count - held;
-        let (retain, calibration) = if options.soup && held > 0 {
-            (
-                Pairs {
-                    images: retain.images.clone().narrow(0, 0, trained),
-                    captions: retain.captions[..trained].to_vec(),
-                    labels: retain.labels[..trained].to_vec(),
-                },
-                Some(retain.images.narrow(0, trained, held)),
-            )
+        let given = scenario.calibration.take();
+        let subgroup_prompts = scenario.subgroup_prompts.take();
+        let calibration_given = given.is_some();
+        let (retain, calibration) = if !options.soup || given.is_some() || held == 0 {
+            (retain, given)
         } else {
-            (retain, None)
+            let (trained, held) = retain.split(count - held);
+            (trained, Some(held.images))
         };
         let forget_texts = scenario
             .labels
@@ -315,6 +353,7 @@ impl UnlearningMethod for Subgroup {
             retain,
             calibration,
             scenario,
+            subgroup_prompts,
             seed,
             trained: None,
             selected: HashSet::new(),
@@ -323,6 +362,8 @@ impl UnlearningMethod for Subgroup {
             stage_step: 0,
             max_steps,
             calibration_answers: None,
+            calibration_given,
+            notes: Vec::new(),
         }))
     }
 }
@@ -353,10 +394,14 @@ struct SubgroupRun {
     retain_texts: Vec<Vec<u32>>,
     /// The sibling subgroups' pairs trained on.
     retain: Pairs,
-    /// Retain pictures held out to choose the soup.
+    /// The pictures the soup is chosen on: the scenario's calibration pictures, or retain
+    /// pictures held out of training.
     calibration: Option<Tensor<4>>,
     /// The head and the pictures forgetting is judged on.
     scenario: Scenario,
+    /// Prompts of the subgroup's own name (the head's templates), when it has one: with
+    /// `forget_name`, the name must trail the head's best other class too.
+    subgroup_prompts: Option<Vec<Vec<u32>>>,
     seed: u64,
     /// The model being trained (with adapters when `lora`), set up at the first step.
     trained: Option<Clip>,
@@ -373,6 +418,10 @@ struct SubgroupRun {
     max_steps: usize,
     /// The original model's answers on the calibration pictures.
     calibration_answers: Option<Vec<usize>>,
+    /// Whether the calibration pictures are the scenario's own (else held out of retain).
+    calibration_given: bool,
+    /// What the run did, for the report.
+    notes: Vec<String>,
 }
 
 /// How many forgetting steps pass between checks of the stop rule.
@@ -405,6 +454,29 @@ impl SubgroupRun {
         } else {
             eligible.iter().map(|l| l.id).collect()
         };
+        // Counted by checkpoint key: a fused projection is one matrix of several parameters.
+        let keys = |chosen: &dyn Fn(&&LayerInfo) -> bool| {
+            all.iter()
+                .filter(|l| l.is_weight_matrix() && chosen(l))
+                .map(|l| l.checkpoint_key())
+                .collect::<HashSet<_>>()
+                .len()
+        };
+        self.notes.push(format!(
+            "{} {} of {} weight matrices{}.",
+            if self.options.lora {
+                format!("Rank-{} adapters trained on", self.options.rank)
+            } else {
+                "Fine-tuned".into()
+            },
+            keys(&|l| self.selected.contains(&l.id)),
+            keys(&|_| true),
+            if self.options.relative_fisher {
+                ", those with the highest relative Fisher information"
+            } else {
+                " (every one: relative Fisher off)"
+            }
+        ));
         if self.options.lora {
             let shape = LoraShape {
                 rank: self.options.rank,
@@ -446,20 +518,49 @@ impl SubgroupRun {
     }
 
     /// `L_f` on step `step`'s window of forget pictures: their mean cosine similarity to a
-    /// prompt of their class.
-    fn forget_similarity(&self, step: usize) -> Tensor<1> {
+    /// prompt of their class, or with the margin loss, by how much their class still leads the
+    /// head's other classes (plus the margin), each picture's term ending once it does not.
+    fn forget_loss(&self, step: usize) -> Tensor<1> {
         let count = self.forget_texts.len();
         let (start, size) = window(step, self.options.batch, count);
         let model = self.trained.as_ref().expect("set up at the first step");
         let images = self.forget.images.clone().narrow(0, start, size).detach();
         let image = normalize(model.encode_image(images));
-        let text = normalize(model.encode_text(&self.forget_texts[start..start + size]));
-        (image * text).sum_dim(1).mean()
+        if self.options.forget_loss == ForgetLoss::Similarity {
+            let text = normalize(model.encode_text(&self.forget_texts[start..start + size]));
+            return (image * text).sum_dim(1).mean();
+        }
+        // The head's classes and, for a named subgroup, its name, in one pass of the text tower.
+        let classes = self.scenario.prompts.len() / self.scenario.templates;
+        let name_prompts = self
+            .subgroup_prompts
+            .as_ref()
+            .filter(|_| self.options.forget_name);
+        let mut prompts = self.scenario.prompts.clone();
+        prompts.extend(name_prompts.into_iter().flatten().cloned());
+        let heads = ensemble(model.encode_text(&prompts), self.scenario.templates);
+        let similarities = image.matmul(heads.transpose());
+        let head = similarities.clone().narrow(1, 0, classes);
+        let mut own = vec![0.0f32; size * classes];
+        for (row, label) in self.forget.labels[start..start + size].iter().enumerate() {
+            own[row * classes + label.expect("forget pictures show a head class")] = 1.0;
+        }
+        let own = Tensor::<2>::from_data(TensorData::new(own, [size, classes]), &head.device());
+        let class = (head.clone() * own.clone()).sum_dim(1);
+        // Cosines lie in [-1, 1]: 3 below puts the own class out of the running.
+        let rival = (head - own * 3.0).max_dim(1);
+        let margin = self.options.margin;
+        let by_class = relu(class - rival.clone() + margin).mean();
+        if name_prompts.is_none() {
+            return by_class;
+        }
+        let name = similarities.narrow(1, classes, 1);
+        by_class + relu(name - rival + margin).mean()
     }
 
-    /// Lowers the similarity of one batch of forget pictures to their class.
+    /// One step of the forgetting loss on a batch of forget pictures.
     fn forget_step(&mut self) -> StepReport {
-        let loss = self.forget_similarity(self.stage_step);
+        let loss = self.forget_loss(self.stage_step);
         let value = host_values(loss.clone().detach())[0];
         self.update(loss, self.options.learning_rate);
         self.stage_step += 1;
@@ -558,7 +659,7 @@ impl SubgroupRun {
             loss = loss + cross_entropy(logits, index_tensor(&labels, &device));
         }
         if self.options.remind_forget_weight > 0.0 {
-            let forget = self.forget_similarity(self.stage_step);
+            let forget = self.forget_loss(self.stage_step);
             loss = loss + forget * self.options.remind_forget_weight;
         }
         let value = host_values(loss.clone().detach())[0];
@@ -608,6 +709,8 @@ impl SubgroupRun {
     fn restore(&mut self, original: &Clip) -> (Clip, StepReport) {
         let unlearned = self.ema.clone().unwrap_or_else(|| self.merged());
         if !self.options.soup {
+            self.notes
+                .push("No soup: the unlearned model is kept as it is.".into());
             return (unlearned, finished_report(Vec::new(), None));
         }
         let before = forget_accuracy(original, &self.scenario);
@@ -624,6 +727,23 @@ impl SubgroupRun {
             }
         }
         let (alpha, forget) = best.map_or((1.0, None), |(_, alpha, forget)| (alpha, Some(forget)));
+        let pictures = self.calibration.as_ref().map_or(0, |c| c.dims()[0]);
+        let source = if self.calibration_given {
+            "the calibration set"
+        } else {
+            "retain pictures held out of training"
+        };
+        self.notes.push(match forget {
+            Some(forget) => format!(
+                "Soup: α = {alpha:.1} (the unlearned weights × {alpha:.1} + the original's × {:.1}), chosen on {pictures} pictures of {source}; the subgroup's stop pictures are recognised at {:.1}% by it.",
+                1.0 - alpha,
+                forget * 100.0
+            ),
+            None => format!(
+                "Soup: no blend kept the subgroup at or below {:.1}%, so the unlearned model is kept (α = 1).",
+                self.options.soup_forget_at_most * 100.0
+            ),
+        });
         let model = interpolate(&unlearned, original.clone(), alpha);
         (
             model,
@@ -637,6 +757,20 @@ impl SubgroupRun {
             self.trained.as_ref().map(|m| &m.visual),
             Some(VisionTower::ResNet(_))
         );
+        if self.stage == Stage::Forget {
+            self.notes.push(format!(
+                "Forgetting ran {} step{}.",
+                self.stage_step,
+                if self.stage_step == 1 { "" } else { "s" }
+            ));
+            if self.options.remind_steps > 0 && !resnet && self.options.alignment {
+                self.notes.push(
+                    "Alignment skipped: the model has no batch norm (a ViT), so the retain \
+                     pictures were reminded as they are."
+                        .into(),
+                );
+            }
+        }
         self.stage_step = 0;
         self.stage = match self.stage {
             Stage::Forget
@@ -673,6 +807,10 @@ impl Method for SubgroupRun {
 
     fn max_steps(&self) -> usize {
         self.max_steps
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
     }
 
     fn step(&mut self, model: Clip, original: &Clip) -> Result<(Clip, StepReport), MethodError> {
