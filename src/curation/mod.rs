@@ -139,8 +139,9 @@ pub struct Scenario {
     /// Pictures of what is kept, never trained on, that a method chooses its settings on
     /// (the subgroup method's soup), when the user gave some.
     pub calibration: Option<Tensor<4>>,
-    /// Tokenised prompts of the subgroup's own name through the head's templates, when the
-    /// run forgets a subgroup: it must not be recognised under that name either.
+    /// Tokenised prompts of the subgroup's own name and then of its rivals, through the head's
+    /// templates (class-major, as `prompts`), when the run forgets a subgroup: the name must
+    /// not be recognised either. See [`subgroup_names`].
     pub subgroup_prompts: Option<Vec<Vec<u32>>>,
 }
 
@@ -245,9 +246,10 @@ pub fn curate(setup: &Setup, needs: &DataNeeds) -> Result<Curated, DataError> {
         .loaded
         .tokenize(&class_prompts(&setup.head.classes, &setup.head.templates));
     let subgroup_prompts = setup.subgroup.map(|name| {
-        setup
-            .loaded
-            .tokenize(&class_prompts(&[name.to_string()], &setup.head.templates))
+        setup.loaded.tokenize(&class_prompts(
+            &subgroup_names(name, &setup.head.classes, setup.targets),
+            &setup.head.templates,
+        ))
     });
     Ok(Curated {
         scenario: Scenario {
@@ -264,6 +266,26 @@ pub fn curate(setup: &Setup, needs: &DataNeeds) -> Result<Curated, DataError> {
         },
         synthetic,
     })
+}
+
+/// The subgroup's name, then its rivals: the name with its class word replaced by each class
+/// of the head that is kept ("red circle", "red heart", … for "red star"), so the name can be
+/// forgotten in favour of names that share the subgroup's other attributes. A name without
+/// its class word has no rivals.
+pub fn subgroup_names(name: &str, classes: &[String], targets: &[usize]) -> Vec<String> {
+    let mut names = vec![name.to_string()];
+    for &target in targets {
+        let class = &classes[target];
+        if !name.contains(class.as_str()) {
+            continue;
+        }
+        for (i, other) in classes.iter().enumerate() {
+            if !targets.contains(&i) {
+                names.push(name.replace(class.as_str(), other));
+            }
+        }
+    }
+    names
 }
 
 /// Every caption tokenised, or an error naming `dataset` when an image has none.
@@ -440,7 +462,21 @@ fn real_images_of_targets(
 
 #[cfg(test)]
 mod tests {
-    use super::same_label_space;
+    use super::{same_label_space, subgroup_names};
+
+    #[test]
+    fn a_subgroup_name_rivals_the_same_name_of_every_kept_class() {
+        let shapes = names(&["circle", "star", "heart"]);
+        assert_eq!(
+            subgroup_names("red star", &shapes, &[1]),
+            names(&["red star", "red circle", "red heart"])
+        );
+        // A name that does not say its class has nothing to be swapped for.
+        assert_eq!(
+            subgroup_names("marmoset", &names(&["monkey", "cat"]), &[0]),
+            names(&["marmoset"])
+        );
+    }
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

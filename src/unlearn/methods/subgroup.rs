@@ -19,7 +19,8 @@
 //!    the default is a margin loss that stops pushing a picture once another class of the head
 //!    leads its own, `L_f = mean_i max(0, cos(f(xᵢ), c_yᵢ) − max_{c≠yᵢ} cos(f(xᵢ), c) + m)`
 //!    with `c` the head's class embeddings (with `forget_name`, the same for the subgroup's
-//!    own name in place of its class).
+//!    own name against its rivals, the name with its class word replaced by another class:
+//!    "red star" must trail "red circle", "red heart", …).
 //! 2. **Reminding.** On a ResNet, each retain picture gets a perturbation `δᵢ` that moves the
 //!    features it raises at every batch norm towards the statistics the norm keeps from
 //!    pre-training, `L_a = Σ_l ‖μ_l(x+δ) − BN_l^μ‖ + ‖σ_l(x+δ) − BN_l^σ‖`; a ViT has no batch
@@ -98,9 +99,9 @@ pub struct SubgroupOptions {
     /// With `forget_loss = "margin"`: by how much cosine similarity the picture's class must
     /// trail the head's best other class.
     pub margin: f32,
-    /// With `forget_loss = "margin"`: the subgroup's own name (`red star`) must trail the
-    /// head's best other class as well, so a finer head forgets it too, at a cost to its
-    /// siblings and to its other attributes (red).
+    /// With `forget_loss = "margin"`: the subgroup's own name (`red star`) must trail its best
+    /// rival as well (the name with its class word replaced by another class of the head,
+    /// `red circle`), so a finer head forgets it too.
     pub forget_name: bool,
     /// Forgetting ends once the forget (or verification) pictures are recognised at or below
     /// this share.
@@ -155,8 +156,8 @@ impl Default for SubgroupOptions {
             batch: 16,
             forget_steps: 60,
             forget_loss: ForgetLoss::Margin,
-            margin: 0.2,
-            forget_name: false,
+            margin: 0.1,
+            forget_name: true,
             stop_accuracy: 0.0,
             alignment: true,
             alignment_steps: 40,
@@ -234,7 +235,7 @@ impl UnlearningMethod for Subgroup {
                 "With the margin loss: by how much similarity another class must lead the picture's own."
             }
             "forget_name" => {
-                "With the margin loss: forget the subgroup under its own name too (a finer head, such as colour × shape), at a cost to its siblings and its other attributes."
+                "With the margin loss: forget the subgroup under its own name too (a finer head, such as colour × shape): the name must trail the same name with another class word (red circle for red star)."
             }
             "stop_accuracy" => {
                 "Forgetting ends once the subgroup's pictures are recognised at or below this share."
@@ -399,8 +400,8 @@ struct SubgroupRun {
     calibration: Option<Tensor<4>>,
     /// The head and the pictures forgetting is judged on.
     scenario: Scenario,
-    /// Prompts of the subgroup's own name (the head's templates), when it has one: with
-    /// `forget_name`, the name must trail the head's best other class too.
+    /// Prompts of the subgroup's own name and its rivals (the head's templates), when it has
+    /// one: with `forget_name`, the name must trail its best rival too.
     subgroup_prompts: Option<Vec<Vec<u32>>>,
     seed: u64,
     /// The model being trained (with adapters when `lora`), set up at the first step.
@@ -554,8 +555,16 @@ impl SubgroupRun {
         if name_prompts.is_none() {
             return by_class;
         }
-        let name = similarities.narrow(1, classes, 1);
-        by_class + relu(name - rival + margin).mean()
+        // The name against its rivals (names that share its other attributes), or else
+        // against the head's other classes.
+        let names = similarities.dims()[1] - classes;
+        let name = similarities.clone().narrow(1, classes, 1);
+        let name_rival = if names > 1 {
+            similarities.narrow(1, classes + 1, names - 1).max_dim(1)
+        } else {
+            rival
+        };
+        by_class + relu(name - name_rival + margin).mean()
     }
 
     /// One step of the forgetting loss on a batch of forget pictures.
