@@ -26,13 +26,15 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
-use super::{MethodError, Preset, UnlearningMethod, parse_options, preset_table, shared_help};
+use super::{
+    MethodError, Preset, UnlearningMethod, contrastive_pair_needs, parse_options, preset_table,
+    shared_help,
+};
 use crate::clip::{Clip, host_values, normalize};
 use crate::curation::{DataNeeds, Pairs, Scenario};
 use crate::train::clip_adam;
 use crate::train::loss::contrastive_loss;
 use crate::unlearn::job::{Method, StepReport};
-use crate::unlearn::synthetic::SyntheticOptions;
 use crate::unlearn::toolkit::{
     agreement, forget_accuracy, pair_logits, take_pairs, window, zero_shot_answers,
 };
@@ -137,20 +139,7 @@ impl UnlearningMethod for ClipErase {
 
     fn data_needs(&self, settings: &toml::Table) -> Result<DataNeeds, MethodError> {
         let options: ClipEraseOptions = parse_options(self.name(), settings)?;
-        if options.batch < 2 {
-            return Err(MethodError::Settings {
-                method: self.name(),
-                problem: format!(
-                    "batch must be at least 2 (a contrastive batch needs pairs to tell apart), got {}",
-                    options.batch
-                ),
-            });
-        }
-        Ok(DataNeeds {
-            synthetic: SyntheticOptions::default(),
-            retain: false,
-            pairs: true,
-        })
+        contrastive_pair_needs(self.name(), options.batch)
     }
 
     fn start(

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::job::Method;
-use super::synthetic::SyntheticImages;
+use super::synthetic::{SyntheticImages, SyntheticOptions};
 use crate::curation::{DataError, DataNeeds, Scenario, Setup, curate};
 
 /// One unlearning method as the rest of Lethe sees it.
@@ -143,6 +143,27 @@ pub fn find(name: &str) -> Result<&'static dyn UnlearningMethod, MethodError> {
 /// Checks `settings` of the named method without setting anything up.
 pub fn check(name: &str, settings: &toml::Table) -> Result<(), MethodError> {
     find(name)?.data_needs(settings).map(|_| ())
+}
+
+/// What a method that learns contrastively from image–caption pairs asks of the scenario:
+/// the pairs, in batches of at least 2 (a contrastive batch needs pairs to tell apart).
+pub fn contrastive_pair_needs(
+    method: &'static str,
+    batch: usize,
+) -> Result<DataNeeds, MethodError> {
+    if batch < 2 {
+        return Err(MethodError::Settings {
+            method,
+            problem: format!(
+                "batch must be at least 2 (a contrastive batch needs pairs to tell apart), got {batch}"
+            ),
+        });
+    }
+    Ok(DataNeeds {
+        synthetic: SyntheticOptions::default(),
+        retain: false,
+        pairs: true,
+    })
 }
 
 /// Every setting of an options type with its default, as `[method]` keys.

@@ -50,7 +50,10 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::{MethodError, Preset, UnlearningMethod, parse_options, preset_table, shared_help};
+use super::{
+    MethodError, Preset, UnlearningMethod, contrastive_pair_needs, parse_options, preset_table,
+    shared_help,
+};
 use crate::clip::lora::{self, LoraShape};
 use crate::clip::{Clip, VisionTower, host_values, index_tensor, normalize};
 use crate::curation::{DataNeeds, Pairs, Scenario};
@@ -61,7 +64,7 @@ use crate::unlearn::job::{Method, StepReport};
 use crate::unlearn::params::{
     LayerInfo, interpolate, layers, masked_step, relative_fisher, similarity_fisher, top_layers,
 };
-use crate::unlearn::synthetic::{SyntheticOptions, normalised_step};
+use crate::unlearn::synthetic::normalised_step;
 use crate::unlearn::toolkit::{
     Temperature, agreement, class_heads, forget_accuracy, pair_logits, take_pairs, window,
     zero_shot_answers, zero_shot_logits,
@@ -173,19 +176,6 @@ impl Default for SubgroupOptions {
     }
 }
 
-impl SubgroupOptions {
-    /// What the shared setting ranges cannot say: reminding is contrastive.
-    fn check(&self) -> Result<(), String> {
-        if self.batch < 2 {
-            return Err(format!(
-                "batch must be at least 2 (reminding is contrastive), got {}",
-                self.batch
-            ));
-        }
-        Ok(())
-    }
-}
-
 impl UnlearningMethod for Subgroup {
     fn name(&self) -> &'static str {
         "subgroup"
@@ -290,16 +280,9 @@ impl UnlearningMethod for Subgroup {
     }
 
     fn data_needs(&self, settings: &toml::Table) -> Result<DataNeeds, MethodError> {
+        // Reminding is contrastive.
         let options: SubgroupOptions = parse_options(self.name(), settings)?;
-        options.check().map_err(|problem| MethodError::Settings {
-            method: self.name(),
-            problem,
-        })?;
-        Ok(DataNeeds {
-            synthetic: SyntheticOptions::default(),
-            retain: false,
-            pairs: true,
-        })
+        contrastive_pair_needs(self.name(), options.batch)
     }
 
     fn start(
