@@ -137,7 +137,15 @@ fn eval_json_reports_accuracy_per_dataset_and_class() {
         let keys: Vec<&String> = entry.as_object().unwrap().keys().collect();
         assert_eq!(
             keys,
-            ["accuracy", "ci_high", "ci_low", "n", "name", "per_class"]
+            [
+                "accuracy",
+                "ci_high",
+                "ci_low",
+                "mistaken_for",
+                "n",
+                "name",
+                "per_class"
+            ]
         );
         assert_eq!(entry["n"], n);
         let accuracy = entry["accuracy"].as_f64().unwrap();
@@ -152,6 +160,21 @@ fn eval_json_reports_accuracy_per_dataset_and_class() {
         assert_eq!(pictures, n);
         for class in classes.values() {
             assert!(class["ci_low"].as_f64().unwrap() <= class["value"].as_f64().unwrap());
+        }
+        // Every class with errors names another class its images were taken for, by no more
+        // images than it got wrong.
+        let mistaken = entry["mistaken_for"].as_object().unwrap();
+        for (name, class) in classes {
+            let n = class["n"].as_u64().unwrap() as f64;
+            let wrong = (n * (1.0 - class["value"].as_f64().unwrap())).round() as u64;
+            match mistaken.get(name) {
+                Some(taken) => {
+                    assert_ne!(taken["class"].as_str().unwrap(), name);
+                    let count = taken["n"].as_u64().unwrap();
+                    assert!(count >= 1 && count <= wrong, "{name}: {count} of {wrong}");
+                }
+                None => assert_eq!(wrong, 0, "{name} has errors but no confusion"),
+            }
         }
     }
     assert!(

@@ -182,7 +182,9 @@ pub struct EvalArgs {
     /// Images per batch.
     #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = count_arg::<usize, MAX_BATCH_ARG>)]
     batch: usize,
-    /// Print exactly {"datasets": [{"name", "n", "accuracy", "per_class"}]} on stdout.
+    /// Print exactly {"datasets": [{"name", "n", "accuracy", "ci_low", "ci_high", "per_class",
+    /// "mistaken_for"}]} on stdout; mistaken_for names, for each class with errors, the class
+    /// its images were most often taken for and how many were.
     #[arg(long)]
     json: bool,
 }
@@ -390,6 +392,9 @@ fn eval(args: EvalArgs) -> Result<()> {
                     "ci_low": overall.ci_low,
                     "ci_high": overall.ci_high,
                     "per_class": per_class,
+                    "mistaken_for": result.mistaken_for.iter().map(|(class, (taken, n))| {
+                        (class.clone(), serde_json::json!({ "class": taken, "n": n }))
+                    }).collect::<serde_json::Map<_, _>>(),
                 })
             })
             .collect();
@@ -411,7 +416,17 @@ fn eval(args: EvalArgs) -> Result<()> {
             );
             for class in result.per_class.keys() {
                 let e = result.class_estimate(class);
-                println!("  {class:<24} {:.4} {}  n={}", e.value, interval(e), e.n);
+                let mistaken = result
+                    .mistaken_for
+                    .get(class)
+                    .map(|(taken, n)| format!("  mostly taken for {taken} ({n})"))
+                    .unwrap_or_default();
+                println!(
+                    "  {class:<24} {:.4} {}  n={}{mistaken}",
+                    e.value,
+                    interval(e),
+                    e.n
+                );
             }
         }
         println!("(in brackets: 95% Wilson intervals)");

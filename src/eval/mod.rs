@@ -36,6 +36,10 @@ pub struct DatasetAccuracy {
     /// Images of each class that has images.
     #[serde(skip)]
     pub per_class_n: BTreeMap<String, usize>,
+    /// For each class with misclassified images, the class they were most often taken for
+    /// and how many were: "stars are now called circles" tells more than a falling accuracy.
+    #[serde(skip)]
+    pub mistaken_for: BTreeMap<String, (String, usize)>,
     /// Images that could not be read and were skipped.
     #[serde(skip)]
     pub skipped: usize,
@@ -174,6 +178,7 @@ pub fn classify(
 ) -> DatasetAccuracy {
     let mut correct = vec![0usize; classes.len()];
     let mut total = vec![0usize; classes.len()];
+    let mut confusions = vec![vec![0usize; classes.len()]; classes.len()];
     let mut predictions = Vec::with_capacity(images.labels.len());
     let mut hits = Vec::with_capacity(images.labels.len());
     if !images.labels.is_empty() {
@@ -186,6 +191,9 @@ pub fn classify(
             let predicted = argmax(row);
             total[label] += 1;
             correct[label] += usize::from(predicted == label);
+            if predicted != label {
+                confusions[label][predicted] += 1;
+            }
             predictions.push((item, predicted));
             hits.push((label, predicted == label));
         }
@@ -210,6 +218,19 @@ pub fn classify(
             .collect(),
         per_class_n: with_images()
             .map(|(class, (t, _))| (class.clone(), *t))
+            .collect(),
+        mistaken_for: classes
+            .iter()
+            .zip(&confusions)
+            .filter_map(|(class, row)| {
+                // The first of the most frequent, so ties resolve the same way every time.
+                let (taken, &count) = row
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .max_by_key(|(_, count)| **count)?;
+                (count > 0).then(|| (class.clone(), (classes[taken].clone(), count)))
+            })
             .collect(),
         skipped: images.skipped,
         predictions,
