@@ -12,7 +12,7 @@ use eframe::egui::{self, Color32, Modifiers, Pos2, Ui, vec2};
 use egui_plot::{Plot, PlotPoint, PlotTransform};
 
 use super::Browser;
-use super::ranking::{Embeddings, ForModel};
+use super::ranking::ForModel;
 use crate::app::grid::GestureMode;
 use crate::app::points_paint::{self, Dot, Dots};
 use crate::app::task::{CancelOnDrop, Task};
@@ -20,6 +20,7 @@ use crate::app::thumbnails::Thumbnails;
 use crate::clip::host_values;
 use crate::data::dataset::Dataset;
 use crate::engine::LoadedModel;
+use crate::engine::embeddings::DatasetEmbeddings;
 use crate::eval::class_embeddings;
 use crate::viz::map::{MapOptions, Place, class_colour, tsne};
 
@@ -62,7 +63,7 @@ pub type BrowseMap = Vec<BrowsePoint>;
 
 /// A map being computed, with its progress: images embedded, then t-SNE steps.
 struct Running {
-    task: Task<Result<(Arc<Embeddings>, BrowseMap), String>>,
+    task: Task<Result<(Arc<DatasetEmbeddings>, BrowseMap), String>>,
     model: Weak<LoadedModel>,
     embedded: Arc<AtomicUsize>,
     placed: Arc<AtomicUsize>,
@@ -480,14 +481,16 @@ fn inside(outline: &[[f64; 2]], point: [f64; 2]) -> bool {
 fn compute(
     model: &LoadedModel,
     dataset: &Dataset,
-    cached: Option<Arc<Embeddings>>,
+    cached: Option<Arc<DatasetEmbeddings>>,
     embedded: &AtomicUsize,
     placed: &AtomicUsize,
     cancel: &AtomicBool,
-) -> Result<(Arc<Embeddings>, BrowseMap), String> {
+) -> Result<(Arc<DatasetEmbeddings>, BrowseMap), String> {
     let embeddings = match cached {
         Some(embeddings) => embeddings,
-        None => Arc::new(Embeddings::compute(model, dataset, embedded, cancel)?),
+        None => Arc::new(DatasetEmbeddings::compute(
+            model, dataset, embedded, cancel,
+        )?),
     };
     let mut rows = Vec::new();
     let mut points = Vec::new();

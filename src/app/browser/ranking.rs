@@ -10,12 +10,7 @@ use crate::app::task::{CancelOnDrop, Task};
 use crate::clip::{host_values, normalize};
 use crate::data::dataset::Dataset;
 use crate::engine::LoadedModel;
-use crate::eval::embed_items;
-
-/// Images embedded between two progress reports (and cancellation checks).
-const EMBED_CHUNK: usize = 256;
-/// Images per forward pass when embedding.
-const EMBED_BATCH: usize = 64;
+use crate::engine::embeddings::DatasetEmbeddings;
 
 /// Why ranking is unavailable without a model; said by the ranking call and the panel's buttons.
 pub(super) const NO_MODEL: &str = "Open a model first: ranking uses its image and text embeddings";
@@ -76,85 +71,10 @@ pub(super) struct Ranking {
     pub(super) scores: Vec<Option<f32>>,
 }
 
-/// Normalised image embeddings of a whole dataset, on the host.
-pub(super) struct Embeddings {
-    width: usize,
-    values: Vec<f32>,
-    /// Row of each dataset item in `values`; `None` for unreadable images.
-    rows: Vec<Option<usize>>,
-}
-
-impl Embeddings {
-    /// Embeds every image of `dataset`, piece by piece, counting finished images in `progress`
-    /// and giving up when `cancel` is set.
-    pub(super) fn compute(
-        model: &LoadedModel,
-        dataset: &Dataset,
-        progress: &AtomicUsize,
-        cancel: &AtomicBool,
-    ) -> Result<Self, String> {
-        let all: Vec<usize> = (0..dataset.items.len()).collect();
-        let mut embeddings = Self {
-            width: model.model.embed_dim(),
-            values: Vec::new(),
-            rows: vec![None; all.len()],
-        };
-        for chunk in all.chunks(EMBED_CHUNK) {
-            if cancel.load(Ordering::Relaxed) {
-                return Err("cancelled".into());
-            }
-            let part = embed_items(model, dataset, chunk, EMBED_BATCH);
-            embeddings.append(&part.items, &host_values(part.embeds));
-            progress.fetch_add(chunk.len(), Ordering::Relaxed);
-        }
-        Ok(embeddings)
-    }
-
-    /// Adds the rows `values` (row-major) of the dataset items `items`.
-    fn append(&mut self, items: &[usize], values: &[f32]) {
-        for (&item, row) in items.iter().zip(values.chunks(self.width.max(1))) {
-            if let Some(slot) = self.rows.get_mut(item) {
-                *slot = Some(self.values.len() / self.width.max(1));
-                self.values.extend_from_slice(row);
-            }
-        }
-    }
-
-    /// The embedding of `item`, if it was readable.
-    pub(super) fn row(&self, item: usize) -> Option<&[f32]> {
-        let row = (*self.rows.get(item)?)?;
-        self.values.get(row * self.width..(row + 1) * self.width)
-    }
-
-    /// Cosine similarity of every item to the unit vector `query`.
-    fn scores(&self, query: &[f32]) -> Vec<Option<f32>> {
-        (0..self.rows.len())
-            .map(|item| self.row(item).map(|row| dot(row, query)))
-            .collect()
-    }
-
-    /// The normalised mean embedding of `items`; `None` if none of them was readable.
-    fn centroid(&self, items: &[usize]) -> Option<Vec<f32>> {
-        let mut sum = vec![0.0; self.width];
-        let mut found = false;
-        for row in items.iter().filter_map(|&item| self.row(item)) {
-            sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-            found = true;
-        }
-        let norm = dot(&sum, &sum).sqrt();
-        (found && norm > 0.0).then(|| sum.iter().map(|v| v / norm).collect())
-    }
-}
-
-/// The dot product of two vectors.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 /// The result of a ranking run: the dataset's embeddings (kept for the next query) and the
 /// ranking.
 struct Ranked {
-    embeddings: Arc<Embeddings>,
+    embeddings: Arc<DatasetEmbeddings>,
     ranking: Ranking,
 }
 
@@ -180,7 +100,7 @@ pub(super) struct Ranker {
     pub(super) ranking: Option<Ranking>,
     /// Why the last ranking failed or could not start.
     pub(super) error: Option<String>,
-    embeddings: Option<ForModel<Arc<Embeddings>>>,
+    embeddings: Option<ForModel<Arc<DatasetEmbeddings>>>,
 }
 
 impl Ranker {
@@ -221,12 +141,19 @@ impl Ranker {
     }
 
     /// The dataset's embeddings under `model`, if computed (by a ranking or the map).
-    pub(super) fn embeddings_for(&self, model: &Arc<LoadedModel>) -> Option<Arc<Embeddings>> {
+    pub(super) fn embeddings_for(
+        &self,
+        model: &Arc<LoadedModel>,
+    ) -> Option<Arc<DatasetEmbeddings>> {
         self.embeddings.as_ref()?.get(model).map(Arc::clone)
     }
 
     /// Keeps the dataset's embeddings under `model` for the next ranking.
-    pub(super) fn remember(&mut self, model: &Arc<LoadedModel>, embeddings: Arc<Embeddings>) {
+    pub(super) fn remember(
+        &mut self,
+        model: &Arc<LoadedModel>,
+        embeddings: Arc<DatasetEmbeddings>,
+    ) {
         self.embeddings = Some(ForModel::new(model, embeddings));
     }
 
@@ -276,14 +203,16 @@ impl Ranker {
 fn rank(
     model: &LoadedModel,
     dataset: &Dataset,
-    cached: Option<Arc<Embeddings>>,
+    cached: Option<Arc<DatasetEmbeddings>>,
     query: Query,
     progress: &AtomicUsize,
     cancel: &AtomicBool,
 ) -> Result<Ranked, String> {
     let embeddings = match cached {
         Some(embeddings) => embeddings,
-        None => Arc::new(Embeddings::compute(model, dataset, progress, cancel)?),
+        None => Arc::new(DatasetEmbeddings::compute(
+            model, dataset, progress, cancel,
+        )?),
     };
     let vector = match &query {
         Query::Text(text) => host_values(normalize(model.embed_texts(std::slice::from_ref(text)))),
@@ -293,7 +222,7 @@ fn rank(
     };
     let ranking = Ranking {
         query,
-        scores: embeddings.scores(&vector),
+        scores: embeddings.similarities(&vector),
     };
     Ok(Ranked {
         embeddings,
@@ -325,27 +254,6 @@ mod tests {
         let scores = [Some(0.1), None, Some(0.9), Some(0.1), Some(0.5)];
         sort_by_score(&mut items, &scores);
         assert_eq!(items, vec![2, 4, 0, 3, 1]);
-    }
-
-    #[test]
-    fn embeddings_map_rows_back_to_items() {
-        // Item 1 was unreadable: rows are items 0 and 2.
-        let mut embeddings = Embeddings {
-            width: 2,
-            values: Vec::new(),
-            rows: vec![None; 3],
-        };
-        embeddings.append(&[0, 2], &[1.0, 0.0, 0.0, 1.0]);
-        assert_eq!(embeddings.row(2), Some([0.0, 1.0].as_slice()));
-        assert_eq!(embeddings.row(1), None);
-        assert_eq!(
-            embeddings.scores(&[1.0, 0.0]),
-            vec![Some(1.0), None, Some(0.0)]
-        );
-        let centre = embeddings.centroid(&[0, 1, 2]).unwrap();
-        let half = std::f32::consts::FRAC_1_SQRT_2;
-        assert!((centre[0] - half).abs() < 1e-6 && (centre[1] - half).abs() < 1e-6);
-        assert!(embeddings.centroid(&[1]).is_none());
     }
 
     #[test]

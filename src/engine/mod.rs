@@ -1,6 +1,8 @@
 //! A model opened for use: network, tokenizer, preprocessing and device together, as every
 //! command and the evaluation code need them.
 
+pub mod embeddings;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
