@@ -152,6 +152,7 @@ pub const SETTINGS: &[(&str, Bound)] = &[
     ("remind_steps", int(0, STEPS)),
     ("remind_learning_rate", above(0.0, f64::INFINITY)),
     ("remind_forget_weight", at_least(0.0, WEIGHT)),
+    ("keep_weight", at_least(0.0, WEIGHT)),
     ("ema_decay", at_least(0.0, 1.0)),
     ("soup_forget_at_most", at_least(0.0, 1.0)),
     ("calibration_share", at_least(0.0, 0.9)),

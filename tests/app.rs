@@ -627,12 +627,12 @@ fn a_subgroup_picked_by_rule_in_the_sets_panel_is_forgotten_and_scored() {
     {
         let recipe = &mut harness.state_mut().workspace.recipe;
         assert_eq!(recipe.method.name, "subgroup");
-        // A short run without reminding: the flow is what is judged here; the method's
-        // efficacy is judged on the shipped subgroup recipes.
-        recipe.method.settings =
-            "layers = 8\nfisher_images = 8\nbatch = 8\nforget_steps = 40\nremind_steps = 0\n"
-                .parse()
-                .unwrap();
+        // A short run without reminding or keep term (which slows forgetting): the flow is
+        // what is judged here; the method's efficacy is judged on the shipped subgroup recipes.
+        recipe.method.settings = "layers = 8\nfisher_images = 8\nbatch = 8\nforget_steps = 40\n\
+                                  remind_steps = 0\nkeep_weight = 0.0\n"
+            .parse()
+            .unwrap();
         recipe.eval.datasets = vec!["shapes:colors?seed=223&n=100".into()];
         recipe.eval.relearn_steps = 0;
         recipe.eval.retrieval_per_class = 5;
@@ -1116,6 +1116,25 @@ fn every_panel_renders_through_a_whole_demo_run() {
         "so what moved was moved by the edit",
     );
     screenshot_named(&mut harness, "embedding-map");
+    // Coloured by changed answer: the legend counts the mapped pictures the edit changed.
+    let changed: std::collections::HashSet<usize> =
+        run_changed_items(&harness.state().results.runs[0]);
+    let moved = items.iter().filter(|item| changed.contains(item)).count();
+    click(&mut harness, "changed answer");
+    harness.run_steps(3);
+    // One legend per side, before and after.
+    for label in [
+        format!("answer changed ({moved})"),
+        format!("same answer ({})", pictures - moved),
+    ] {
+        assert_eq!(harness.query_all_by_label(&label).count(), 2, "{label}");
+    }
+    screenshot_named(&mut harness, "embedding-map-changed");
+}
+
+/// The dataset items whose answer a run changed.
+fn run_changed_items(run: &lethe::app::results::RunRecord) -> std::collections::HashSet<usize> {
+    run.finished.changed.iter().map(|c| c.item).collect()
 }
 
 /// Steps the UI until the heatmap window shows maps for its current setting; returns them.

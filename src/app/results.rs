@@ -1,6 +1,7 @@
 //! The Results panel: before/after numbers, per-class bars, the images whose prediction
 //! changed, the synthetic forget images, exports, and the history of runs for comparison.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -38,6 +39,18 @@ pub struct RunRecord {
     heatmap_texture: Option<egui::TextureHandle>,
     /// Rows of the changed-predictions gallery shown so far ("Show more" adds some).
     changed_rows: usize,
+    /// What the embedding map's pictures are coloured by.
+    map_colouring: MapColouring,
+}
+
+/// What the pictures of a run's embedding map are coloured by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum MapColouring {
+    /// Their class.
+    #[default]
+    Class,
+    /// Whether the edited model answers differently from the original.
+    Changed,
 }
 
 /// Rows of changed predictions shown at first, and added by each "Show more".
@@ -68,6 +81,7 @@ impl RunRecord {
             textures: Vec::new(),
             heatmap_texture: None,
             changed_rows: CHANGED_ROWS,
+            map_colouring: MapColouring::default(),
         }
     }
 
@@ -195,7 +209,7 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
             }
             synthetic_gallery(&mut results.runs[shown], &ctx, ui);
             heatmaps(&mut results.runs[shown], &ctx, ui);
-            embedding_map(&results.runs[shown], ui);
+            embedding_map(&mut results.runs[shown], ui);
             egui::CollapsingHeader::new("Curves of this run")
                 .show(ui, |ui| curves(&results.runs[shown].curve, ui));
         });
@@ -681,8 +695,9 @@ fn heatmaps(run: &mut RunRecord, ctx: &egui::Context, ui: &mut egui::Ui) {
 }
 
 /// The t-SNE map of the forget dataset's pictures and class prompts, before and after, side by
-/// side on the same axes (the after map is aligned onto the before map).
-fn embedding_map(run: &RunRecord, ui: &mut egui::Ui) {
+/// side on the same axes (the after map is aligned onto the before map), its pictures coloured
+/// by class or by whether the edit changed their answer.
+fn embedding_map(run: &mut RunRecord, ui: &mut egui::Ui) {
     let Some(map) = &run.finished.map else {
         return;
     };
@@ -695,30 +710,79 @@ fn embedding_map(run: &RunRecord, ui: &mut egui::Ui) {
                  (diamonds), as the original and the edited model embed them; the right map is \
                  aligned onto the left, so what moved was moved by the edit.",
             );
+            ui.horizontal(|ui| {
+                ui.label("Colour pictures by");
+                ui.radio_value(&mut run.map_colouring, MapColouring::Class, "class")
+                    .on_hover_text("Each class in its colour, as in the legend.");
+                ui.radio_value(
+                    &mut run.map_colouring,
+                    MapColouring::Changed,
+                    "changed answer",
+                )
+                .on_hover_text(
+                    "Red: pictures the edited model answers differently from the original (the \
+                     gallery above); grey: the same answer.",
+                );
+            });
+            let changed = (run.map_colouring == MapColouring::Changed).then(|| {
+                run.finished
+                    .changed
+                    .iter()
+                    .map(|c| c.item)
+                    .collect::<HashSet<usize>>()
+            });
             let width = (ui.available_width() - 8.0) / 2.0;
             ui.horizontal(|ui| {
                 for (title, after) in [("before", false), ("after", true)] {
                     ui.vertical(|ui| {
                         ui.label(title);
-                        map_plot(map, after, ("map", run.id, after), width, ui);
+                        let id = ("map", run.id, after);
+                        map_plot(map, after, changed.as_ref(), id, width, ui);
                     });
                 }
             });
         });
 }
 
-/// One side of an embedding map, a series per class so the legend names them.
+/// The places of a map's pictures, split into those whose answer the edit changed and the
+/// others.
+fn split_by_change(
+    map: &EmbeddingMap,
+    after: bool,
+    changed: &HashSet<usize>,
+) -> (Vec<[f64; 2]>, Vec<[f64; 2]>) {
+    map.points
+        .iter()
+        .filter_map(|p| {
+            p.item
+                .map(|item| (changed.contains(&item), place(p, after)))
+        })
+        .fold((Vec::new(), Vec::new()), |(mut yes, mut no), (hit, at)| {
+            if hit {
+                yes.push(at)
+            } else {
+                no.push(at)
+            }
+            (yes, no)
+        })
+}
+
+/// Where `point` lies on the before or the after map.
+fn place(point: &MapPoint, after: bool) -> [f64; 2] {
+    let [x, y] = if after { point.after } else { point.before };
+    [x as f64, y as f64]
+}
+
+/// One side of an embedding map, a series per class so the legend names them (or, given the
+/// changed pictures, one series of changed and one of unchanged pictures).
 fn map_plot(
     map: &EmbeddingMap,
     after: bool,
+    changed: Option<&HashSet<usize>>,
     id: impl egui::AsIdSalt,
     width: f32,
     ui: &mut egui::Ui,
 ) {
-    let place = |p: &MapPoint| {
-        let [x, y] = if after { p.after } else { p.before };
-        [x as f64, y as f64]
-    };
     Plot::new(id)
         .width(width)
         .height(width.min(360.0))
@@ -726,6 +790,24 @@ fn map_plot(
         .legend(Legend::default())
         .show_axes(false)
         .show(ui, |plot| {
+            if let Some(changed) = changed {
+                let (moved, kept) = split_by_change(map, after, changed);
+                let series = [
+                    (
+                        format!("same answer ({})", kept.len()),
+                        kept,
+                        egui::Color32::GRAY,
+                    ),
+                    (
+                        format!("answer changed ({})", moved.len()),
+                        moved,
+                        egui::Color32::from_rgb(0xd6, 0x27, 0x28),
+                    ),
+                ];
+                for (name, points, colour) in series {
+                    plot.points(Points::new(name, points).color(colour).radius(2.2));
+                }
+            }
             for (label, class) in map.classes.iter().enumerate() {
                 let name = if map.forgotten.contains(&label) {
                     format!("{class} (forgotten)")
@@ -738,14 +820,16 @@ fn map_plot(
                     map.points
                         .iter()
                         .filter(|p| p.label == label && p.item.is_none() == text)
-                        .map(place)
+                        .map(|p| place(p, after))
                         .collect::<Vec<_>>()
                 };
-                plot.points(
-                    Points::new(name.clone(), of_class(false))
-                        .color(colour)
-                        .radius(1.8),
-                );
+                if changed.is_none() {
+                    plot.points(
+                        Points::new(name.clone(), of_class(false))
+                            .color(colour)
+                            .radius(1.8),
+                    );
+                }
                 plot.points(
                     Points::new(name, of_class(true))
                         .color(colour)
@@ -778,4 +862,36 @@ fn synthetic_gallery(run: &mut RunRecord, ctx: &egui::Context, ui: &mut egui::Ui
             ui.add(egui::Image::new(texture).fit_to_exact_size(egui::vec2(56.0, 56.0)));
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_map_splits_pictures_by_whether_their_answer_changed() {
+        let point = |item: Option<usize>, before: [f32; 2], after: [f32; 2]| MapPoint {
+            label: 0,
+            item,
+            before,
+            after,
+        };
+        let map = EmbeddingMap {
+            classes: vec!["star".into()],
+            forgotten: vec![0],
+            points: vec![
+                point(Some(3), [0.0, 0.0], [1.0, 1.0]),
+                point(Some(5), [2.0, 0.0], [2.0, 2.0]),
+                point(Some(8), [4.0, 0.0], [3.0, 3.0]),
+                // The class's prompts are no picture.
+                point(None, [9.0, 9.0], [9.0, 9.0]),
+            ],
+        };
+        let changed = HashSet::from([5, 8, 42]);
+        let (moved, kept) = split_by_change(&map, false, &changed);
+        assert_eq!(moved, vec![[2.0, 0.0], [4.0, 0.0]]);
+        assert_eq!(kept, vec![[0.0, 0.0]]);
+        let (moved, _) = split_by_change(&map, true, &changed);
+        assert_eq!(moved, vec![[2.0, 2.0], [3.0, 3.0]]);
+    }
 }

@@ -1,4 +1,4 @@
-//! The training losses: CLIP's symmetric contrastive loss and plain cross-entropy.
+//! The training losses: CLIP's symmetric contrastive loss and plain and weighted cross-entropy.
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
@@ -8,6 +8,20 @@ pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
     -log_softmax(logits, 1)
         .gather(1, labels.unsqueeze_dim(1))
         .mean()
+}
+
+/// Cross-entropy with each row weighted by `weights` (`[n]`), normalised by their sum: a
+/// class-balanced loss gives every class the same say however many pictures it has.
+pub fn weighted_cross_entropy(
+    logits: Tensor<2>,
+    labels: Tensor<1, Int>,
+    weights: Tensor<1>,
+) -> Tensor<1> {
+    let total = weights.clone().sum();
+    let picked = log_softmax(logits, 1)
+        .gather(1, labels.unsqueeze_dim(1))
+        .squeeze_dim::<1>(1);
+    -(picked * weights).sum() / total
 }
 
 /// The InfoNCE loss over a square logit matrix whose matching pairs lie on the diagonal:
@@ -40,5 +54,37 @@ mod tests {
         }
         expected /= 6.0;
         assert!((loss - expected).abs() < 1e-5, "{loss} vs {expected}");
+    }
+
+    #[test]
+    fn weighted_cross_entropy_weighs_each_row() {
+        let device = Device::flex();
+        let values = vec![2.0f32, 0.5, -1.0, 0.0, 1.5, 0.3];
+        let logits = || Tensor::<2>::from_data(TensorData::new(values.clone(), [2, 3]), &device);
+        let labels = || Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
+        let weights = |w: Vec<f32>| Tensor::<1>::from_data(TensorData::new(w, [2]), &device);
+        let value = |t: Tensor<1>| crate::clip::host_values(t)[0];
+        let row_loss = |r: usize, label: usize| {
+            let row = &values[r * 3..r * 3 + 3];
+            row.iter().map(|v| v.exp()).sum::<f32>().ln() - row[label]
+        };
+        // Equal weights: the plain cross-entropy.
+        let equal = value(weighted_cross_entropy(
+            logits(),
+            labels(),
+            weights(vec![3.0, 3.0]),
+        ));
+        assert!((equal - value(cross_entropy(logits(), labels()))).abs() < 1e-6);
+        // Weights 1 and 3: the second row counts three times.
+        let weighted = value(weighted_cross_entropy(
+            logits(),
+            labels(),
+            weights(vec![1.0, 3.0]),
+        ));
+        let expected = (row_loss(0, 0) + 3.0 * row_loss(1, 2)) / 4.0;
+        assert!(
+            (weighted - expected).abs() < 1e-5,
+            "{weighted} vs {expected}"
+        );
     }
 }

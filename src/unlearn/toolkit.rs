@@ -31,7 +31,23 @@ pub fn zero_shot_logits(
     heads: Tensor<2>,
     temperature: Temperature,
 ) -> Tensor<2> {
-    let similarities = normalize(model.encode_image(images)).matmul(heads.transpose());
+    embedding_logits(
+        model,
+        normalize(model.encode_image(images)),
+        heads,
+        temperature,
+    )
+}
+
+/// [`zero_shot_logits`] of images already embedded and normalised (`[n, embed]`), for a
+/// method that uses the embeddings for more than the answers.
+pub fn embedding_logits(
+    model: &Clip,
+    embeddings: Tensor<2>,
+    heads: Tensor<2>,
+    temperature: Temperature,
+) -> Tensor<2> {
+    let similarities = embeddings.matmul(heads.transpose());
     match temperature {
         Temperature::Held => similarities * host_values(model.logit_scale.val())[0].exp(),
         Temperature::Trained => similarities * model.logit_scale.val().exp().unsqueeze::<2>(),
@@ -146,6 +162,14 @@ pub fn agreement(now: &[usize], then: &[usize]) -> f64 {
     same as f64 / then.len().max(1) as f64
 }
 
+/// KL(original ‖ current) of two sets of answers (log-probabilities `[n, classes]`), averaged
+/// over the rows: how far the current answers moved from the original ones.
+pub fn answer_divergence(original: Tensor<2>, current: Tensor<2>) -> Tensor<1> {
+    (original.clone().exp() * (original - current))
+        .sum_dim(1)
+        .mean()
+}
+
 /// Images of what to keep and the original model's zero-shot answers for them: the reference
 /// the retain term holds the edited model to.
 pub struct RetainImages {
@@ -190,9 +214,7 @@ impl RetainImages {
                 .count();
             same as f64 / size as f64
         };
-        let loss = (original.clone().exp() * (original - current))
-            .sum_dim(1)
-            .mean();
+        let loss = answer_divergence(original, current);
         RetainTerm { loss, agreement }
     }
 }

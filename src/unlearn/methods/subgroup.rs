@@ -29,9 +29,17 @@
 //!    `θ_ema ← β·θ_ema + (1 − β)·θ`. Two terms go beyond the paper, because a subgroup that
 //!    differs from its siblings in one attribute (colour) behaves unlike the paper's ImageNet
 //!    subgroups: the zero-shot cross-entropy of each retain picture's class (siblings' captions
-//!    share the class word, so the contrastive loss alone never asks them to stay that class)
-//!    and `remind_forget_weight · L_f` (without it, reminding the siblings brings the subgroup
-//!    back); `remind_forget_weight = 0` is the paper's reminding.
+//!    share the class word, so the contrastive loss alone never asks them to stay that class),
+//!    weighted so that every class counts alike (the siblings are often half the retain
+//!    pictures, and an unweighted loss drew arrows and stars to "triangle"), and
+//!    `remind_forget_weight · L_f` (without it, reminding the siblings brings the subgroup
+//!    back); `remind_forget_weight = 0` is the paper's reminding. Forgetting and reminding
+//!    both also hold the retain pairs where the original model put them,
+//!    `keep_weight · (KL(p₀(·|x) ‖ p(·|x)) + 1 − cos(f(x), f₀(x)) + 1 − cos(g(t), g₀(t)))`
+//!    (their answers among the head's classes, their pictures' and their captions'
+//!    embeddings, which other heads read), plus `1 − cos(g(r), g₀(r))` for the rivals `r`
+//!    of the subgroup's name (forgetting "red star" must not move "red heart", or red squares
+//!    become red hearts), which the paper leaves to reminding alone (`keep_weight = 0`).
 //! 3. **Restoring.** A model soup `θ = α·θ_unlearned + (1 − α)·θ_original`: `α` is searched
 //!    on a calibration set (the scenario's calibration pictures, ideally the whole dataset but
 //!    the subgroup, or else retain pictures held out of training; with the verification or
@@ -46,7 +54,7 @@ use std::collections::HashSet;
 
 use burn::module::ParamId;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -59,15 +67,15 @@ use crate::clip::{Clip, VisionTower, host_values, index_tensor, normalize};
 use crate::curation::{DataNeeds, Pairs, Scenario};
 use crate::eval::ensemble;
 use crate::train::clip_adam;
-use crate::train::loss::{contrastive_loss, cross_entropy};
+use crate::train::loss::{contrastive_loss, weighted_cross_entropy};
 use crate::unlearn::job::{Method, StepReport};
 use crate::unlearn::params::{
     LayerInfo, interpolate, layers, masked_step, relative_fisher, similarity_fisher, top_layers,
 };
 use crate::unlearn::synthetic::normalised_step;
 use crate::unlearn::toolkit::{
-    Temperature, agreement, class_heads, forget_accuracy, pair_logits, take_pairs, window,
-    zero_shot_answers, zero_shot_logits,
+    Temperature, agreement, answer_divergence, class_heads, embedding_logits, forget_accuracy,
+    pair_logits, take_pairs, window, zero_shot_answers, zero_shot_logits,
 };
 
 /// The subgroup method.
@@ -106,6 +114,11 @@ pub struct SubgroupOptions {
     /// rival as well (the name with its class word replaced by another class of the head,
     /// `red circle`), so a finer head forgets it too.
     pub forget_name: bool,
+    /// Weight of holding the retain pairs where the original model put them (their answers
+    /// among the head's classes, their pictures' and captions' embeddings), and the rivals
+    /// of the subgroup's name, while forgetting and reminding (0: the paper's method, which
+    /// relies on reminding alone).
+    pub keep_weight: f32,
     /// Forgetting ends once the forget (or verification) pictures are recognised at or below
     /// this share.
     pub stop_accuracy: f64,
@@ -161,6 +174,7 @@ impl Default for SubgroupOptions {
             forget_loss: ForgetLoss::Margin,
             margin: 0.1,
             forget_name: true,
+            keep_weight: 3.0,
             stop_accuracy: 0.0,
             alignment: true,
             alignment_steps: 40,
@@ -227,6 +241,9 @@ impl UnlearningMethod for Subgroup {
             "forget_name" => {
                 "With the margin loss: forget the subgroup under its own name too (a finer head, such as colour × shape): the name must trail the same name with another class word (red circle for red star)."
             }
+            "keep_weight" => {
+                "How strongly the retain pairs are held where the original model put them while forgetting and reminding: their answers among the head's classes and their pictures' and captions' embeddings, which other heads read; with forget_name, the rival names too (0: the paper's method)."
+            }
             "stop_accuracy" => {
                 "Forgetting ends once the subgroup's pictures are recognised at or below this share."
             }
@@ -273,6 +290,7 @@ impl UnlearningMethod for Subgroup {
             ("no soup", "soup = false"),
             ("no LoRA", "lora = false"),
             ("no reminding", "remind_steps = 0"),
+            ("no keep term", "keep_weight = 0.0"),
         ]
         .into_iter()
         .map(|(name, text)| (name, preset_table(text)))
@@ -322,6 +340,10 @@ impl UnlearningMethod for Subgroup {
                 None => caption.clone(),
             })
             .collect();
+        let mut retain_class_counts = vec![0; scenario.prompts.len() / scenario.templates];
+        for label in retain.labels.iter().flatten() {
+            retain_class_counts[*label] += 1;
+        }
         let remind = options.remind_steps > 0;
         let max_steps = options.forget_steps
             + if remind { options.alignment_steps } else { 0 }
@@ -341,6 +363,8 @@ impl UnlearningMethod for Subgroup {
             seed,
             trained: None,
             selected: HashSet::new(),
+            retain_class_counts,
+            keep: None,
             ema: None,
             stage: Stage::Forget,
             stage_step: 0,
@@ -355,6 +379,83 @@ impl UnlearningMethod for Subgroup {
 /// The prompt of class `label` for picture `i`: the head's templates in turn.
 fn class_prompt(scenario: &Scenario, label: usize, i: usize) -> Vec<u32> {
     scenario.prompts[label * scenario.templates + i % scenario.templates].clone()
+}
+
+/// The original model's view of the retain pairs, which the keep term holds the model to:
+/// each picture's answers among the head's classes, and its picture's and caption's
+/// embeddings (other heads, such as colour × shape, read the same embeddings, and every
+/// name of every head goes through the same text tower).
+struct KeepReference {
+    /// Log-probabilities over the head's classes `[n, classes]`.
+    answers: Tensor<2>,
+    /// Normalised picture embeddings `[n, embed]`.
+    images: Tensor<2>,
+    /// Normalised caption embeddings `[n, embed]`.
+    captions: Tensor<2>,
+    /// The rivals of the subgroup's name (`red heart`, `red circle`, … for `red star`), each
+    /// through the head's templates, and their normalised embeddings: forgetting the name must
+    /// not move what the rivals mean, or red squares become red hearts.
+    rivals: Vec<Vec<u32>>,
+    rival_embeddings: Option<Tensor<2>>,
+}
+
+impl KeepReference {
+    /// The view of `original` on `retain`, and on the rivals among `names` (the subgroup's
+    /// name and then its rivals, as the scenario gives them), if any.
+    fn new(
+        original: &Clip,
+        scenario: &Scenario,
+        retain: &Pairs,
+        names: Option<&Vec<Vec<u32>>>,
+    ) -> Self {
+        let images = normalize(original.encode_image(retain.images.clone())).detach();
+        let heads = class_heads(original, scenario);
+        let logits = embedding_logits(original, images.clone(), heads, Temperature::Held);
+        let rivals: Vec<Vec<u32>> = names
+            .map(|names| names[scenario.templates.min(names.len())..].to_vec())
+            .unwrap_or_default();
+        let rival_embeddings =
+            (!rivals.is_empty()).then(|| normalize(original.encode_text(&rivals)).detach());
+        Self {
+            answers: log_softmax(logits, 1).detach(),
+            images,
+            captions: normalize(original.encode_text(&retain.captions)).detach(),
+            rivals,
+            rival_embeddings,
+        }
+    }
+
+    /// KL(original ‖ current) of the answers plus the cosine distances of the picture and
+    /// caption embeddings from the original's, on step `step`'s window of `retain`.
+    fn drift(
+        &self,
+        model: &Clip,
+        scenario: &Scenario,
+        retain: &Pairs,
+        step: usize,
+        batch: usize,
+    ) -> Tensor<1> {
+        let (start, size) = window(step, batch, retain.captions.len());
+        let images = retain.images.clone().narrow(0, start, size).detach();
+        let embeddings = normalize(model.encode_image(images));
+        let heads = class_heads(model, scenario);
+        let answers = log_softmax(
+            embedding_logits(model, embeddings.clone(), heads, Temperature::Held),
+            1,
+        );
+        let distance = |now: Tensor<2>, then: Tensor<2>| -(now * then).sum_dim(1).mean() + 1.0;
+        let rows = |then: &Tensor<2>| then.clone().narrow(0, start, size);
+        let captions = normalize(model.encode_text(&retain.captions[start..start + size]));
+        let drift = answer_divergence(rows(&self.answers), answers)
+            + distance(embeddings, rows(&self.images))
+            + distance(captions, rows(&self.captions));
+        match &self.rival_embeddings {
+            Some(then) => {
+                drift + distance(normalize(model.encode_text(&self.rivals)), then.clone())
+            }
+            None => drift,
+        }
+    }
 }
 
 /// Where a run is.
@@ -395,6 +496,10 @@ struct SubgroupRun {
     /// The alignment's perturbation of every trained retain picture, normalised pixels;
     /// empty until the alignment starts (a ViT, or a run without alignment, never needs it).
     shifts: Vec<f32>,
+    /// How many retain pictures trained on show each head class.
+    retain_class_counts: Vec<usize>,
+    /// The original model's view of the retain pairs, when `keep_weight` is set.
+    keep: Option<KeepReference>,
     /// Moving average of the weights while reminding.
     ema: Option<Clip>,
     stage: Stage,
@@ -461,6 +566,27 @@ impl SubgroupRun {
                 " (every one: relative Fisher off)"
             }
         ));
+        if self.options.keep_weight > 0.0 {
+            let names = self
+                .subgroup_prompts
+                .as_ref()
+                .filter(|_| self.options.forget_name);
+            self.keep = Some(KeepReference::new(
+                &model,
+                &self.scenario,
+                &self.retain,
+                names,
+            ));
+            self.notes.push(format!(
+                "Keep term (weight {}): {} retain pairs{} were held where the original model put them (their answers among the head's classes, their pictures' and captions' embeddings) while forgetting and reminding.",
+                self.options.keep_weight,
+                self.retain.captions.len(),
+                match self.keep.as_ref().map_or(0, |k| k.rivals.len()) {
+                    0 => String::new(),
+                    prompts => format!(" and {prompts} prompts of the name's rivals"),
+                }
+            ));
+        }
         if self.options.lora {
             let shape = LoraShape {
                 rank: self.options.rank,
@@ -550,9 +676,27 @@ impl SubgroupRun {
         by_class + relu(name - name_rival + margin).mean()
     }
 
+    /// `keep_weight` × how far step `step`'s window of retain pairs moved from the original
+    /// model's view of them (zero when the term is off).
+    fn keep_term(&self, step: usize) -> Tensor<1> {
+        let model = self.trained.as_ref().expect("set up at the first step");
+        match &self.keep {
+            Some(keep) => {
+                keep.drift(
+                    model,
+                    &self.scenario,
+                    &self.retain,
+                    step,
+                    self.options.batch,
+                ) * self.options.keep_weight
+            }
+            None => Tensor::zeros([1], &self.forget.images.device()),
+        }
+    }
+
     /// One step of the forgetting loss on a batch of forget pictures.
     fn forget_step(&mut self) -> StepReport {
-        let loss = self.forget_loss(self.stage_step);
+        let loss = self.forget_loss(self.stage_step) + self.keep_term(self.stage_step);
         let value = host_values(loss.clone().detach())[0];
         self.update(loss, self.options.learning_rate);
         self.stage_step += 1;
@@ -648,8 +792,16 @@ impl SubgroupRun {
             let picked = images.select(0, index_tensor(&rows, &device));
             let heads = class_heads(model, &self.scenario);
             let logits = zero_shot_logits(model, picked, heads, Temperature::Held);
-            loss = loss + cross_entropy(logits, index_tensor(&labels, &device));
+            // Each class counts alike: the siblings are often half the retain pictures, and
+            // an unweighted loss teaches that everything pointed is a triangle.
+            let weights: Vec<f32> = labels
+                .iter()
+                .map(|&label| 1.0 / self.retain_class_counts[label] as f32)
+                .collect();
+            let weights = Tensor::<1>::from_data(TensorData::new(weights, [labels.len()]), &device);
+            loss = loss + weighted_cross_entropy(logits, index_tensor(&labels, &device), weights);
         }
+        loss = loss + self.keep_term(self.stage_step);
         if self.options.remind_forget_weight > 0.0 {
             let forget = self.forget_loss(self.stage_step);
             loss = loss + forget * self.options.remind_forget_weight;
@@ -838,6 +990,7 @@ mod tests {
         refuse("ema_decay = 1.5", "ema_decay must be");
         refuse("calibration_share = 1.0", "calibration_share must be");
         refuse("layers = 0", "layers must be");
+        refuse("keep_weight = -1.0", "keep_weight must be");
         refuse("lorra = true", "unknown setting 'lorra'");
         assert!(Subgroup.data_needs(&toml::Table::new()).unwrap().pairs);
     }
