@@ -192,30 +192,7 @@ fn an_images_heatmaps_open_from_the_data_and_sets_panels() {
     click(&mut harness, "image 3");
     wait_for_label(&mut harness, 30, "Heatmaps");
     click(&mut harness, "Heatmaps");
-    let maps = wait_for_heatmaps(&mut harness);
-    let app = harness.state();
-    let window = app.heatmap.as_ref().unwrap();
-    assert_eq!(
-        (window.item(), window.subject_names()),
-        (3, vec!["open model"])
-    );
-    let data = app.browser.dataset.clone().unwrap();
-    let label = data.items[3].label;
-    assert_eq!(window.toward, Toward::Class(label));
-    let loaded = app.model.loaded().unwrap();
-    let picture = data.items[3].source.image().unwrap();
-    let text = lethe::eval::class_embeddings(
-        loaded,
-        std::slice::from_ref(&data.classes[label]),
-        &data.templates,
-    );
-    let pixels = loaded.preprocessor.tensor(
-        loaded.preprocessor.apply(&picture),
-        1,
-        &loaded.model.device(),
-    );
-    let direct = lethe::viz::saliency::saliency_toward(&loaded.model, pixels, text);
-    assert_eq!(maps.maps, direct);
+    assert_open_models_heatmaps_of(&mut harness, 3);
     // The opacity slider changes the drawing only: no recomputation.
     harness.state_mut().heatmap.as_mut().unwrap().opacity = 0.2;
     harness.run_steps(3);
@@ -228,6 +205,71 @@ fn an_images_heatmaps_open_from_the_data_and_sets_panels() {
     click(&mut harness, "Heatmaps");
     wait_for_heatmaps(&mut harness);
     assert_eq!(harness.state().heatmap.as_ref().unwrap().item(), 5);
+}
+
+/// Waits for the heatmap window's maps of item `item` and checks them: made by the open
+/// model alone, toward the image's class, equal to a direct computation.
+fn assert_open_models_heatmaps_of(harness: &mut Harness<'static, LetheApp>, item: usize) {
+    let maps = wait_for_heatmaps(harness);
+    let app = harness.state();
+    let window = app.heatmap.as_ref().unwrap();
+    assert_eq!(
+        (window.item(), window.subject_names()),
+        (item, vec!["open model"])
+    );
+    let data = app.browser.dataset.clone().unwrap();
+    let label = data.items[item].label;
+    assert_eq!(window.toward, Toward::Class(label));
+    let loaded = app.model.loaded().unwrap();
+    let picture = data.items[item].source.image().unwrap();
+    let text = lethe::eval::class_embeddings(
+        loaded,
+        std::slice::from_ref(&data.classes[label]),
+        &data.templates,
+    );
+    let pixels = loaded.preprocessor.tensor(
+        loaded.preprocessor.apply(&picture),
+        1,
+        &loaded.model.device(),
+    );
+    let direct = lethe::viz::saliency::saliency_toward(&loaded.model, pixels, text);
+    assert_eq!(maps.maps, direct);
+}
+
+/// The heatmap window works for either tower and for a checkpoint from Hugging Face: the
+/// demo ResNet (attention-pool map and Grad-CAM) and the Hugging Face ViT fixture (rollout),
+/// each typed into the top bar.
+#[test]
+fn heatmaps_open_for_the_demo_resnet_and_a_hugging_face_checkpoint() {
+    let home = tempfile::tempdir().unwrap();
+    let mut harness = harness(home.path());
+    wait_for_demo(&mut harness);
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf-vit");
+    for (spec, resnet) in [("demo:rn", true), (fixture, false)] {
+        harness.get_by_label("Model").focus();
+        harness.step();
+        harness.key_press_modifiers(Modifiers::COMMAND, egui::Key::A);
+        harness.get_by_label("Model").type_text(spec);
+        harness.step();
+        click(&mut harness, "image 3");
+        wait_until(&mut harness, 120, spec, |app| {
+            app.model.spec == spec && app.model.pending().is_none() && app.model.loaded().is_some()
+        });
+        let loaded = harness.state().model.loaded().unwrap().clone();
+        assert_eq!(
+            matches!(loaded.model.visual, lethe::clip::VisionTower::ResNet(_)),
+            resnet,
+            "{spec} is the model loaded"
+        );
+        wait_for_label(&mut harness, 30, "Heatmaps");
+        click(&mut harness, "Heatmaps");
+        assert_open_models_heatmaps_of(&mut harness, 3);
+        if resnet {
+            screenshot_named(&mut harness, "heatmap-window-rn");
+        }
+        harness.state_mut().heatmap = None;
+        harness.step();
+    }
 }
 
 /// Drags with the primary button along `path` in small steps, `modifiers` held.

@@ -1,7 +1,7 @@
 //! Subgroup forgetting: red stars forgotten while the other stars stay stars, judged as the
-//! subgroup paper judges it (Target, Retain, All, other datasets, Score), against gradient
-//! ascent on the same pictures; the same recipe carried over to green triangles; the batch-norm alignment it reminds with; and the ViT path,
-//! which has no batch norm to align to.
+//! subgroup paper judges it (Target, Retain, All, other datasets, Score), against gradient ascent
+//! on the same pictures; the same recipe carried over to green triangles; the batch-norm alignment
+//! it reminds with; and the ViT path, which has no batch norm to align to.
 
 use std::sync::atomic::AtomicBool;
 

@@ -192,7 +192,8 @@ pub struct EvalArgs {
 /// `lethe bench ...`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Run one forgetting scenario with Lip, Emb and ULip and print the paper's Table 1 for it.
+    /// Run forgetting scenarios with every registered method (and their ablations) and print
+    /// one table per scenario: the Lip paper's Table 1, or the subgroup paper's columns.
     Methods(bench_methods::BenchMethodsArgs),
     /// Seconds per training step of a demo-training stage (attributes, lit or joint).
     Train(bench_train::BenchTrainArgs),

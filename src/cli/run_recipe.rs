@@ -20,14 +20,15 @@ use crate::workflow::{Opened, check_output, execute, write_outputs};
 /// `lethe run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The recipe (TOML): model; classes to forget, with optional real forget `images`,
-    /// `retain` pictures to keep, a `verify` set of real pictures of the class that the stop
-    /// is judged on, and `calibration` pictures of what is kept that a method chooses its
-    /// settings on (the subgroup method's soup); method and settings; evaluation datasets; optional `[audit]` criteria;
-    /// an optional `[subgroup]` (forget only a subgroup of the class, e.g. red stars, judged by
-    /// Target, Retain, All, other datasets and the Score); or several concepts as `[[scenario]]` entries (a batch, run one after another or
-    /// jointly as `[batch] mode` says). See recipes/ for examples. Exit code 3: an audit check failed; 4: the audit is
-    /// inconclusive (more pictures needed); the result is written either way.
+    /// The recipe (TOML): model; classes to forget, with optional real forget `images`, `retain`
+    /// pictures to keep, a `verify` set of real pictures of the class that the stop is judged on,
+    /// and `calibration` pictures of what is kept that a method chooses its settings on (the
+    /// subgroup method's soup); method and settings; evaluation datasets; optional `[audit]`
+    /// criteria; an optional `[subgroup]` (forget only a subgroup of the class, e.g. red stars,
+    /// judged by Target, Retain, All, other datasets and the Score); or several concepts as
+    /// `[[scenario]]` entries (a batch, run one after another or jointly as `[batch] mode` says).
+    /// See recipes/ for examples. Exit code 3: an audit check failed; 4: the audit is inconclusive
+    /// (more pictures needed); the result is written either way.
     #[arg(value_name = "RECIPE")]
     recipe: PathBuf,
     /// Folder for the edited checkpoint, a copy of the recipe, metrics.json, report.md and

@@ -89,10 +89,9 @@ pub fn take_pairs(
 /// Scaled similarities `[b, b]` of normalised image and caption embeddings (`captions[i]`
 /// goes with image `i`): the logits of CLIP's contrastive loss.
 pub fn pair_logits(model: &Clip, images: Tensor<4>, captions: &[Vec<u32>]) -> Tensor<2> {
-    let scale = model.logit_scale.val().exp().unsqueeze::<2>();
     let image = normalize(model.encode_image(images));
     let text = normalize(model.encode_text(captions));
-    image.matmul(text.transpose()) * scale
+    embedding_logits(model, image, text, Temperature::Trained)
 }
 
 /// The `(start, size)` of step `step`'s window of `batch` items out of `count`: windows

@@ -74,8 +74,8 @@ use crate::unlearn::params::{
 };
 use crate::unlearn::synthetic::normalised_step;
 use crate::unlearn::toolkit::{
-    Temperature, agreement, answer_divergence, class_heads, embedding_logits, forget_accuracy,
-    pair_logits, take_pairs, window, zero_shot_answers, zero_shot_logits,
+    Temperature, agreement, answer_divergence, embedding_logits, forget_accuracy, take_pairs,
+    window, zero_shot_answers,
 };
 
 /// The subgroup method.
@@ -381,6 +381,30 @@ fn class_prompt(scenario: &Scenario, label: usize, i: usize) -> Vec<u32> {
     scenario.prompts[label * scenario.templates + i % scenario.templates].clone()
 }
 
+/// The text side of one step, every prompt through the text tower once and shared by the
+/// loss terms that read it.
+struct StepTexts {
+    /// The head's class embeddings `[classes, embed]` (templates ensembled).
+    heads: Tensor<2>,
+    /// The subgroup's name and then its rivals `[names, embed]` (templates ensembled), when
+    /// the name is forgotten too.
+    names: Option<Tensor<2>>,
+    /// Each rival prompt's normalised embedding `[prompts, embed]`, when there are rivals.
+    rivals: Option<Tensor<2>>,
+}
+
+/// Step `step`'s window of retain pairs through the model being trained, each encoded once:
+/// normalised embeddings of the pictures as trained on (with their alignment shifts), of the
+/// pictures as they are (the keep term compares these with the original's view; the same
+/// tensor while nothing is shifted) and of the captions.
+struct RetainView {
+    start: usize,
+    size: usize,
+    trained: Tensor<2>,
+    plain: Tensor<2>,
+    captions: Tensor<2>,
+}
+
 /// The original model's view of the retain pairs, which the keep term holds the model to:
 /// each picture's answers among the head's classes, and its picture's and caption's
 /// embeddings (other heads, such as colour × shape, read the same embeddings, and every
@@ -393,67 +417,45 @@ struct KeepReference {
     /// Normalised caption embeddings `[n, embed]`.
     captions: Tensor<2>,
     /// The rivals of the subgroup's name (`red heart`, `red circle`, … for `red star`), each
-    /// through the head's templates, and their normalised embeddings: forgetting the name must
-    /// not move what the rivals mean, or red squares become red hearts.
-    rivals: Vec<Vec<u32>>,
-    rival_embeddings: Option<Tensor<2>>,
+    /// prompt's normalised embedding: forgetting the name must not move what the rivals
+    /// mean, or red squares become red hearts.
+    rivals: Option<Tensor<2>>,
 }
 
 impl KeepReference {
-    /// The view of `original` on `retain`, and on the rivals among `names` (the subgroup's
-    /// name and then its rivals, as the scenario gives them), if any.
-    fn new(
-        original: &Clip,
-        scenario: &Scenario,
-        retain: &Pairs,
-        names: Option<&Vec<Vec<u32>>>,
-    ) -> Self {
+    /// The view of `original`, whose step texts are `texts`, on `retain`.
+    fn new(original: &Clip, texts: StepTexts, retain: &Pairs) -> Self {
         let images = normalize(original.encode_image(retain.images.clone())).detach();
-        let heads = class_heads(original, scenario);
-        let logits = embedding_logits(original, images.clone(), heads, Temperature::Held);
-        let rivals: Vec<Vec<u32>> = names
-            .map(|names| names[scenario.templates.min(names.len())..].to_vec())
-            .unwrap_or_default();
-        let rival_embeddings =
-            (!rivals.is_empty()).then(|| normalize(original.encode_text(&rivals)).detach());
+        let logits = embedding_logits(original, images.clone(), texts.heads, Temperature::Held);
         Self {
             answers: log_softmax(logits, 1).detach(),
             images,
             captions: normalize(original.encode_text(&retain.captions)).detach(),
-            rivals,
-            rival_embeddings,
+            rivals: texts.rivals.map(|rivals| rivals.detach()),
         }
     }
 
     /// KL(original ‖ current) of the answers plus the cosine distances of the picture and
-    /// caption embeddings from the original's, on step `step`'s window of `retain`.
-    fn drift(
-        &self,
-        model: &Clip,
-        scenario: &Scenario,
-        retain: &Pairs,
-        step: usize,
-        batch: usize,
-    ) -> Tensor<1> {
-        let (start, size) = window(step, batch, retain.captions.len());
-        let images = retain.images.clone().narrow(0, start, size).detach();
-        let embeddings = normalize(model.encode_image(images));
-        let heads = class_heads(model, scenario);
+    /// caption embeddings from the original's, on the window `view`, and of the rival
+    /// prompts' embeddings in `texts`.
+    fn drift(&self, model: &Clip, view: &RetainView, texts: &StepTexts) -> Tensor<1> {
         let answers = log_softmax(
-            embedding_logits(model, embeddings.clone(), heads, Temperature::Held),
+            embedding_logits(
+                model,
+                view.plain.clone(),
+                texts.heads.clone(),
+                Temperature::Held,
+            ),
             1,
         );
         let distance = |now: Tensor<2>, then: Tensor<2>| -(now * then).sum_dim(1).mean() + 1.0;
-        let rows = |then: &Tensor<2>| then.clone().narrow(0, start, size);
-        let captions = normalize(model.encode_text(&retain.captions[start..start + size]));
+        let rows = |then: &Tensor<2>| then.clone().narrow(0, view.start, view.size);
         let drift = answer_divergence(rows(&self.answers), answers)
-            + distance(embeddings, rows(&self.images))
-            + distance(captions, rows(&self.captions));
-        match &self.rival_embeddings {
-            Some(then) => {
-                drift + distance(normalize(model.encode_text(&self.rivals)), then.clone())
-            }
-            None => drift,
+            + distance(view.plain.clone(), rows(&self.images))
+            + distance(view.captions.clone(), rows(&self.captions));
+        match (&self.rivals, &texts.rivals) {
+            (Some(then), Some(now)) => drift + distance(now.clone(), then.clone()),
+            _ => drift,
         }
     }
 }
@@ -567,21 +569,18 @@ impl SubgroupRun {
             }
         ));
         if self.options.keep_weight > 0.0 {
-            let names = self
-                .subgroup_prompts
-                .as_ref()
-                .filter(|_| self.options.forget_name);
-            self.keep = Some(KeepReference::new(
-                &model,
-                &self.scenario,
-                &self.retain,
-                names,
-            ));
+            let texts = self.step_texts(&model);
+            self.keep = Some(KeepReference::new(&model, texts, &self.retain));
             self.notes.push(format!(
                 "Keep term (weight {}): {} retain pairs{} were held where the original model put them (their answers among the head's classes, their pictures' and captions' embeddings) while forgetting and reminding.",
                 self.options.keep_weight,
                 self.retain.captions.len(),
-                match self.keep.as_ref().map_or(0, |k| k.rivals.len()) {
+                match self
+                    .keep
+                    .as_ref()
+                    .and_then(|k| k.rivals.as_ref())
+                    .map_or(0, |rivals| rivals.dims()[0])
+                {
                     0 => String::new(),
                     prompts => format!(" and {prompts} prompts of the name's rivals"),
                 }
@@ -627,10 +626,54 @@ impl SubgroupRun {
         self.trained = Some(model);
     }
 
+    /// The subgroup's name and its rivals through the head's templates, when the name is
+    /// forgotten too.
+    fn name_prompts(&self) -> Option<&Vec<Vec<u32>>> {
+        self.subgroup_prompts
+            .as_ref()
+            .filter(|_| self.options.forget_name)
+    }
+
+    /// The head's prompts and the name's, through `model`'s text tower in one pass.
+    fn step_texts(&self, model: &Clip) -> StepTexts {
+        let templates = self.scenario.templates;
+        let head = self.scenario.prompts.len();
+        let mut prompts = self.scenario.prompts.clone();
+        prompts.extend(self.name_prompts().into_iter().flatten().cloned());
+        let names = prompts.len() - head;
+        let embeddings = model.encode_text(&prompts);
+        let part = |from: usize, count: usize| embeddings.clone().narrow(0, from, count);
+        StepTexts {
+            heads: ensemble(part(0, head), templates),
+            names: (names > 0).then(|| ensemble(part(head, names), templates)),
+            rivals: (names > templates)
+                .then(|| normalize(part(head + templates, names - templates))),
+        }
+    }
+
+    /// Step `step`'s window of retain pairs through `model`.
+    fn retain_view(&self, model: &Clip, step: usize) -> RetainView {
+        let (images, start, size) = self.retain_window(step);
+        let trained = normalize(model.encode_image(images));
+        let plain = if self.shifts.is_empty() {
+            trained.clone()
+        } else {
+            let images = self.retain.images.clone().narrow(0, start, size).detach();
+            normalize(model.encode_image(images))
+        };
+        RetainView {
+            start,
+            size,
+            trained,
+            plain,
+            captions: normalize(model.encode_text(&self.retain.captions[start..start + size])),
+        }
+    }
+
     /// `L_f` on step `step`'s window of forget pictures: their mean cosine similarity to a
     /// prompt of their class, or with the margin loss, by how much their class still leads the
     /// head's other classes (plus the margin), each picture's term ending once it does not.
-    fn forget_loss(&self, step: usize) -> Tensor<1> {
+    fn forget_loss(&self, step: usize, texts: &StepTexts) -> Tensor<1> {
         let count = self.forget_texts.len();
         let (start, size) = window(step, self.options.batch, count);
         let model = self.trained.as_ref().expect("set up at the first step");
@@ -640,17 +683,8 @@ impl SubgroupRun {
             let text = normalize(model.encode_text(&self.forget_texts[start..start + size]));
             return (image * text).sum_dim(1).mean();
         }
-        // The head's classes and, for a named subgroup, its name, in one pass of the text tower.
-        let classes = self.scenario.prompts.len() / self.scenario.templates;
-        let name_prompts = self
-            .subgroup_prompts
-            .as_ref()
-            .filter(|_| self.options.forget_name);
-        let mut prompts = self.scenario.prompts.clone();
-        prompts.extend(name_prompts.into_iter().flatten().cloned());
-        let heads = ensemble(model.encode_text(&prompts), self.scenario.templates);
-        let similarities = image.matmul(heads.transpose());
-        let head = similarities.clone().narrow(1, 0, classes);
+        let head = image.clone().matmul(texts.heads.clone().transpose());
+        let classes = head.dims()[1];
         let mut own = vec![0.0f32; size * classes];
         for (row, label) in self.forget.labels[start..start + size].iter().enumerate() {
             own[row * classes + label.expect("forget pictures show a head class")] = 1.0;
@@ -661,42 +695,41 @@ impl SubgroupRun {
         let rival = (head - own * 3.0).max_dim(1);
         let margin = self.options.margin;
         let by_class = relu(class - rival.clone() + margin).mean();
-        if name_prompts.is_none() {
+        let Some(names) = &texts.names else {
             return by_class;
-        }
+        };
         // The name against its rivals (names that share its other attributes), or else
         // against the head's other classes.
-        let names = similarities.dims()[1] - classes;
-        let name = similarities.clone().narrow(1, classes, 1);
+        let similarities = image.matmul(names.clone().transpose());
+        let names = similarities.dims()[1];
+        let name = similarities.clone().narrow(1, 0, 1);
         let name_rival = if names > 1 {
-            similarities.narrow(1, classes + 1, names - 1).max_dim(1)
+            similarities.narrow(1, 1, names - 1).max_dim(1)
         } else {
             rival
         };
         by_class + relu(name - name_rival + margin).mean()
     }
 
-    /// `keep_weight` × how far step `step`'s window of retain pairs moved from the original
-    /// model's view of them (zero when the term is off).
-    fn keep_term(&self, step: usize) -> Tensor<1> {
+    /// `keep_weight` × how far the retain window `view` (and the rivals in `texts`) moved
+    /// from the original model's view of them (zero when the term is off).
+    fn keep_term(&self, view: &RetainView, texts: &StepTexts) -> Tensor<1> {
         let model = self.trained.as_ref().expect("set up at the first step");
         match &self.keep {
-            Some(keep) => {
-                keep.drift(
-                    model,
-                    &self.scenario,
-                    &self.retain,
-                    step,
-                    self.options.batch,
-                ) * self.options.keep_weight
-            }
+            Some(keep) => keep.drift(model, view, texts) * self.options.keep_weight,
             None => Tensor::zeros([1], &self.forget.images.device()),
         }
     }
 
     /// One step of the forgetting loss on a batch of forget pictures.
     fn forget_step(&mut self) -> StepReport {
-        let loss = self.forget_loss(self.stage_step) + self.keep_term(self.stage_step);
+        let model = self.trained.as_ref().expect("set up at the first step");
+        let texts = self.step_texts(model);
+        let mut loss = self.forget_loss(self.stage_step, &texts);
+        if self.keep.is_some() {
+            let view = self.retain_view(model, self.stage_step);
+            loss = loss + self.keep_term(&view, &texts);
+        }
         let value = host_values(loss.clone().detach())[0];
         self.update(loss, self.options.learning_rate);
         self.stage_step += 1;
@@ -778,20 +811,26 @@ impl SubgroupRun {
     /// one class share their caption words for the class, so the contrastive loss alone does
     /// not ask them to stay recognised as it.
     fn remind_step(&mut self) -> StepReport {
-        let (images, start, size) = self.retain_window(self.stage_step);
-        let captions = &self.retain.captions[start..start + size];
         let model = self.trained.as_ref().expect("set up at the first step");
-        let mut loss = contrastive_loss(pair_logits(model, images.clone(), captions));
+        let texts = self.step_texts(model);
+        let view = self.retain_view(model, self.stage_step);
+        let (start, size) = (view.start, view.size);
+        let pairs = embedding_logits(
+            model,
+            view.trained.clone(),
+            view.captions.clone(),
+            Temperature::Trained,
+        );
+        let mut loss = contrastive_loss(pairs);
         let labelled: Vec<(usize, usize)> = (0..size)
             .filter_map(|i| Some((i, self.retain.labels[start + i]?)))
             .collect();
         if !labelled.is_empty() {
-            let device = images.device();
+            let device = view.trained.device();
             let rows: Vec<usize> = labelled.iter().map(|(i, _)| *i).collect();
             let labels: Vec<usize> = labelled.iter().map(|(_, l)| *l).collect();
-            let picked = images.select(0, index_tensor(&rows, &device));
-            let heads = class_heads(model, &self.scenario);
-            let logits = zero_shot_logits(model, picked, heads, Temperature::Held);
+            let picked = view.trained.clone().select(0, index_tensor(&rows, &device));
+            let logits = embedding_logits(model, picked, texts.heads.clone(), Temperature::Held);
             // Each class counts alike: the siblings are often half the retain pictures, and
             // an unweighted loss teaches that everything pointed is a triangle.
             let weights: Vec<f32> = labels
@@ -801,9 +840,9 @@ impl SubgroupRun {
             let weights = Tensor::<1>::from_data(TensorData::new(weights, [labels.len()]), &device);
             loss = loss + weighted_cross_entropy(logits, index_tensor(&labels, &device), weights);
         }
-        loss = loss + self.keep_term(self.stage_step);
+        loss = loss + self.keep_term(&view, &texts);
         if self.options.remind_forget_weight > 0.0 {
-            let forget = self.forget_loss(self.stage_step);
+            let forget = self.forget_loss(self.stage_step, &texts);
             loss = loss + forget * self.options.remind_forget_weight;
         }
         let value = host_values(loss.clone().detach())[0];
