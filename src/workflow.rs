@@ -2,6 +2,7 @@
 //! open the model and data, measure, forget on a background thread, measure again, and write
 //! the result folder atomically.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +14,7 @@ use burn::module::Module;
 use crate::backend::DeviceChoice;
 use crate::clip::Clip;
 use crate::clip::checkpoint::Checkpoint;
+use crate::clip::lora::{StoredAdapter, adapters, write_adapters};
 use crate::curation::Setup;
 use crate::data::contact_sheet::contact_sheet;
 use crate::data::dataset::{self, Dataset};
@@ -222,6 +224,8 @@ pub struct Finished {
     /// Where the two models put the forget dataset's pictures and prompts (`None` when the
     /// recipe asks for no map or there are too few pictures).
     pub map: Option<EmbeddingMap>,
+    /// The edit as low-rank adapters on the original's weights, when the method trained them.
+    pub adapters: Option<BTreeMap<String, StoredAdapter>>,
 }
 
 /// One image whose prediction changed.
@@ -440,6 +444,13 @@ pub fn execute_from(
         heatmaps,
         map,
         model: edited.model,
+        adapters: outcome.adapters.map(|(model, weight)| {
+            let mut adapters = adapters(&model, opened.checkpoint.format);
+            for adapter in adapters.values_mut() {
+                adapter.scale *= weight;
+            }
+            adapters
+        }),
         synthetic: prepared.synthetic,
         changed: changed_predictions(
             &opened.plan.head,
@@ -451,6 +462,9 @@ pub fn execute_from(
 
 /// The contact sheet of synthetic forget images in a result folder.
 pub const SYNTHETIC_SHEET: &str = "synthetic.png";
+
+/// The edit as low-rank adapters in a result folder, when the method trained them.
+pub const ADAPTERS: &str = "adapters.safetensors";
 
 /// The before/after saliency sheet of a result folder.
 pub const HEATMAPS: &str = "heatmaps.png";
@@ -505,6 +519,9 @@ pub fn fill_result(
     opened.checkpoint.export(&finished.model, dir)?;
     finished.metrics.hashes.model_out = hash_folder(dir)?;
     fs::write(dir.join("recipe.toml"), &opened.recipe_text)?;
+    if let Some(adapters) = &finished.adapters {
+        write_adapters(adapters, &dir.join(ADAPTERS))?;
+    }
     let json = serde_json::to_string_pretty(&finished.metrics)?;
     fs::write(dir.join("metrics.json"), json)?;
     let mut report = report_markdown(&finished.metrics);
@@ -536,6 +553,16 @@ pub fn fill_result(
              aligned onto the original's, so a point that moved was moved by the edit. Every \
              point's places are in [{MAP_CSV}]({MAP_CSV}).\n\n{MAP_FIGURE}\n",
             map.points.iter().filter(|p| p.item.is_some()).count()
+        ));
+    }
+    if let Some(adapters) = &finished.adapters {
+        report.push_str(&format!(
+            "\n## The edit as adapters\n\n[{ADAPTERS}]({ADAPTERS}) holds the edit as low-rank \
+             adapters on {} weight matrices of the original model (PEFT's `lora_A` and `lora_B` \
+             under each checkpoint key, in f32, with each layer's scale in the metadata): the \
+             original checkpoint with `scale · lora_B · lora_A` added to each of those weights is \
+             the edited one.\n",
+            adapters.len()
         ));
     }
     fs::write(dir.join("report.md"), &report)?;

@@ -1,18 +1,22 @@
 //! Subgroup forgetting: red stars forgotten while the other stars stay stars, judged as the
 //! subgroup paper judges it (Target, Retain, All, other datasets, Score), against gradient ascent
 //! on the same pictures; the same recipe carried over to green triangles; the batch-norm alignment
-//! it reminds with; and the ViT path, which has no batch norm to align to.
+//! it reminds with; and the ViT path, which has no batch norm to align to, with the edit saved as
+//! adapters that rebuild the edited model.
 
+mod common;
+
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
 use burn::tensor::{Device, Distribution, Tensor};
 use lethe::clip::VisionTower;
-use lethe::clip::checkpoint::Checkpoint;
+use lethe::clip::checkpoint::{Checkpoint, named_tensors};
 use lethe::demo::resolve_model;
 use lethe::eval::metrics::Metrics;
 use lethe::recipe::Recipe;
 use lethe::unlearn::job::Event;
-use lethe::workflow::{Opened, execute};
+use lethe::workflow::{ADAPTERS, Finished, Opened, execute, write_outputs};
 
 /// Runs the shipped recipe `file` on the CPU with `method` (and its `settings`; `None` keeps
 /// the recipe's) instead of the recipe's, collecting the names of the losses its steps
@@ -34,6 +38,17 @@ fn run_text(
     method: &str,
     settings: Option<&str>,
 ) -> (Metrics, Vec<String>) {
+    let (_, finished, losses) = run_finished(text, model, method, settings);
+    (finished.metrics, losses)
+}
+
+/// [`run_text`], returning the opened recipe and everything the run produced.
+fn run_finished(
+    text: &str,
+    model: &str,
+    method: &str,
+    settings: Option<&str>,
+) -> (Opened, Finished, Vec<String>) {
     let mut recipe = Recipe::parse(text).unwrap();
     recipe.model.path = model.into();
     recipe.model.device = "cpu".into();
@@ -54,7 +69,7 @@ fn run_text(
         }
     })
     .unwrap();
-    (finished.metrics, losses)
+    (opened, finished, losses)
 }
 
 #[test]
@@ -222,12 +237,13 @@ fn aligning_pictures_moves_their_features_towards_the_batch_norm_statistics() {
 #[test]
 fn on_a_vit_the_method_runs_without_alignment_and_without_a_soup_when_told() {
     let settings = "forget_steps = 30\nremind_steps = 4\nfisher_images = 4\nsoup = false";
-    let (m, losses) = run(
-        "forget-red-star-vit-subgroup.toml",
+    let (opened, mut finished, losses) = run_finished(
+        &recipe_text("forget-red-star-vit-subgroup.toml"),
         "demo:vit",
         "subgroup",
         Some(settings),
     );
+    let m = &finished.metrics;
     let target = &m
         .subgroup
         .as_ref()
@@ -248,4 +264,56 @@ fn on_a_vit_the_method_runs_without_alignment_and_without_a_soup_when_told() {
         target.after.value < target.before.value - 0.2,
         "nothing was forgotten: {target:?}"
     );
+
+    // The result folder holds the edit as adapters, and the original plus each adapter's
+    // scale · B·A is the edited model.
+    let out = tempfile::tempdir().unwrap();
+    write_outputs(&opened, &mut finished, out.path()).unwrap();
+    let saved = common::read_tensors(&out.path().join(ADAPTERS));
+    let in_memory = finished
+        .adapters
+        .as_ref()
+        .expect("the run trained adapters");
+    assert_eq!(saved.len(), 2 * in_memory.len());
+    let format = opened.checkpoint.format;
+    let before = named_tensors(&opened.loaded.model, format, None);
+    let after = named_tensors(&finished.model, format, None);
+    let mut expected: BTreeMap<&str, Vec<f32>> = BTreeMap::new();
+    for (key, adapter) in in_memory {
+        let (a_shape, a) = &saved[&format!("{key}.lora_A")];
+        let (b_shape, b) = &saved[&format!("{key}.lora_B")];
+        let (rank, columns) = (a_shape[0], a_shape[1]);
+        let (weight, part) = key.split_once('#').unwrap_or((key, ""));
+        let change = expected
+            .entry(weight)
+            .or_insert_with(|| vec![0.0; before[weight].1.len()]);
+        // A part of a fused q/k/v projection is a third of its rows.
+        let first_row = ["q", "k", "v"].iter().position(|p| *p == part).unwrap_or(0) * b_shape[0];
+        for row in 0..b_shape[0] {
+            for column in 0..columns {
+                change[(first_row + row) * columns + column] += adapter.scale as f32
+                    * (0..rank)
+                        .map(|r| b[row * rank + r] * a[r * columns + column])
+                        .sum::<f32>();
+            }
+        }
+    }
+    for (key, (_, values)) in &after {
+        let change: Vec<f32> = values
+            .iter()
+            .zip(&before[key].1)
+            .map(|(a, b)| a - b)
+            .collect();
+        match expected.get(key.as_str()) {
+            Some(want) => common::assert_close(key, &change, want, 1e-4),
+            None => assert!(
+                change.iter().all(|c| c.abs() <= 1e-6),
+                "{key} has no adapter yet changed"
+            ),
+        }
+    }
+    let sums = std::fs::read_to_string(out.path().join("SHA256SUMS")).unwrap();
+    assert!(sums.contains(ADAPTERS), "{sums}");
+    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(report.contains("The edit as adapters"), "{report}");
 }

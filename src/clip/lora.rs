@@ -11,7 +11,7 @@
 //! form. One factor starts at zero, so attaching changes no output. Because the adapted
 //! weight is an ordinary weight once merged, an edited checkpoint is saved in its source
 //! format with its source keys, shapes and dtypes; the factors alone can also be saved
-//! ([`save_adapters`]).
+//! ([`write_adapters`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -119,29 +119,31 @@ impl Reparameterizer for Attach<'_> {
 
 /// One adapter as read from a model: its layer's key (see
 /// [`crate::unlearn::params::LayerInfo::key`]) and its factors in PyTorch's convention,
-/// `ΔW = scale · B · A` with `B [out, r]` and `A [r, in]` (`[r, in·k·k]` for a kernel), as
-/// PEFT stores `lora_B` / `lora_A`.
+/// `ΔW = scale · B · A` in the layout the checkpoint stores the weight in: `B [out, r]` and
+/// `A [r, in]` for an `nn.Linear` weight (`[r, in·k·k]` for a kernel), as PEFT stores
+/// `lora_B` / `lora_A`; `B [in, r]` and `A [r, out]` for a projection stored `[in, out]`
+/// (open_clip's `text_projection`, `visual.proj`).
 #[derive(Clone, Debug)]
 pub struct StoredAdapter {
-    /// `A`, `[r, in]`, row-major.
+    /// `A`, `[r, columns]` of the stored weight, row-major.
     pub a: (Vec<usize>, Vec<f32>),
-    /// `B`, `[out, r]`, row-major.
+    /// `B`, `[rows, r]` of the stored weight, row-major.
     pub b: (Vec<usize>, Vec<f32>),
     /// `α / r`.
     pub scale: f64,
 }
 
-/// Every adapter of `model`, by layer key.
-pub fn adapters(model: &Clip) -> BTreeMap<String, StoredAdapter> {
+/// Every adapter of `model`, by the key of its weight in a checkpoint of `format`.
+pub fn adapters(model: &Clip, format: Format) -> BTreeMap<String, StoredAdapter> {
     let mut reader = AdapterReader(BTreeMap::new());
-    model.clone().bind(&mut reader, "", Format::OpenClip);
+    model.clone().bind(&mut reader, "", format);
     reader.0
 }
 
 struct AdapterReader(BTreeMap<String, StoredAdapter>);
 
 impl AdapterReader {
-    fn read<const D: usize>(&mut self, key: String, param: &Param<Tensor<D>>) {
+    fn read<const D: usize>(&mut self, key: String, param: &Param<Tensor<D>>, layout: Layout) {
         let Some(adapter) = param.adapter() else {
             return;
         };
@@ -150,8 +152,9 @@ impl AdapterReader {
             let t = p.val().transpose();
             (t.dims().to_vec(), host_values(t))
         };
-        // Lethe keeps a linear weight as [in, out] (so ΔW = A·B there); a kernel as PyTorch does.
-        let (a, b) = if D == 2 {
+        // Lethe keeps a matrix as [in, out], so ΔW = A·B there, and (A·B)ᵀ = Bᵀ·Aᵀ on a disk
+        // that stores it transposed; a kernel is kept as stored, [out, in·k·k] = A·B.
+        let (a, b) = if D == 2 && layout == Layout::Transposed {
             (transposed(&adapter.a), transposed(&adapter.b))
         } else {
             (matrix(&adapter.b), matrix(&adapter.a))
@@ -168,26 +171,33 @@ impl AdapterReader {
 }
 
 impl ParamVisitor for AdapterReader {
-    fn param<const D: usize>(&mut self, key: &str, param: &mut Param<Tensor<D>>, _: Layout) {
-        self.read(key.to_string(), param);
+    fn param<const D: usize>(&mut self, key: &str, param: &mut Param<Tensor<D>>, layout: Layout) {
+        self.read(key.to_string(), param, layout);
     }
 
-    fn fused<const D: usize>(&mut self, key: &str, parts: [&mut Param<Tensor<D>>; 3], _: Layout) {
+    fn fused<const D: usize>(
+        &mut self,
+        key: &str,
+        parts: [&mut Param<Tensor<D>>; 3],
+        layout: Layout,
+    ) {
         for (part, param) in ["q", "k", "v"].into_iter().zip(parts) {
-            self.read(format!("{key}#{part}"), param);
+            self.read(format!("{key}#{part}"), param, layout);
         }
     }
 }
 
-/// Saves the adapters of `model` alone as a safetensors file: `<key>.lora_A` and
-/// `<key>.lora_B` in f32 (PyTorch's convention, see [`StoredAdapter`]; the three parts of a
-/// fused attention projection keep their `#q`/`#k`/`#v` suffix), with each layer's scale in
-/// the metadata as `<key>.scale`. Written atomically.
-pub fn save_adapters(model: &Clip, path: &Path) -> Result<usize, CheckpointError> {
-    let adapters = adapters(model);
+/// Saves `adapters` (as [`adapters`] reads them from a model) as a safetensors file:
+/// `<key>.lora_A` and `<key>.lora_B` in f32 (PyTorch's convention, see [`StoredAdapter`]; the
+/// three parts of a fused attention projection keep their `#q`/`#k`/`#v` suffix), with each
+/// layer's scale in the metadata as `<key>.scale`. Written atomically.
+pub fn write_adapters(
+    adapters: &BTreeMap<String, StoredAdapter>,
+    path: &Path,
+) -> Result<(), CheckpointError> {
     let mut tensors: BTreeMap<String, StoredTensor> = BTreeMap::new();
     let mut metadata = HashMap::from([("format".to_string(), "lora".to_string())]);
-    for (key, adapter) in &adapters {
+    for (key, adapter) in adapters {
         for (name, (shape, values)) in [("lora_A", &adapter.a), ("lora_B", &adapter.b)] {
             tensors.insert(
                 format!("{key}.{name}"),
@@ -215,6 +225,5 @@ pub fn save_adapters(model: &Clip, path: &Path) -> Result<usize, CheckpointError
                 problem: format!("cannot write ({e})"),
             }
         })
-    })?;
-    Ok(adapters.len())
+    })
 }

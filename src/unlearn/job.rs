@@ -51,6 +51,14 @@ pub trait Method: Send {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// The run's edit as low-rank adapters on the original model's weights, for a method
+    /// that trains adapters: the adapted model and the weight its adapters carry in the final
+    /// model (a soup's `α`), so that the original plus `weight · scale · B·A` at each adapted
+    /// weight is the final model. Asked once, when the run ends.
+    fn adapters(&self) -> Option<(Clip, f64)> {
+        None
+    }
 }
 
 /// Progress of a job, in the order it happens.
@@ -98,6 +106,8 @@ pub struct Outcome {
     pub steps: usize,
     /// The method's notes on the run ([`Method::notes`]).
     pub notes: Vec<String>,
+    /// The edit as adapters, when the method trained them ([`Method::adapters`]).
+    pub adapters: Option<(Clip, f64)>,
 }
 
 /// A job running on its own thread.
@@ -212,10 +222,14 @@ pub fn run(
         model = best;
     }
     let _ = events.send(Event::Ended(ending.clone()));
+    let adapters = (ending == Ending::Finished)
+        .then(|| method.adapters())
+        .flatten();
     Outcome {
         ending,
         model,
         steps,
         notes: method.notes(),
+        adapters,
     }
 }

@@ -26,10 +26,12 @@
 //!    pre-training, `L_a = Σ_l ‖μ_l(x+δ) − BN_l^μ‖ + ‖σ_l(x+δ) − BN_l^σ‖`; a ViT has no batch
 //!    norm and skips this. Then the adapters are fine-tuned with CLIP's contrastive loss on
 //!    the (aligned) retain pairs, keeping an exponential moving average of the weights,
-//!    `θ_ema ← β·θ_ema + (1 − β)·θ`. Two terms go beyond the paper, because a subgroup that
-//!    differs from its siblings in one attribute (colour) behaves unlike the paper's ImageNet
-//!    subgroups: the zero-shot cross-entropy of each retain picture's class (siblings' captions
-//!    share the class word, so the contrastive loss alone never asks them to stay that class),
+//!    `θ_ema ← β·θ_ema + (1 − β)·θ` (with LoRA, `θ` is the adapters' factors, so the average
+//!    is itself a set of adapters, which the result saves). Two terms go beyond the paper,
+//!    because a subgroup that differs from its siblings in one attribute (colour) behaves
+//!    unlike the paper's ImageNet subgroups: the zero-shot cross-entropy of each retain
+//!    picture's class (siblings' captions share the class word, so the contrastive loss alone
+//!    never asks them to stay that class),
 //!    weighted so that every class counts alike (the siblings are often half the retain
 //!    pictures, and an unweighted loss drew arrows and stars to "triangle"), and
 //!    `remind_forget_weight · L_f` (without it, reminding the siblings brings the subgroup
@@ -366,6 +368,7 @@ impl UnlearningMethod for Subgroup {
             retain_class_counts,
             keep: None,
             ema: None,
+            final_adapters: None,
             stage: Stage::Forget,
             stage_step: 0,
             max_steps,
@@ -502,8 +505,11 @@ struct SubgroupRun {
     retain_class_counts: Vec<usize>,
     /// The original model's view of the retain pairs, when `keep_weight` is set.
     keep: Option<KeepReference>,
-    /// Moving average of the weights while reminding.
+    /// Moving average of the trained weights while reminding (of the adapters' factors when
+    /// `lora`, so the average is itself a set of adapters).
     ema: Option<Clip>,
+    /// The final model's adapters and the soup's weight on them, once restored (`lora` only).
+    final_adapters: Option<(Clip, f64)>,
     stage: Stage,
     stage_step: usize,
     max_steps: usize,
@@ -599,11 +605,15 @@ impl SubgroupRun {
 
     /// The trained model as an ordinary one (adapters merged).
     fn merged(&self) -> Clip {
-        let trained = self.trained.clone().expect("set up at the first step");
+        self.plain(self.trained.clone().expect("set up at the first step"))
+    }
+
+    /// `model` (the trained model or its average) with its adapters merged, when it has any.
+    fn plain(&self, model: Clip) -> Clip {
         if self.options.lora {
-            lora::merge(trained)
+            lora::merge(model)
         } else {
-            trained
+            model
         }
     }
 
@@ -847,7 +857,7 @@ impl SubgroupRun {
         }
         let value = host_values(loss.clone().detach())[0];
         self.update(loss, self.options.remind_learning_rate);
-        let current = self.merged();
+        let current = self.trained.clone().expect("set up at the first step");
         let decay = self.options.ema_decay;
         self.ema = Some(match self.ema.take() {
             Some(average) if decay > 0.0 => interpolate(&current, average, 1.0 - decay),
@@ -890,10 +900,16 @@ impl SubgroupRun {
     /// The final model: the soup with the best calibration Score that still forgets, or the
     /// unlearned model itself.
     fn restore(&mut self, original: &Clip) -> (Clip, StepReport) {
-        let unlearned = self.ema.clone().unwrap_or_else(|| self.merged());
+        let adapted = self
+            .ema
+            .clone()
+            .unwrap_or_else(|| self.trained.clone().expect("set up at the first step"));
+        let unlearned = self.plain(adapted.clone());
+        let adapted = self.options.lora.then_some(adapted);
         if !self.options.soup {
             self.notes
                 .push("No soup: the unlearned model is kept as it is.".into());
+            self.final_adapters = adapted.map(|model| (model, 1.0));
             return (unlearned, finished_report(Vec::new(), None));
         }
         let before = forget_accuracy(original, &self.scenario);
@@ -927,6 +943,7 @@ impl SubgroupRun {
                 self.options.soup_forget_at_most * 100.0
             ),
         });
+        self.final_adapters = adapted.map(|model| (model, alpha));
         let model = interpolate(&unlearned, original.clone(), alpha);
         (
             model,
@@ -996,6 +1013,10 @@ impl Method for SubgroupRun {
         self.notes.clone()
     }
 
+    fn adapters(&self) -> Option<(Clip, f64)> {
+        self.final_adapters.clone()
+    }
+
     fn step(&mut self, model: Clip, original: &Clip) -> Result<(Clip, StepReport), MethodError> {
         if self.trained.is_none() {
             self.trained = Some(self.prepare(model));
@@ -1007,7 +1028,7 @@ impl Method for SubgroupRun {
             Stage::Restore => return Ok(self.restore(original)),
         };
         let current = match (&self.ema, self.stage) {
-            (Some(average), Stage::Restore) => average.clone(),
+            (Some(average), Stage::Restore) => self.plain(average.clone()),
             _ => self.merged(),
         };
         Ok((current, report))
