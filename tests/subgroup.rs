@@ -317,3 +317,33 @@ fn on_a_vit_the_method_runs_without_alignment_and_without_a_soup_when_told() {
     let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(report.contains("The edit as adapters"), "{report}");
 }
+
+/// The paper's own losses (the unbounded similarity loss, no keep term, no forgetting term
+/// while reminding) still run and forget.
+#[test]
+fn the_papers_own_losses_forget_the_subgroup() {
+    let settings = "forget_loss = \"similarity\"\nkeep_weight = 0.0\nremind_forget_weight = 0.0\n\
+                    forget_steps = 10\nremind_steps = 2\nfisher_images = 4\nsoup = false";
+    let (m, losses) = run(
+        "forget-red-star-vit-subgroup.toml",
+        "demo:vit",
+        "subgroup",
+        Some(settings),
+    );
+    let target = &m
+        .subgroup
+        .as_ref()
+        .expect("subgroup measures")
+        .target
+        .change;
+    assert!(
+        target.after.value < target.before.value - 0.2,
+        "nothing was forgotten: {target:?}"
+    );
+    assert_eq!(losses, ["forget", "remind"]);
+    assert!(
+        !m.notes.iter().any(|n| n.starts_with("Keep term")),
+        "{:?}",
+        m.notes
+    );
+}

@@ -683,7 +683,8 @@ impl SubgroupRun {
     /// `L_f` on step `step`'s window of forget pictures: their mean cosine similarity to a
     /// prompt of their class, or with the margin loss, by how much their class still leads the
     /// head's other classes (plus the margin), each picture's term ending once it does not.
-    fn forget_loss(&self, step: usize, texts: &StepTexts) -> Tensor<1> {
+    /// `texts` are needed by the margin loss only.
+    fn forget_loss(&self, step: usize, texts: Option<&StepTexts>) -> Tensor<1> {
         let count = self.forget_texts.len();
         let (start, size) = window(step, self.options.batch, count);
         let model = self.trained.as_ref().expect("set up at the first step");
@@ -693,6 +694,7 @@ impl SubgroupRun {
             let text = normalize(model.encode_text(&self.forget_texts[start..start + size]));
             return (image * text).sum_dim(1).mean();
         }
+        let texts = texts.expect("the margin loss is given the step's texts");
         let head = image.clone().matmul(texts.heads.clone().transpose());
         let classes = head.dims()[1];
         let mut own = vec![0.0f32; size * classes];
@@ -734,11 +736,15 @@ impl SubgroupRun {
     /// One step of the forgetting loss on a batch of forget pictures.
     fn forget_step(&mut self) -> StepReport {
         let model = self.trained.as_ref().expect("set up at the first step");
-        let texts = self.step_texts(model);
-        let mut loss = self.forget_loss(self.stage_step, &texts);
-        if self.keep.is_some() {
+        // The paper's loss without the keep term reads no prompts of the head.
+        let texts = (self.options.forget_loss == ForgetLoss::Margin || self.keep.is_some())
+            .then(|| self.step_texts(model));
+        let mut loss = self.forget_loss(self.stage_step, texts.as_ref());
+        if let Some(texts) = &texts
+            && self.keep.is_some()
+        {
             let view = self.retain_view(model, self.stage_step);
-            loss = loss + self.keep_term(&view, &texts);
+            loss = loss + self.keep_term(&view, texts);
         }
         let value = host_values(loss.clone().detach())[0];
         self.update(loss, self.options.learning_rate);
@@ -852,7 +858,7 @@ impl SubgroupRun {
         }
         loss = loss + self.keep_term(&view, &texts);
         if self.options.remind_forget_weight > 0.0 {
-            let forget = self.forget_loss(self.stage_step, &texts);
+            let forget = self.forget_loss(self.stage_step, Some(&texts));
             loss = loss + forget * self.options.remind_forget_weight;
         }
         let value = host_values(loss.clone().detach())[0];
