@@ -558,8 +558,9 @@ pub fn fill_result(
     if let Some(adapters) = &finished.adapters {
         report.push_str(&format!(
             "\n## The edit as adapters\n\n[{ADAPTERS}]({ADAPTERS}) holds the edit as low-rank \
-             adapters on {} weight matrices of the original model (PEFT's `lora_A` and `lora_B` \
-             under each checkpoint key, in f32, with each layer's scale in the metadata): the \
+             adapters on {} weight matrices of the original model (a third of a fused attention \
+             projection counted apart; PEFT's `lora_A` and `lora_B` under each checkpoint key, \
+             in f32, with each layer's scale in the metadata): the \
              original checkpoint with `scale · lora_B · lora_A` added to each of those weights is \
              the edited one.\n",
             adapters.len()

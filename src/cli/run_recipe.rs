@@ -31,9 +31,10 @@ pub struct RunArgs {
     /// (more pictures needed); the result is written either way.
     #[arg(value_name = "RECIPE")]
     recipe: PathBuf,
-    /// Folder for the edited checkpoint, a copy of the recipe, metrics.json, report.md and
-    /// SHA256SUMS (every file's digest, for `sha256sum --check`); must be new or empty, never
-    /// the input checkpoint.
+    /// Folder for the edited checkpoint, a copy of the recipe, metrics.json, report.md,
+    /// report.html, SHA256SUMS (every file's digest, for `sha256sum --check`) and, for a method
+    /// that trains low-rank adapters, the edit alone as adapters.safetensors; must be new or
+    /// empty, never the input checkpoint.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Override the recipe's device: auto, gpu or cpu.
