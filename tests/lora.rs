@@ -191,9 +191,7 @@ fn adapters_train_alone_and_merge_into_the_source_checkpoint() {
 
         // The adapters saved alone rebuild the change of every weight, in PyTorch's layout.
         let file = out.path().join("adapters.safetensors");
-        let stored = adapters(&adapted, Format::OpenClip);
-        assert_eq!(stored.len(), keys.len());
-        write_adapters(&stored, &file).unwrap();
+        write_adapters(&found, &file).unwrap();
         let saved = read_tensors(&file);
         for key in [
             "visual.conv1.weight",
