@@ -1172,6 +1172,38 @@ fn every_panel_renders_through_a_whole_demo_run() {
         assert_eq!(harness.query_all_by_label(&label).count(), 2, "{label}");
     }
     screenshot_named(&mut harness, "embedding-map-changed");
+    // Hovering a changed picture on the after map names it, its class and both answers (the
+    // changed picture farthest from any other, so no neighbour is nearer the pointer).
+    let run = &harness.state().results.runs[0];
+    let after = |item: usize| {
+        let p = map.points.iter().find(|p| p.item == Some(item)).unwrap();
+        p.after
+    };
+    let gap = |item: usize| {
+        let [x, y] = after(item);
+        map.points
+            .iter()
+            .filter(|p| p.item.is_some_and(|other| other != item))
+            .map(|p| (p.after[0] - x).hypot(p.after[1] - y))
+            .fold(f32::INFINITY, f32::min)
+    };
+    let change = *run
+        .finished
+        .changed
+        .iter()
+        .filter(|c| items.binary_search(&c.item).is_ok())
+        .max_by(|a, b| gap(a.item).total_cmp(&gap(b.item)))
+        .expect("the edit changed a mapped picture");
+    let classes = &run.head.classes;
+    let expected = format!(
+        "image {}: {}\nanswered {} before, {} after",
+        change.item, classes[change.label], classes[change.before], classes[change.after]
+    );
+    let at = run.map_to_screen(true, after(change.item)).unwrap();
+    harness.hover_at(at);
+    step_until(&mut harness, 10, &expected, |h| {
+        h.query_by_label(&expected).is_some()
+    });
 }
 
 /// The dataset items whose answer a run changed.

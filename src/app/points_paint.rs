@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use eframe::egui::{self, Color32, Rect};
 use eframe::egui_wgpu::{RenderState, wgpu};
+use egui_plot::{PlotPoint, PlotTransform};
 
 use super::gpu_paint::{GpuPainter, buffer_entry, paint_with, pipeline, writable_buffer};
+use crate::viz::map::Place;
 
 /// The points' WGSL source, with the shared colour conversion.
 const SHADER: &str = concat!(
@@ -251,4 +253,26 @@ impl PointsPipeline {
             view_written: None,
         }
     }
+}
+
+/// The item of the picture nearest the plot coordinate `at` among `points` (item, place),
+/// if one lies within 6 points of it on screen: what a hovered map point shows.
+pub fn nearest_item(
+    points: impl IntoIterator<Item = (usize, Place)>,
+    transform: &PlotTransform,
+    at: [f64; 2],
+) -> Option<usize> {
+    let pointer = transform.position_from_point(&PlotPoint::new(at[0], at[1]));
+    points
+        .into_iter()
+        .map(|(item, place)| {
+            let shown = PlotPoint::new(place[0], place[1]);
+            (
+                item,
+                transform.position_from_point(&shown).distance(pointer),
+            )
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .filter(|(_, distance)| *distance < 6.0)
+        .map(|(item, _)| item)
 }

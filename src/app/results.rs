@@ -6,20 +6,26 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use eframe::egui;
-use egui_plot::{Bar, BarChart, Legend, Line, MarkerShape, Plot, PlotPoints, Points};
+use egui_plot::{
+    Bar, BarChart, Legend, Line, MarkerShape, Plot, PlotPoint, PlotPoints, PlotResponse,
+    PlotTransform, Points,
+};
 
 use super::LetheApp;
 use super::batch_view::{self, BatchRecord};
 use super::heatmap_window::{HeatmapWindow, Subject};
+use super::points_paint;
 use super::run_panel::{StepPoint, curves};
 use super::task::{Task, take_finished};
-use super::thumbnails::texture_from_rgb;
+use super::thumbnails::{Thumbnails, texture_from_rgb};
 use crate::data::dataset::Dataset;
 use crate::eval::audit::{Check, Verdict};
 use crate::eval::interval::Estimate;
 use crate::eval::metrics::report_markdown;
-use crate::viz::map::{EmbeddingMap, MapPoint, class_colour};
-use crate::workflow::{Finished, Opened, export_checkpoint, synthetic_pictures, write_outputs};
+use crate::viz::map::{EmbeddingMap, MapPoint, Place, class_colour};
+use crate::workflow::{
+    ChangedPrediction, Finished, Opened, export_checkpoint, synthetic_pictures, write_outputs,
+};
 
 /// One finished run, kept for the history.
 pub struct RunRecord {
@@ -41,6 +47,8 @@ pub struct RunRecord {
     changed_rows: usize,
     /// What the embedding map's pictures are coloured by.
     map_colouring: MapColouring,
+    /// How the before and the after map were last drawn, from map places to the screen.
+    map_transforms: [Option<PlotTransform>; 2],
 }
 
 /// What the pictures of a run's embedding map are coloured by.
@@ -82,7 +90,15 @@ impl RunRecord {
             heatmap_texture: None,
             changed_rows: CHANGED_ROWS,
             map_colouring: MapColouring::default(),
+            map_transforms: [None, None],
         }
+    }
+
+    /// Where a place of the before (or the after) embedding map was on screen when last
+    /// drawn.
+    pub fn map_to_screen(&self, after: bool, place: Place) -> Option<egui::Pos2> {
+        let transform = self.map_transforms[usize::from(after)].as_ref()?;
+        Some(transform.position_from_point(&PlotPoint::new(place[0], place[1])))
     }
 
     /// One line: method, classes, target accuracy before -> after, Avg Score.
@@ -209,7 +225,7 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
             }
             synthetic_gallery(&mut results.runs[shown], &ctx, ui);
             heatmaps(&mut results.runs[shown], &ctx, ui);
-            embedding_map(&mut results.runs[shown], ui);
+            embedding_map(&mut results.runs[shown], &mut app.thumbnails, ui);
             egui::CollapsingHeader::new("Curves of this run")
                 .show(ui, |ui| curves(&results.runs[shown].curve, ui));
         });
@@ -696,8 +712,9 @@ fn heatmaps(run: &mut RunRecord, ctx: &egui::Context, ui: &mut egui::Ui) {
 
 /// The t-SNE map of the forget dataset's pictures and class prompts, before and after, side by
 /// side on the same axes (the after map is aligned onto the before map), its pictures coloured
-/// by class or by whether the edit changed their answer.
-fn embedding_map(run: &mut RunRecord, ui: &mut egui::Ui) {
+/// by class or by whether the edit changed their answer. Hovering a picture shows it, its class
+/// and, if the edit changed it, its answer before and after.
+fn embedding_map(run: &mut RunRecord, thumbs: &mut Thumbnails, ui: &mut egui::Ui) {
     let Some(map) = &run.finished.map else {
         return;
     };
@@ -737,7 +754,29 @@ fn embedding_map(run: &mut RunRecord, ui: &mut egui::Ui) {
                     ui.vertical(|ui| {
                         ui.label(title);
                         let id = ("map", run.id, after);
-                        map_plot(map, after, changed.as_ref(), id, width, ui);
+                        let response = map_plot(map, after, changed.as_ref(), id, width, ui);
+                        run.map_transforms[usize::from(after)] = Some(response.transform);
+                        if let Some(at) = response.inner
+                            && let Some(item) = points_paint::nearest_item(
+                                map.points.iter().filter_map(|p| {
+                                    Some((p.item?, if after { p.after } else { p.before }))
+                                }),
+                                &response.transform,
+                                [at.x, at.y],
+                            )
+                        {
+                            let texture = thumbs.get(ui.ctx(), &run.head, item);
+                            let about = hovered_picture(&run.head, &run.finished.changed, item);
+                            response.response.on_hover_ui_at_pointer(|ui| {
+                                if let Some(texture) = texture {
+                                    ui.add(
+                                        egui::Image::new(&texture)
+                                            .fit_to_exact_size(egui::vec2(96.0, 96.0)),
+                                    );
+                                }
+                                ui.label(about);
+                            });
+                        }
                     });
                 }
             });
@@ -773,8 +812,24 @@ fn place(point: &MapPoint, after: bool) -> [f64; 2] {
     [x as f64, y as f64]
 }
 
+/// What hovering picture `item` of a run's map says: its number and class in `head`, and the
+/// answers before and after when the edit `changed` it.
+fn hovered_picture(head: &Dataset, changed: &[ChangedPrediction], item: usize) -> String {
+    let name = |label: usize| head.classes.get(label).map_or("?", String::as_str);
+    let class = head.items.get(item).map_or("?", |i| name(i.label));
+    match changed.iter().find(|c| c.item == item) {
+        Some(change) => format!(
+            "image {item}: {class}\nanswered {} before, {} after",
+            name(change.before),
+            name(change.after)
+        ),
+        None => format!("image {item}: {class}\nsame answer before and after"),
+    }
+}
+
 /// One side of an embedding map, a series per class so the legend names them (or, given the
-/// changed pictures, one series of changed and one of unchanged pictures).
+/// changed pictures, one series of changed and one of unchanged pictures); returns where the
+/// pointer is on the map.
 fn map_plot(
     map: &EmbeddingMap,
     after: bool,
@@ -782,7 +837,7 @@ fn map_plot(
     id: impl egui::AsIdSalt,
     width: f32,
     ui: &mut egui::Ui,
-) {
+) -> PlotResponse<Option<PlotPoint>> {
     Plot::new(id)
         .width(width)
         .height(width.min(360.0))
@@ -837,7 +892,8 @@ fn map_plot(
                         .radius(6.0),
                 );
             }
-        });
+            plot.pointer_coordinate()
+        })
 }
 
 /// The synthetic forget images.

@@ -330,7 +330,11 @@ impl Browser {
         }
         if !plot.dragged()
             && let Some(at) = pointer
-            && let Some(item) = nearest_picture(map, &transform, at)
+            && let Some(item) = points_paint::nearest_item(
+                map.iter().filter_map(|p| Some((p.item?, p.place))),
+                &transform,
+                at,
+            )
         {
             let class = dataset
                 .items
@@ -417,22 +421,6 @@ fn legend(ui: &mut Ui, classes: &[String], colours: &[Color32]) {
         }
         ui.weak("· dots are pictures, diamonds each class's prompts");
     });
-}
-
-/// The picture drawn within a few points of `at` (map coordinates), the nearest one.
-fn nearest_picture(map: &BrowseMap, transform: &PlotTransform, at: [f64; 2]) -> Option<usize> {
-    let pointer = transform.position_from_point(&PlotPoint::new(at[0], at[1]));
-    map.iter()
-        .filter_map(|p| {
-            let shown = PlotPoint::new(p.place[0], p.place[1]);
-            Some((
-                p.item?,
-                transform.position_from_point(&shown).distance(pointer),
-            ))
-        })
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .filter(|(_, distance)| *distance < 6.0)
-        .map(|(item, _)| item)
 }
 
 /// How a finished gesture changes the selection: Shift adds, Ctrl (Cmd) subtracts, neither
