@@ -758,9 +758,9 @@ fn embedding_map(run: &mut RunRecord, thumbs: &mut Thumbnails, ui: &mut egui::Ui
                         run.map_transforms[usize::from(after)] = Some(response.transform);
                         if let Some(at) = response.inner
                             && let Some(item) = points_paint::nearest_item(
-                                map.points.iter().filter_map(|p| {
-                                    Some((p.item?, if after { p.after } else { p.before }))
-                                }),
+                                map.points
+                                    .iter()
+                                    .filter_map(|p| Some((p.item?, p.place(after)))),
                                 &response.transform,
                                 [at.x, at.y],
                             )
@@ -808,7 +808,7 @@ fn split_by_change(
 
 /// Where `point` lies on the before or the after map.
 fn place(point: &MapPoint, after: bool) -> [f64; 2] {
-    let [x, y] = if after { point.after } else { point.before };
+    let [x, y] = point.place(after);
     [x as f64, y as f64]
 }
 

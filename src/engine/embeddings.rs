@@ -2,6 +2,7 @@
 //! can be cancelled, and what they answer: each picture's embedding, the similarity of every
 //! picture to a query, the centre of a selection.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::clip::host_values;
@@ -47,6 +48,20 @@ impl DatasetEmbeddings {
             progress.fetch_add(chunk.len(), Ordering::Relaxed);
         }
         Ok(embeddings)
+    }
+
+    /// `cached`, the embeddings computed before under the same model, or else [`Self::compute`].
+    pub fn cached_or_compute(
+        cached: Option<Arc<Self>>,
+        model: &LoadedModel,
+        dataset: &Dataset,
+        progress: &AtomicUsize,
+        cancel: &AtomicBool,
+    ) -> Result<Arc<Self>, String> {
+        match cached {
+            Some(embeddings) => Ok(embeddings),
+            None => Self::compute(model, dataset, progress, cancel).map(Arc::new),
+        }
     }
 
     /// Adds the rows `values` (row-major) of the dataset items `items`.

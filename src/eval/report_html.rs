@@ -206,7 +206,7 @@ fn map_figure(map: &EmbeddingMap) -> String {
              <rect width=\"{SIDE}\" height=\"{SIDE}\" fill=\"#fafafa\" stroke=\"#ddd\"/>\n"
         );
         for point in map.points.iter().filter(|p| p.item.is_some()) {
-            let (x, y) = at(if after { point.after } else { point.before });
+            let (x, y) = at(point.place(after));
             let _ = writeln!(
                 html,
                 "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.4\" fill=\"{}\" stroke=\"#00000040\" stroke-width=\"0.5\"/>",
@@ -214,7 +214,7 @@ fn map_figure(map: &EmbeddingMap) -> String {
             );
         }
         for point in map.points.iter().filter(|p| p.item.is_none()) {
-            let (x, y) = at(if after { point.after } else { point.before });
+            let (x, y) = at(point.place(after));
             let _ = writeln!(
                 html,
                 "<path class=\"prompt\" d=\"M{x:.1} {:.1}L{:.1} {y:.1}L{x:.1} {:.1}L{:.1} {y:.1}Z\" \

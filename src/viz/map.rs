@@ -301,6 +301,13 @@ pub struct MapPoint {
     pub after: Place,
 }
 
+impl MapPoint {
+    /// Where it lies on the after (edited model's) map, or else on the before map.
+    pub fn place(&self, after: bool) -> Place {
+        if after { self.after } else { self.before }
+    }
+}
+
 /// Colours of the classes on a map, in class order (Tableau's ten and two more; repeating
 /// after twelve), the same in the app and in `report.html`.
 const CLASS_COLOURS: [[u8; 3]; 12] = [

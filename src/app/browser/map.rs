@@ -474,12 +474,8 @@ fn compute(
     placed: &AtomicUsize,
     cancel: &AtomicBool,
 ) -> Result<(Arc<DatasetEmbeddings>, BrowseMap), String> {
-    let embeddings = match cached {
-        Some(embeddings) => embeddings,
-        None => Arc::new(DatasetEmbeddings::compute(
-            model, dataset, embedded, cancel,
-        )?),
-    };
+    let embeddings =
+        DatasetEmbeddings::cached_or_compute(cached, model, dataset, embedded, cancel)?;
     let mut rows = Vec::new();
     let mut points = Vec::new();
     for (item, entry) in dataset.items.iter().enumerate() {

@@ -208,12 +208,8 @@ fn rank(
     progress: &AtomicUsize,
     cancel: &AtomicBool,
 ) -> Result<Ranked, String> {
-    let embeddings = match cached {
-        Some(embeddings) => embeddings,
-        None => Arc::new(DatasetEmbeddings::compute(
-            model, dataset, progress, cancel,
-        )?),
-    };
+    let embeddings =
+        DatasetEmbeddings::cached_or_compute(cached, model, dataset, progress, cancel)?;
     let vector = match &query {
         Query::Text(text) => host_values(normalize(model.embed_texts(std::slice::from_ref(text)))),
         Query::Images(items) => embeddings
