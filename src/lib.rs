@@ -14,6 +14,7 @@ pub mod data;
 pub mod demo;
 pub mod engine;
 pub mod eval;
+pub mod fused;
 pub mod limits;
 pub mod recipe;
 pub mod train;

@@ -5,7 +5,6 @@
 
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
 use super::Probe;
@@ -18,6 +17,17 @@ pub(crate) fn zero_linear(d_in: usize, d_out: usize, bias: bool, device: &Device
         .with_bias(bias)
         .with_initializer(Initializer::Zeros)
         .init(device)
+}
+
+/// Applies `linear` to every token of `x` `[batch, tokens, in]` as one `[batch·tokens, in]`
+/// product. Burn keeps a three-dimensional input as `batch` separate products when folding would
+/// make the output less square, and on the CPU each of those packs the weight anew: for a
+/// transformer's projections that was most of a training step's matrix-multiply time.
+pub(crate) fn linear_tokens(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [batch, tokens, width] = x.dims();
+    let out = linear.forward(x.reshape([batch * tokens, width]));
+    let out_width = out.dims()[1];
+    out.reshape([batch, tokens, out_width])
 }
 
 /// Attention with separate query, key, value and output projections.
@@ -75,14 +85,14 @@ impl MultiHeadAttention {
                 .swap_dims(1, 2)
         };
         let scale = (head_dim as f64).powf(-0.5);
-        let q = split(self.q.forward(query), lq).mul_scalar(scale);
-        let k = split(self.k.forward(context.clone()), lk);
-        let v = split(self.v.forward(context), lk);
+        let q = split(linear_tokens(&self.q, query), lq).mul_scalar(scale);
+        let k = split(linear_tokens(&self.k, context.clone()), lk);
+        let v = split(linear_tokens(&self.v, context), lk);
         let mut scores = q.matmul(k.swap_dims(2, 3));
         if let Some(mask) = mask {
             scores = scores + mask.unsqueeze::<4>();
         }
-        let weights = softmax(scores, 3);
+        let weights = crate::fused::softmax_last(scores);
         let (used, probe) = if probe {
             let (used, probe) = Probe::watch(weights.clone());
             (used, Some(probe))
@@ -91,7 +101,7 @@ impl MultiHeadAttention {
         };
         let mixed = used.matmul(v).swap_dims(1, 2).reshape([batch, lq, width]);
         AttentionOutput {
-            output: self.out.forward(mixed),
+            output: linear_tokens(&self.out, mixed),
             weights,
             probe,
         }

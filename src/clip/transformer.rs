@@ -2,10 +2,10 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
+use burn::tensor::activation::{gelu, gelu_approximate};
 use burn::tensor::{Device, Tensor};
 
-use super::attention::{AttentionOutput, MultiHeadAttention, zero_linear};
+use super::attention::{AttentionOutput, MultiHeadAttention, linear_tokens, zero_linear};
 use super::config::{Activation, TransformerSpec};
 use super::weights::{Bind, Format, ParamVisitor, bind_layer_norm, bind_linear};
 use super::{Inspect, Probe};
@@ -20,7 +20,7 @@ pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<
     match activation {
         Activation::Gelu => gelu(x),
         Activation::GeluTanh => gelu_approximate(x),
-        Activation::QuickGelu => x.clone() * sigmoid(x.mul_scalar(1.702)),
+        Activation::QuickGelu => crate::fused::quick_gelu(x),
     }
 }
 
@@ -69,10 +69,10 @@ impl ResidualBlock {
         } = self.attention.forward(normed.clone(), normed, mask, probe);
         let x = x + output;
         let hidden = activate(
-            self.fc1.forward(self.norm2.forward(x.clone())),
+            linear_tokens(&self.fc1, self.norm2.forward(x.clone())),
             self.activation,
         );
-        (x + self.fc2.forward(hidden), weights, probe)
+        (x + linear_tokens(&self.fc2, hidden), weights, probe)
     }
 }
 
