@@ -11,6 +11,7 @@ use super::attention::{MultiHeadAttention, zero_linear};
 use super::config::ResNetSpec;
 use super::weights::{Bind, Format, Layout, ParamVisitor, bind_linear};
 use super::{Inspect, Probe, TowerOutput};
+use crate::fused;
 
 /// A bias-free 2-D convolution.
 #[derive(Module, Debug)]
@@ -74,25 +75,19 @@ impl BatchNorm {
             );
         };
         let [n, c, h, w] = x.dims();
-        let per_channel = x.clone().swap_dims(0, 1).reshape([c, n * h * w]);
-        let mean = per_channel.clone().mean_dim(1);
-        let centred = per_channel - mean.clone();
-        let var = centred.clone().square().mean_dim(1);
         if batch.observe {
+            let per_channel = x.clone().swap_dims(0, 1).reshape([c, n * h * w]);
+            let mean = per_channel.clone().mean_dim(1);
+            let var = (per_channel - mean.clone()).square().mean_dim(1);
             batch
                 .layers
                 .push((mean.reshape([c]), var.reshape([c]), n * h * w));
             return self.forward(x, None);
         }
-        batch.layers.push((
-            mean.clone().detach().reshape([c]),
-            var.clone().detach().reshape([c]),
-            n * h * w,
-        ));
-        let normalised = centred / (var + BATCH_NORM_EPS).sqrt();
-        let scaled = normalised * self.weight.val().unsqueeze_dim::<2>(1)
-            + self.bias.val().unsqueeze_dim::<2>(1);
-        scaled.reshape([c, n, h, w]).swap_dims(0, 1)
+        let (normalised, mean, var) =
+            fused::batch_norm_train(x, self.weight.val(), self.bias.val(), BATCH_NORM_EPS);
+        batch.layers.push((mean, var, n * h * w));
+        normalised
     }
 
     /// Moves the running statistics towards one batch's, as PyTorch does in training mode

@@ -1,0 +1,42 @@
+//! Burn's own compositions of the fused operations, for backends without a kernel (wgpu) and
+//! for dtypes the CPU kernels skip.
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Scalar, TensorMetadata};
+
+use super::QUICK_GELU_SLOPE;
+
+fn scalar<B: Backend>(like: &FloatTensor<B>, value: f32) -> Scalar {
+    Scalar::new(value, &like.dtype())
+}
+
+pub(crate) fn quick_gelu<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let slope = scalar::<B>(&x, QUICK_GELU_SLOPE);
+    let s = B::sigmoid(B::float_mul_scalar(x.clone(), slope));
+    B::float_mul(x, s)
+}
+
+pub(crate) fn quick_gelu_backward<B: Backend>(
+    x: FloatTensor<B>,
+    grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let slope = scalar::<B>(&x, QUICK_GELU_SLOPE);
+    let s = B::sigmoid(B::float_mul_scalar(x.clone(), slope));
+    // σ + 1.702·x·σ'(1.702x), with σ' = σ(1 − σ) from Burn's sigmoid backward.
+    let ds = B::sigmoid_backward(s.clone(), B::float_mul_scalar(x, slope));
+    B::float_mul(grad, B::float_add(s, ds))
+}
+
+pub(crate) fn softmax_last<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let last = x.shape().num_dims() - 1;
+    B::softmax(x, last)
+}
+
+pub(crate) fn softmax_last_backward<B: Backend>(
+    y: FloatTensor<B>,
+    grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let last = y.shape().num_dims() - 1;
+    let dot = B::float_sum_dim(B::float_mul(grad.clone(), y.clone()), last);
+    B::float_mul(y, B::float_sub(grad, dot))
+}

@@ -1,0 +1,334 @@
+//! The CPU backend's kernels for the fused operations: every loop split over rayon's threads
+//! and written so the compiler vectorises it ([`super::kernels`]).
+
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{DType, Flex, TensorMetadata};
+use burn::tensor::{Bytes, Shape};
+use rayon::prelude::*;
+
+use super::{FusedOps, QUICK_GELU_SLOPE, composed, kernels};
+
+impl FusedOps for Flex {
+    fn quick_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        if x.dtype() != DType::F32 {
+            return composed::quick_gelu::<Self>(x);
+        }
+        map_f32(x, |x| x * sigmoid(QUICK_GELU_SLOPE * x))
+    }
+
+    fn quick_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        if x.dtype() != DType::F32 || grad.dtype() != DType::F32 {
+            return composed::quick_gelu_backward::<Self>(x, grad);
+        }
+        zip_f32(grad, x, |g, x| {
+            let s = sigmoid(QUICK_GELU_SLOPE * x);
+            g * (s + QUICK_GELU_SLOPE * x * s * (1.0 - s))
+        })
+    }
+
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        if x.dtype() != DType::F32 {
+            return composed::softmax_last::<Self>(x);
+        }
+        rows_f32(x, None, |row, _| kernels::softmax_row(row))
+    }
+
+    fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        if y.dtype() != DType::F32 || grad.dtype() != DType::F32 {
+            return composed::softmax_last_backward::<Self>(y, grad);
+        }
+        rows_f32(grad, Some(y), |g, y| {
+            kernels::softmax_backward_row(g, y.expect("softmax output"))
+        })
+    }
+
+    fn batch_norm_batch_stats(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if [&x, &gamma, &beta].iter().any(|t| t.dtype() != DType::F32) {
+            let result = <Self as ModuleOps<Self>>::batch_norm_train(x, gamma, beta, eps);
+            return (result.output, result.mean, result.variance);
+        }
+        let shape = x.shape();
+        let blocks = Blocks::of(&shape);
+        let x = contiguous_f32(&x);
+        let values = &x.storage::<f32>()[..blocks.len()];
+        let (mean, var) = blocks.moments(values);
+        let (gamma, beta) = (vector_f32(&gamma), vector_f32(&beta));
+        let mut out = vec![0.0f32; blocks.len()];
+        blocks.for_each_mut(&mut out, |channel, out, start| {
+            let scale = gamma[channel] / (var[channel] + eps as f32).sqrt();
+            let shift = beta[channel] - mean[channel] * scale;
+            kernels::affine(out, &values[start..start + out.len()], scale, shift);
+        });
+        (
+            f32_tensor(out, shape),
+            f32_tensor(mean, Shape::new([blocks.channels])),
+            f32_tensor(var, Shape::new([blocks.channels])),
+        )
+    }
+
+    fn batch_norm_batch_stats_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if [&x, &gamma, &mean, &var, &grad]
+            .iter()
+            .any(|t| t.dtype() != DType::F32)
+        {
+            let grads = <Self as ModuleOps<Self>>::batch_norm_train_backward(
+                x, gamma, mean, var, eps, grad,
+            );
+            return (grads.x_grad, grads.gamma_grad, grads.beta_grad);
+        }
+        let shape = x.shape();
+        let blocks = Blocks::of(&shape);
+        let x = contiguous_f32(&x);
+        let values = &x.storage::<f32>()[..blocks.len()];
+        let (gamma, mean) = (vector_f32(&gamma), vector_f32(&mean));
+        let inverse_std: Vec<f32> = vector_f32(&var)
+            .iter()
+            .map(|v| 1.0 / (v + eps as f32).sqrt())
+            .collect();
+        let mut grad = owned_f32(grad);
+        let grads = &mut grad.storage_mut::<f32>()[..blocks.len()];
+        let sums: Vec<(f32, f32)> = blocks.per_channel(|channel, slices| {
+            let (mut total, mut weighted) = (0.0f64, 0.0f64);
+            for start in slices {
+                let range = start..start + blocks.pixels;
+                let (g, w) = kernels::gradient_sums(
+                    &grads[range.clone()],
+                    &values[range],
+                    mean[channel],
+                    inverse_std[channel],
+                );
+                total += f64::from(g);
+                weighted += f64::from(w);
+            }
+            (total as f32, weighted as f32)
+        });
+        let count = blocks.count as f32;
+        blocks.for_each_mut(grads, |channel, grad, start| {
+            let (total, weighted) = sums[channel];
+            kernels::batch_norm_input_grad(
+                grad,
+                &values[start..start + grad.len()],
+                mean[channel],
+                inverse_std[channel],
+                gamma[channel] * inverse_std[channel],
+                total / count,
+                weighted / count,
+            );
+        });
+        let channels = [blocks.channels];
+        let (totals, weighted): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
+        (
+            grad,
+            f32_tensor(weighted, Shape::new(channels)),
+            f32_tensor(totals, Shape::new(channels)),
+        )
+    }
+}
+
+/// Inputs below this many elements run on the calling thread: splitting costs more.
+const PARALLEL_MIN: usize = 1 << 14;
+
+/// A contiguous f32 copy of `tensor`'s elements that the caller may overwrite: the tensor's own
+/// buffer when nothing else holds it, else a fresh one.
+fn owned_f32(tensor: FlexTensor) -> FlexTensor {
+    let contiguous = tensor.is_contiguous() && tensor.layout().start_offset() == 0;
+    if contiguous && tensor.is_unique() {
+        return tensor;
+    }
+    let shape = tensor.shape();
+    let values: Vec<f32> = tensor.to_contiguous().storage::<f32>()[..shape.num_elements()].to_vec();
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
+}
+
+/// The elements of a tensor in row-major order, borrowed.
+fn contiguous_f32(tensor: &FlexTensor) -> FlexTensor {
+    if tensor.is_contiguous() && tensor.layout().start_offset() == 0 {
+        tensor.clone()
+    } else {
+        tensor.to_contiguous()
+    }
+}
+
+/// Applies `f` to every element, in parallel chunks.
+fn map_f32(x: FlexTensor, f: impl Fn(f32) -> f32 + Sync + Copy) -> FlexTensor {
+    let mut out = owned_f32(x);
+    let n = out.shape().num_elements();
+    let values = &mut out.storage_mut::<f32>()[..n];
+    for_chunks(values, None, |chunk, _| kernels::map(chunk, f));
+    out
+}
+
+/// `out[i] = f(a[i], b[i])`, written over `a`'s buffer where possible.
+fn zip_f32(a: FlexTensor, b: FlexTensor, f: impl Fn(f32, f32) -> f32 + Sync + Copy) -> FlexTensor {
+    let b = contiguous_f32(&b);
+    let mut out = owned_f32(a);
+    let n = out.shape().num_elements();
+    let other = &b.storage::<f32>()[..n];
+    let values = &mut out.storage_mut::<f32>()[..n];
+    for_chunks(values, Some(other), |chunk, other| {
+        kernels::zip(chunk, other.expect("second operand"), f)
+    });
+    out
+}
+
+/// Runs `row_fn` over every last-axis row of `x` (with the matching row of `other`), in place.
+fn rows_f32(
+    x: FlexTensor,
+    other: Option<FlexTensor>,
+    row_fn: impl Fn(&mut [f32], Option<&[f32]>) + Sync + Copy,
+) -> FlexTensor {
+    let shape = x.shape();
+    let width = match shape.num_dims() {
+        0 => 1,
+        d => shape[d - 1].max(1),
+    };
+    let other = other.map(|o| contiguous_f32(&o));
+    let mut out = owned_f32(x);
+    let n = shape.num_elements();
+    let other_values = other.as_ref().map(|o| &o.storage::<f32>()[..n]);
+    let values = &mut out.storage_mut::<f32>()[..n];
+    let rows_per_task = (PARALLEL_MIN / width).max(1);
+    let task = |(rows, others): (&mut [f32], Option<&[f32]>)| {
+        for (i, row) in rows.chunks_mut(width).enumerate() {
+            row_fn(row, others.map(|o| &o[i * width..(i + 1) * width]));
+        }
+    };
+    if n < PARALLEL_MIN {
+        task((values, other_values));
+    } else {
+        let chunk = rows_per_task * width;
+        match other_values {
+            Some(o) => values
+                .par_chunks_mut(chunk)
+                .zip(o.par_chunks(chunk))
+                .for_each(|(v, o)| task((v, Some(o)))),
+            None => values.par_chunks_mut(chunk).for_each(|v| task((v, None))),
+        }
+    }
+    out
+}
+
+/// Splits `values` (and `other` alike) into parallel chunks for `f`.
+fn for_chunks(
+    values: &mut [f32],
+    other: Option<&[f32]>,
+    f: impl Fn(&mut [f32], Option<&[f32]>) + Sync,
+) {
+    if values.len() < PARALLEL_MIN {
+        return f(values, other);
+    }
+    match other {
+        Some(o) => values
+            .par_chunks_mut(PARALLEL_MIN)
+            .zip(o.par_chunks(PARALLEL_MIN))
+            .for_each(|(v, o)| f(v, Some(o))),
+        None => values.par_chunks_mut(PARALLEL_MIN).for_each(|v| f(v, None)),
+    }
+}
+
+/// The logistic function, branch-free so that loops over it vectorise.
+#[inline(always)]
+fn sigmoid(z: f32) -> f32 {
+    let e = kernels::exp_nonpositive(-z.abs());
+    let r = 1.0 / (1.0 + e);
+    if z >= 0.0 { r } else { e * r }
+}
+
+/// A contiguous `[n, c, h, w]` tensor seen as `n·c` blocks of `h·w` values, block `b` holding
+/// channel `b mod c`.
+struct Blocks {
+    channels: usize,
+    pixels: usize,
+    /// Values per channel, `n·h·w`.
+    count: usize,
+}
+
+impl Blocks {
+    fn of(shape: &Shape) -> Self {
+        let (n, channels) = (shape[0], shape[1]);
+        let pixels = shape[2] * shape[3];
+        Self {
+            channels,
+            pixels,
+            count: n * pixels,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.count * self.channels
+    }
+
+    /// Computes `f(channel, block starts of that channel)` for every channel, in parallel.
+    fn per_channel<T: Send>(
+        &self,
+        f: impl Fn(usize, std::iter::StepBy<std::ops::Range<usize>>) -> T + Sync,
+    ) -> Vec<T> {
+        let stride = self.channels * self.pixels;
+        (0..self.channels)
+            .into_par_iter()
+            .map(|channel| f(channel, (channel * self.pixels..self.len()).step_by(stride)))
+            .collect()
+    }
+
+    /// Each channel's mean and biased variance, summed per block in f32 and across blocks in
+    /// f64.
+    fn moments(&self, values: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let block = |start: usize| &values[start..start + self.pixels];
+        let count = self.count as f64;
+        self.per_channel(|_, starts| {
+            let mean = starts
+                .clone()
+                .map(|s| f64::from(kernels::sum(block(s))))
+                .sum::<f64>()
+                / count;
+            let squares: f64 = starts
+                .map(|s| f64::from(kernels::squared_deviation_sum(block(s), mean as f32)))
+                .sum();
+            (mean as f32, (squares / count) as f32)
+        })
+        .into_iter()
+        .unzip()
+    }
+
+    /// Runs `f(channel, block, block start)` over every block of `out`, in parallel.
+    fn for_each_mut(&self, out: &mut [f32], f: impl Fn(usize, &mut [f32], usize) + Sync) {
+        let per_task = (PARALLEL_MIN / self.pixels.max(1)).max(1);
+        out.par_chunks_mut(self.pixels.max(1))
+            .with_min_len(per_task)
+            .enumerate()
+            .for_each(|(index, block)| f(index % self.channels, block, index * self.pixels));
+    }
+}
+
+/// A small tensor's values (a scale, a shift, statistics) as a vector.
+fn vector_f32(tensor: &FlexTensor) -> Vec<f32> {
+    let n = tensor.shape().num_elements();
+    contiguous_f32(tensor).storage::<f32>()[..n].to_vec()
+}
+
+/// A contiguous f32 tensor of the given values.
+fn f32_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
+}

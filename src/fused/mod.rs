@@ -1,0 +1,422 @@
+//! Fused operations: QuickGELU, the softmax over the last dimension and training-mode batch
+//! normalisation, each one node of the autodiff graph with a hand-written backward pass.
+//!
+//! Why they exist: of a CLIP model's elementwise work, these touch the biggest tensors of a
+//! training step (the MLP's hidden activations, every head's attention scores, every ResNet
+//! feature map). Burn builds them from primitive operations — QuickGELU from a scale, a sigmoid
+//! and a product; softmax from a maximum, a difference, an exponential, a sum and a quotient;
+//! batch norm from a dozen, with two layout copies when the statistics are taken per channel —
+//! and records each for the backward pass, which then reads and writes the same tensors a dozen
+//! times; on the CPU backend (burn-flex) the exponentials are single-threaded loops over the C
+//! library's scalar `expf`. Here each is one pass forward and one or two backward, split over
+//! rayon's threads, with an exponential the compiler vectorises: QuickGELU and softmax took a
+//! quarter off a demo-ViT training step.
+//!
+//! The operations are a Burn backend extension: the CPU backend gets the kernels of [`cpu`], any
+//! other backend (wgpu) the composition Burn itself would run ([`composed`]), and autodiff wraps
+//! either with
+//!
+//! ```text
+//! quick_gelu(x) = x·σ(1.702x)    quick_gelu'(x) = σ(1.702x) + 1.702·x·σ(1.702x)·(1 − σ(1.702x))
+//! y = softmax(x), last axis      ∂L/∂x = y ⊙ (g − ⟨g, y⟩)   (g = ∂L/∂y; one dot product a row)
+//! y = γ·x̂ + β, x̂ = (x − μ)/√(σ² + ε)   (μ, σ² per channel over batch and pixels, N values each)
+//!     ∂L/∂β = Σg   ∂L/∂γ = Σg·x̂   ∂L/∂x = γ/√(σ² + ε) · (g − Σg/N − x̂·Σg·x̂/N)
+//! ```
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Cube, Dispatch, backend_extension};
+use burn::tensor::Tensor;
+
+mod composed;
+mod cpu;
+mod kernels;
+
+/// The QuickGELU slope: `x·σ(1.702x)` approximates GELU (OpenAI's CLIP activation).
+const QUICK_GELU_SLOPE: f32 = 1.702;
+
+/// `x·σ(1.702x)` elementwise.
+pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::quick_gelu(x.into_dispatch()))
+}
+
+/// Softmax over the last dimension.
+pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::softmax_last(x.into_dispatch()))
+}
+
+/// Batch normalisation of `x` `[n, c, h, w]` with the batch's own statistics, scaled by `gamma`
+/// and shifted by `beta` (`[c]`). Also returns each channel's mean and biased variance `[c]`,
+/// outside the graph, for the running statistics.
+pub fn batch_norm_train(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    eps: f64,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    let (y, mean, var) = <Dispatch as FusedOps>::batch_norm_batch_stats(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        eps,
+    );
+    (
+        Tensor::from_dispatch(y),
+        Tensor::from_dispatch(mean),
+        Tensor::from_dispatch(var),
+    )
+}
+
+/// The fused operations and their backward passes. The default bodies are Burn's own
+/// compositions, used by every backend without a kernel of its own.
+#[backend_extension(Flex, Cube, Autodiff)]
+pub trait FusedOps: Backend {
+    /// `x·σ(1.702x)`.
+    fn quick_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed::quick_gelu::<Self>(x)
+    }
+
+    /// The input gradient of [`FusedOps::quick_gelu`] given its input and output gradient.
+    fn quick_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed::quick_gelu_backward::<Self>(x, grad)
+    }
+
+    /// Softmax over the last dimension.
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed::softmax_last::<Self>(x)
+    }
+
+    /// The input gradient of [`FusedOps::softmax_last`] given its output and output gradient.
+    fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed::softmax_last_backward::<Self>(y, grad)
+    }
+
+    /// Batch normalisation with the batch's statistics: the output `[n, c, h, w]`, and the
+    /// channels' means and biased variances `[c]`. Burn's own operation by default (one autodiff
+    /// node there too, but computed by the CPU backend from a dozen tensor operations with two
+    /// channel-first layout copies each way).
+    fn batch_norm_batch_stats(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let result = <Self as ModuleOps<Self>>::batch_norm_train(x, gamma, beta, eps);
+        (result.output, result.mean, result.variance)
+    }
+
+    /// The gradients of [`FusedOps::batch_norm_batch_stats`]'s input, scale and shift given its
+    /// input, scale, the batch statistics it returned and the output gradient.
+    fn batch_norm_batch_stats_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let grads =
+            <Self as ModuleOps<Self>>::batch_norm_train_backward(x, gamma, mean, var, eps, grad);
+        (grads.x_grad, grads.gamma_grad, grads.beta_grad)
+    }
+}
+
+impl FusedOps for Cube {}
+
+impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn quick_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        /// Keeps the input; the backward pass recomputes the sigmoid from it.
+        #[derive(Debug)]
+        struct QuickGeluBackward;
+
+        impl<B: FusedOps> Backward<B, 1> for QuickGeluBackward {
+            type State = FloatTensor<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let input = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::quick_gelu_backward(input, grad)
+                });
+            }
+        }
+
+        match QuickGeluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let input = x.primitive().clone();
+                prep.finish(input.clone(), B::quick_gelu(input))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::quick_gelu(x.into_primitive())),
+        }
+    }
+
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        /// Keeps the output, all the backward pass needs.
+        #[derive(Debug)]
+        struct SoftmaxBackward;
+
+        impl<B: FusedOps> Backward<B, 1> for SoftmaxBackward {
+            type State = FloatTensor<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let output = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::softmax_last_backward(output, grad)
+                });
+            }
+        }
+
+        match SoftmaxBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                // The backward pass needs only the output, so the scores' buffer can take it.
+                let output = B::softmax_last(x.into_primitive());
+                prep.finish(output.clone(), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::softmax_last(x.into_primitive())),
+        }
+    }
+
+    fn batch_norm_batch_stats(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        /// Keeps the input, the scale and the batch statistics.
+        #[derive(Debug)]
+        struct BatchNormBackward;
+
+        type BatchNormState<B> = (
+            FloatTensor<B>,
+            FloatTensor<B>,
+            FloatTensor<B>,
+            FloatTensor<B>,
+            f64,
+        );
+
+        impl<B: FusedOps> Backward<B, 3> for BatchNormBackward {
+            type State = BatchNormState<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let (x, gamma, mean, var, eps) = ops.state;
+                let grad = grads.consume::<B>(&ops.node);
+                let (dx, dgamma, dbeta) =
+                    B::batch_norm_batch_stats_backward(x, gamma, mean, var, grad, eps);
+                let [x_node, gamma_node, beta_node] = ops.parents;
+                for (node, grad) in [(x_node, dx), (gamma_node, dgamma), (beta_node, dbeta)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, grad);
+                    }
+                }
+            }
+        }
+
+        let prep = BatchNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful();
+        let (input, scale) = (x.into_primitive(), gamma.into_primitive());
+        let (y, mean, var) =
+            B::batch_norm_batch_stats(input.clone(), scale.clone(), beta.into_primitive(), eps);
+        let output = match prep {
+            OpsKind::Tracked(prep) => {
+                let state = (input, scale, mean.clone(), var.clone(), eps);
+                prep.finish(state, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        let constant = |t: FloatTensor<B>| FloatTensor::<Self>::new(t);
+        (output, constant(mean), constant(var))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clip::host_values;
+    use burn::tensor::Device;
+    use burn::tensor::activation::{sigmoid as burn_sigmoid, softmax};
+
+    fn relative_error(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (a - b).abs() / b.abs().max(1e-30))
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn exp_matches_the_c_library_within_two_ulp() {
+        let mut x = -87.0f32;
+        while x <= 0.0 {
+            let (ours, libm) = (kernels::exp_nonpositive(x), x.exp());
+            assert!(
+                (ours - libm).abs() <= 2.5 * f32::EPSILON * libm,
+                "{x}: {ours} vs {libm}"
+            );
+            x += 0.0173;
+        }
+        assert_eq!(kernels::exp_nonpositive(0.0), 1.0);
+        assert_eq!(kernels::exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        assert!(kernels::exp_nonpositive(f32::NAN).is_nan());
+    }
+
+    fn inputs(device: &Device, shape: [usize; 3]) -> Tensor<3> {
+        let n = shape.iter().product::<usize>();
+        let values: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 1013) as f32 / 60.0 - 8.0)
+            .collect();
+        Tensor::<1>::from_floats(values.as_slice(), device).reshape(shape)
+    }
+
+    /// The fused operations agree with Burn's compositions, forward and backward, on tensors
+    /// large enough to be split over threads and on a transposed (non-contiguous) view.
+    #[test]
+    fn fused_operations_match_burns_compositions() {
+        let device = Device::flex().autodiff();
+        for shape in [[3, 5, 7], [16, 65, 65]] {
+            let x = inputs(&device, shape).swap_dims(1, 2).require_grad();
+            let weights = inputs(&device, [shape[0], shape[2], shape[1]]);
+
+            let fused = softmax_last(x.clone());
+            let gelu = quick_gelu(x.clone());
+            let loss =
+                (fused.clone() * weights.clone()).sum() + (gelu.clone() * weights.clone()).sum();
+            let fused_grad = x.grad(&loss.backward()).unwrap();
+
+            let reference = softmax(x.clone(), 2);
+            let reference_gelu = x.clone() * burn_sigmoid(x.clone().mul_scalar(1.702));
+            let loss = (reference.clone() * weights.clone()).sum()
+                + (reference_gelu.clone() * weights).sum();
+            let reference_grad = x.grad(&loss.backward()).unwrap();
+
+            assert!(
+                relative_error(
+                    &host_values(fused.detach()),
+                    &host_values(reference.detach())
+                ) < 1e-5
+            );
+            assert!(
+                relative_error(
+                    &host_values(gelu.detach()),
+                    &host_values(reference_gelu.detach())
+                ) < 1e-5
+            );
+            let (a, b) = (host_values(fused_grad), host_values(reference_grad));
+            let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let worst = a
+                .iter()
+                .zip(&b)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                worst <= 1e-5 * scale,
+                "{shape:?}: gradients differ by {worst} (scale {scale})"
+            );
+        }
+    }
+
+    /// Training-mode batch norm against the textbook formula written with Burn's tensor
+    /// operations: output, statistics and all three gradients, on a batch large enough to split
+    /// over threads and on a 2×2 map with one channel per block.
+    #[test]
+    fn batch_norm_matches_the_formula() {
+        let device = Device::flex().autodiff();
+        for shape in [[2, 3, 5, 7], [64, 4, 16, 16], [8, 5, 2, 2]] {
+            let [n, c, h, w] = shape;
+            let x = inputs(&device, [n, c, h * w]).reshape(shape).require_grad();
+            let gamma = inputs(&device, [1, 1, c]).reshape([c]).require_grad();
+            let beta = inputs(&device, [1, 1, c])
+                .reshape([c])
+                .mul_scalar(-0.5)
+                .require_grad();
+            let weights = inputs(&device, [n, c, h * w]).reshape(shape).cos();
+
+            let (y, mean, var) = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+            let fused = (y.clone() * weights.clone()).sum().backward();
+
+            let per_channel = x.clone().swap_dims(0, 1).reshape([c, n * h * w]);
+            let reference_mean = per_channel.clone().mean_dim(1);
+            let centred = per_channel - reference_mean.clone();
+            let reference_var = centred.clone().square().mean_dim(1);
+            let reference = (centred / (reference_var.clone() + 1e-5).sqrt()
+                * gamma.clone().unsqueeze_dim::<2>(1)
+                + beta.clone().unsqueeze_dim::<2>(1))
+            .reshape([c, n, h, w])
+            .swap_dims(0, 1);
+            let formula = (reference.clone() * weights).sum().backward();
+
+            let close = |a: Vec<f32>, b: Vec<f32>, what: &str| {
+                let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+                let worst = a
+                    .iter()
+                    .zip(&b)
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    worst <= 2e-5 * scale,
+                    "{shape:?} {what}: off by {worst} (scale {scale})"
+                );
+            };
+            close(host_values(y), host_values(reference), "output");
+            close(
+                host_values(mean),
+                host_values(reference_mean.detach()),
+                "mean",
+            );
+            close(
+                host_values(var),
+                host_values(reference_var.detach()),
+                "variance",
+            );
+            close(
+                host_values(x.grad(&fused).unwrap()),
+                host_values(x.grad(&formula).unwrap()),
+                "input gradient",
+            );
+            close(
+                host_values(gamma.grad(&fused).unwrap()),
+                host_values(gamma.grad(&formula).unwrap()),
+                "scale gradient",
+            );
+            close(
+                host_values(beta.grad(&fused).unwrap()),
+                host_values(beta.grad(&formula).unwrap()),
+                "shift gradient",
+            );
+        }
+    }
+
+    #[test]
+    fn masked_softmax_rows_give_zero_weight_to_masked_positions() {
+        let device = Device::flex();
+        let x =
+            Tensor::<1>::from_floats([0.5, f32::NEG_INFINITY, -1.0], &device).reshape([1, 1, 3]);
+        let y = host_values(softmax_last(x));
+        assert_eq!(y[1], 0.0);
+        assert!((y[0] + y[2] - 1.0).abs() < 1e-6);
+    }
+}
