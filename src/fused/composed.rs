@@ -1,22 +1,26 @@
-//! Burn's own compositions of the fused operations, for backends without a kernel (wgpu) and
-//! for dtypes the CPU kernels skip.
+//! The fused operations composed from Burn's tensor operations, for backends without a kernel
+//! (wgpu) and for dtypes the CPU kernels skip. (Batch norm needs none here: Burn has it as one
+//! operation, `ModuleOps::batch_norm_train`, which the trait's default calls.)
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, TensorMetadata};
 
 use super::QUICK_GELU_SLOPE;
 
+/// `value` in `like`'s dtype.
 fn scalar<B: Backend>(like: &FloatTensor<B>, value: f32) -> Scalar {
     Scalar::new(value, &like.dtype())
 }
 
-pub(crate) fn quick_gelu<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+/// `x·σ(1.702x)`.
+pub(super) fn quick_gelu<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     let slope = scalar::<B>(&x, QUICK_GELU_SLOPE);
     let s = B::sigmoid(B::float_mul_scalar(x.clone(), slope));
     B::float_mul(x, s)
 }
 
-pub(crate) fn quick_gelu_backward<B: Backend>(
+/// `g·(σ + 1.702·x·σ(1 − σ))`, `σ = σ(1.702x)`.
+pub(super) fn quick_gelu_backward<B: Backend>(
     x: FloatTensor<B>,
     grad: FloatTensor<B>,
 ) -> FloatTensor<B> {
@@ -27,12 +31,14 @@ pub(crate) fn quick_gelu_backward<B: Backend>(
     B::float_mul(grad, B::float_add(s, ds))
 }
 
-pub(crate) fn softmax_last<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+/// Burn's softmax over the last axis.
+pub(super) fn softmax_last<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     let last = x.shape().num_dims() - 1;
     B::softmax(x, last)
 }
 
-pub(crate) fn softmax_last_backward<B: Backend>(
+/// `y ⊙ (g − ⟨g, y⟩)` row by row.
+pub(super) fn softmax_last_backward<B: Backend>(
     y: FloatTensor<B>,
     grad: FloatTensor<B>,
 ) -> FloatTensor<B> {

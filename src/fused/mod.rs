@@ -3,18 +3,19 @@
 //!
 //! Why they exist: of a CLIP model's elementwise work, these touch the biggest tensors of a
 //! training step (the MLP's hidden activations, every head's attention scores, every ResNet
-//! feature map). Burn builds them from primitive operations — QuickGELU from a scale, a sigmoid
-//! and a product; softmax from a maximum, a difference, an exponential, a sum and a quotient;
-//! batch norm from a dozen, with two layout copies when the statistics are taken per channel —
-//! and records each for the backward pass, which then reads and writes the same tensors a dozen
-//! times; on the CPU backend (burn-flex) the exponentials are single-threaded loops over the C
-//! library's scalar `expf`. Here each is one pass forward and one or two backward, split over
-//! rayon's threads, with an exponential the compiler vectorises: QuickGELU and softmax took a
-//! quarter off a demo-ViT training step.
+//! feature map). Burn builds QuickGELU from a scale, a sigmoid and a product and softmax from a
+//! maximum, a difference, an exponential, a sum and a quotient, and records each for the backward
+//! pass, which then reads and writes the same tensors a dozen times; on the CPU backend
+//! (burn-flex) the exponentials are single-threaded loops over the C library's scalar `expf`.
+//! Burn's training-mode batch norm is one autodiff node, but the CPU backend computes it, both
+//! ways, from a dozen operations with every feature map transposed to channels-first and back.
+//! Here each is one pass forward and one or two backward, split over rayon's threads, with an
+//! exponential the compiler vectorises: QuickGELU and softmax took a quarter off a demo-ViT
+//! training step, batch norm a fifth off a demo-ResNet attribute step.
 //!
 //! The operations are a Burn backend extension: the CPU backend gets the kernels of [`cpu`], any
-//! other backend (wgpu) the composition Burn itself would run ([`composed`]), and autodiff wraps
-//! either with
+//! other backend (wgpu) what Burn itself would run (the compositions of [`composed`], Burn's own
+//! batch-norm operation), and autodiff wraps either with
 //!
 //! ```text
 //! quick_gelu(x) = x·σ(1.702x)    quick_gelu'(x) = σ(1.702x) + 1.702·x·σ(1.702x)·(1 − σ(1.702x))
@@ -129,72 +130,13 @@ impl FusedOps for Cube {}
 
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn quick_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        /// Keeps the input; the backward pass recomputes the sigmoid from it.
-        #[derive(Debug)]
-        struct QuickGeluBackward;
-
-        impl<B: FusedOps> Backward<B, 1> for QuickGeluBackward {
-            type State = FloatTensor<B>;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let input = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::quick_gelu_backward(input, grad)
-                });
-            }
-        }
-
-        match QuickGeluBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let input = x.primitive().clone();
-                prep.finish(input.clone(), B::quick_gelu(input))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::quick_gelu(x.into_primitive())),
-        }
+        // The backward pass recomputes the sigmoid from the input.
+        unary_node::<B, C>(x, B::quick_gelu, B::quick_gelu_backward, Keep::Input)
     }
 
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        /// Keeps the output, all the backward pass needs.
-        #[derive(Debug)]
-        struct SoftmaxBackward;
-
-        impl<B: FusedOps> Backward<B, 1> for SoftmaxBackward {
-            type State = FloatTensor<B>;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let output = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::softmax_last_backward(output, grad)
-                });
-            }
-        }
-
-        match SoftmaxBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                // The backward pass needs only the output, so the scores' buffer can take it.
-                let output = B::softmax_last(x.into_primitive());
-                prep.finish(output.clone(), output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::softmax_last(x.into_primitive())),
-        }
+        // The backward pass needs only the output, so the scores' buffer can take it.
+        unary_node::<B, C>(x, B::softmax_last, B::softmax_last_backward, Keep::Output)
     }
 
     fn batch_norm_batch_stats(
@@ -256,12 +198,78 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     }
 }
 
+/// Which tensor a one-input operation's backward pass reads.
+#[derive(Clone, Copy, Debug)]
+enum Keep {
+    Input,
+    Output,
+}
+
+/// The backward pass of a one-input fused operation: `backward(kept, output gradient)`.
+#[derive(Debug)]
+struct UnaryBackward<B: Backend> {
+    backward: fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+}
+
+impl<B: Backend> Backward<B, 1> for UnaryBackward<B> {
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let kept = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            (self.backward)(kept, grad)
+        });
+    }
+}
+
+/// Records `forward(x)` as one autodiff node whose backward pass is `backward(kept, grad)`,
+/// keeping the input or the output as `keep` says. A kept output shares the input's buffer when
+/// nothing else holds it.
+fn unary_node<B: Backend, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    forward: fn(FloatTensor<B>) -> FloatTensor<B>,
+    backward: fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+    keep: Keep,
+) -> FloatTensor<Autodiff<B, C>> {
+    let prep = UnaryBackward { backward }
+        .prepare::<C>([x.node()])
+        .compute_bound()
+        .stateful();
+    match prep {
+        OpsKind::Tracked(prep) => match keep {
+            Keep::Input => {
+                let input = x.primitive().clone();
+                prep.finish(input.clone(), forward(input))
+            }
+            Keep::Output => {
+                let output = forward(x.into_primitive());
+                prep.finish(output.clone(), output)
+            }
+        },
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.into_primitive())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clip::host_values;
     use burn::tensor::Device;
     use burn::tensor::activation::{sigmoid as burn_sigmoid, softmax};
+
+    /// Asserts that `a` is within `tolerance` of `b`, relative to `b`'s largest magnitude (at
+    /// least 10⁻³).
+    fn assert_close(a: Vec<f32>, b: Vec<f32>, tolerance: f32, what: &str) {
+        let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            worst <= tolerance * scale,
+            "{what}: off by {worst} (scale {scale})"
+        );
+    }
 
     fn relative_error(a: &[f32], b: &[f32]) -> f32 {
         a.iter()
@@ -327,15 +335,12 @@ mod tests {
                     &host_values(reference_gelu.detach())
                 ) < 1e-5
             );
-            let (a, b) = (host_values(fused_grad), host_values(reference_grad));
-            let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let worst = a
-                .iter()
-                .zip(&b)
-                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-            assert!(
-                worst <= 1e-5 * scale,
-                "{shape:?}: gradients differ by {worst} (scale {scale})"
+            let what = format!("{shape:?} gradients");
+            assert_close(
+                host_values(fused_grad),
+                host_values(reference_grad),
+                1e-5,
+                &what,
             );
         }
     }
@@ -370,17 +375,7 @@ mod tests {
             .swap_dims(0, 1);
             let formula = (reference.clone() * weights).sum().backward();
 
-            let close = |a: Vec<f32>, b: Vec<f32>, what: &str| {
-                let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-                let worst = a
-                    .iter()
-                    .zip(&b)
-                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-                assert!(
-                    worst <= 2e-5 * scale,
-                    "{shape:?} {what}: off by {worst} (scale {scale})"
-                );
-            };
+            let close = |a, b, what| assert_close(a, b, 2e-5, &format!("{shape:?} {what}"));
             close(host_values(y), host_values(reference), "output");
             close(
                 host_values(mean),
