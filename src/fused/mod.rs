@@ -405,6 +405,127 @@ mod tests {
         }
     }
 
+    /// What the trait's defaults run on wgpu (the compositions, Burn's batch-norm operation)
+    /// agrees with the CPU kernels, backward passes included, both run on the CPU backend.
+    #[test]
+    fn default_compositions_match_the_cpu_kernels() {
+        use burn::backend::Flex;
+        use burn::backend::flex::FlexTensor;
+        use burn::tensor::TensorData;
+
+        let flex = |values: Vec<f32>, shape: Vec<usize>| {
+            FlexTensor::from_data(TensorData::new(values, shape))
+        };
+        let values = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i + seed) * 7919) % 1013) as f32 / 90.0 - 5.0)
+                .collect()
+        };
+        let host = |t: FlexTensor| t.into_data().try_into_vec::<f32>().unwrap();
+
+        let shape = vec![4, 3, 6, 5];
+        let n: usize = shape.iter().product();
+        let (x, g) = (values(n, 0), values(n, 17));
+        let rows = vec![12, 30];
+        let y = host(<Flex as FusedOps>::softmax_last(flex(
+            x.clone(),
+            rows.clone(),
+        )));
+        for (fused, composed, what) in [
+            (
+                host(<Flex as FusedOps>::quick_gelu(flex(
+                    x.clone(),
+                    rows.clone(),
+                ))),
+                host(composed::quick_gelu::<Flex>(flex(x.clone(), rows.clone()))),
+                "QuickGELU",
+            ),
+            (
+                host(<Flex as FusedOps>::quick_gelu_backward(
+                    flex(x.clone(), rows.clone()),
+                    flex(g.clone(), rows.clone()),
+                )),
+                host(composed::quick_gelu_backward::<Flex>(
+                    flex(x.clone(), rows.clone()),
+                    flex(g.clone(), rows.clone()),
+                )),
+                "QuickGELU backward",
+            ),
+            (
+                y.clone(),
+                host(composed::softmax_last::<Flex>(flex(
+                    x.clone(),
+                    rows.clone(),
+                ))),
+                "softmax",
+            ),
+            (
+                host(<Flex as FusedOps>::softmax_last_backward(
+                    flex(y.clone(), rows.clone()),
+                    flex(g.clone(), rows.clone()),
+                )),
+                host(composed::softmax_last_backward::<Flex>(
+                    flex(y.clone(), rows.clone()),
+                    flex(g.clone(), rows.clone()),
+                )),
+                "softmax backward",
+            ),
+        ] {
+            assert_close(fused, composed, 1e-5, what);
+        }
+
+        let (gamma, beta) = (values(3, 5), values(3, 9));
+        let (out, mean, var) = <Flex as FusedOps>::batch_norm_batch_stats(
+            flex(x.clone(), shape.clone()),
+            flex(gamma.clone(), vec![3]),
+            flex(beta.clone(), vec![3]),
+            1e-5,
+        );
+        let burn = <Flex as ModuleOps<Flex>>::batch_norm_train(
+            flex(x.clone(), shape.clone()),
+            flex(gamma.clone(), vec![3]),
+            flex(beta, vec![3]),
+            1e-5,
+        );
+        let (mean, var) = (host(mean), host(var));
+        assert_close(host(out), host(burn.output), 2e-5, "batch norm");
+        assert_close(mean.clone(), host(burn.mean), 2e-5, "batch mean");
+        assert_close(var.clone(), host(burn.variance), 2e-5, "batch variance");
+        let inputs = || {
+            (
+                flex(x.clone(), shape.clone()),
+                flex(gamma.clone(), vec![3]),
+                flex(mean.clone(), vec![3]),
+                flex(var.clone(), vec![3]),
+                flex(g.clone(), shape.clone()),
+            )
+        };
+        let (x1, gamma1, mean1, var1, g1) = inputs();
+        let (dx, dgamma, dbeta) =
+            <Flex as FusedOps>::batch_norm_batch_stats_backward(x1, gamma1, mean1, var1, g1, 1e-5);
+        let (x2, gamma2, mean2, var2, g2) = inputs();
+        let burn =
+            <Flex as ModuleOps<Flex>>::batch_norm_train_backward(x2, gamma2, mean2, var2, 1e-5, g2);
+        assert_close(
+            host(dx),
+            host(burn.x_grad),
+            2e-5,
+            "batch norm input gradient",
+        );
+        assert_close(
+            host(dgamma),
+            host(burn.gamma_grad),
+            2e-5,
+            "batch norm scale gradient",
+        );
+        assert_close(
+            host(dbeta),
+            host(burn.beta_grad),
+            2e-5,
+            "batch norm shift gradient",
+        );
+    }
+
     #[test]
     fn masked_softmax_rows_give_zero_weight_to_masked_positions() {
         let device = Device::flex();
