@@ -60,9 +60,10 @@ impl FusedOps for Flex {
         let values = &x.storage::<f32>()[..blocks.len()];
         let (mean, var) = blocks.moments(values);
         let (gamma, beta) = (vector_f32(&gamma), vector_f32(&beta));
+        let inverse_std = inverse_std(&var, eps);
         let mut out = vec![0.0f32; blocks.len()];
         blocks.for_each_mut(&mut out, |channel, out, start| {
-            let scale = gamma[channel] / (var[channel] + eps as f32).sqrt();
+            let scale = gamma[channel] * inverse_std[channel];
             let shift = beta[channel] - mean[channel] * scale;
             kernels::affine(out, &values[start..start + out.len()], scale, shift);
         });
@@ -95,10 +96,7 @@ impl FusedOps for Flex {
         let x = contiguous_f32(&x);
         let values = &x.storage::<f32>()[..blocks.len()];
         let (gamma, mean) = (vector_f32(&gamma), vector_f32(&mean));
-        let inverse_std: Vec<f32> = vector_f32(&var)
-            .iter()
-            .map(|v| 1.0 / (v + eps as f32).sqrt())
-            .collect();
+        let inverse_std = inverse_std(&vector_f32(&var), eps);
         let mut grad = owned_f32(grad);
         let grads = &mut grad.storage_mut::<f32>()[..blocks.len()];
         let sums: Vec<(f32, f32)> = blocks.per_channel(|channel, slices| {
@@ -143,19 +141,18 @@ impl FusedOps for Flex {
 const PARALLEL_MIN: usize = 1 << 14;
 
 /// A contiguous f32 copy of `tensor`'s elements that the caller may overwrite: the tensor's own
-/// buffer when nothing else holds it, else a fresh one.
+/// buffer when nothing else holds it, else one fresh copy.
 fn owned_f32(tensor: FlexTensor) -> FlexTensor {
-    let contiguous = tensor.is_contiguous() && tensor.layout().start_offset() == 0;
-    if contiguous && tensor.is_unique() {
+    if !(tensor.is_contiguous() && tensor.layout().start_offset() == 0) {
+        // Gathering a strided view into row-major order already makes a buffer of its own.
+        return tensor.to_contiguous();
+    }
+    if tensor.is_unique() {
         return tensor;
     }
     let shape = tensor.shape();
-    let values: Vec<f32> = tensor.to_contiguous().storage::<f32>()[..shape.num_elements()].to_vec();
-    FlexTensor::new(
-        Bytes::from_elems(values),
-        Layout::contiguous(shape),
-        DType::F32,
-    )
+    let values = tensor.storage::<f32>()[..shape.num_elements()].to_vec();
+    f32_tensor(values, shape)
 }
 
 /// The elements of a tensor in row-major order, borrowed.
@@ -172,7 +169,9 @@ fn map_f32(x: FlexTensor, f: impl Fn(f32) -> f32 + Sync + Copy) -> FlexTensor {
     let mut out = owned_f32(x);
     let n = out.shape().num_elements();
     let values = &mut out.storage_mut::<f32>()[..n];
-    for_chunks(values, None, |chunk, _| kernels::map(chunk, f));
+    for_chunks(values, None, PARALLEL_MIN, |chunk, _| {
+        kernels::map(chunk, f)
+    });
     out
 }
 
@@ -183,7 +182,7 @@ fn zip_f32(a: FlexTensor, b: FlexTensor, f: impl Fn(f32, f32) -> f32 + Sync + Co
     let n = out.shape().num_elements();
     let other = &b.storage::<f32>()[..n];
     let values = &mut out.storage_mut::<f32>()[..n];
-    for_chunks(values, Some(other), |chunk, other| {
+    for_chunks(values, Some(other), PARALLEL_MIN, |chunk, other| {
         kernels::zip(chunk, other.expect("second operand"), f)
     });
     out
@@ -206,30 +205,25 @@ fn rows_f32(
     let other_values = other.as_ref().map(|o| &o.storage::<f32>()[..n]);
     let values = &mut out.storage_mut::<f32>()[..n];
     let rows_per_task = (PARALLEL_MIN / width).max(1);
-    let task = |(rows, others): (&mut [f32], Option<&[f32]>)| {
-        for (i, row) in rows.chunks_mut(width).enumerate() {
-            row_fn(row, others.map(|o| &o[i * width..(i + 1) * width]));
-        }
-    };
-    if n < PARALLEL_MIN {
-        task((values, other_values));
-    } else {
-        let chunk = rows_per_task * width;
-        match other_values {
-            Some(o) => values
-                .par_chunks_mut(chunk)
-                .zip(o.par_chunks(chunk))
-                .for_each(|(v, o)| task((v, Some(o)))),
-            None => values.par_chunks_mut(chunk).for_each(|v| task((v, None))),
-        }
-    }
+    for_chunks(
+        values,
+        other_values,
+        rows_per_task * width,
+        |rows, others| {
+            for (i, row) in rows.chunks_mut(width).enumerate() {
+                row_fn(row, others.map(|o| &o[i * width..(i + 1) * width]));
+            }
+        },
+    );
     out
 }
 
-/// Splits `values` (and `other` alike) into parallel chunks for `f`.
+/// Splits `values` (and `other` alike) into parallel chunks of `chunk` elements for `f` (a
+/// caller working on rows passes a whole number of rows); small inputs stay on this thread.
 fn for_chunks(
     values: &mut [f32],
     other: Option<&[f32]>,
+    chunk: usize,
     f: impl Fn(&mut [f32], Option<&[f32]>) + Sync,
 ) {
     if values.len() < PARALLEL_MIN {
@@ -237,10 +231,10 @@ fn for_chunks(
     }
     match other {
         Some(o) => values
-            .par_chunks_mut(PARALLEL_MIN)
-            .zip(o.par_chunks(PARALLEL_MIN))
+            .par_chunks_mut(chunk)
+            .zip(o.par_chunks(chunk))
             .for_each(|(v, o)| f(v, Some(o))),
-        None => values.par_chunks_mut(PARALLEL_MIN).for_each(|v| f(v, None)),
+        None => values.par_chunks_mut(chunk).for_each(|v| f(v, None)),
     }
 }
 
@@ -316,6 +310,11 @@ impl Blocks {
             .enumerate()
             .for_each(|(index, block)| f(index % self.channels, block, index * self.pixels));
     }
+}
+
+/// `1/√(var + ε)` per channel: the forward pass's scale and the backward pass's share it.
+fn inverse_std(var: &[f32], eps: f64) -> Vec<f32> {
+    var.iter().map(|v| 1.0 / (v + eps as f32).sqrt()).collect()
 }
 
 /// A small tensor's values (a scale, a shift, statistics) as a vector.
