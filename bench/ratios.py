@@ -75,9 +75,12 @@ def cases(args, vit_b32):
             recipe.write_text(text)
         step_model = Path(args.step_model) if args.step_model else vit_b32
         label = step_model.name if args.step_model else "ViT-B/32"
-        for method, batch in [("lip", 1), ("ga", 8)]:
+        # CLIPErase learns from captioned pictures, which the paper recipe does not name.
+        pairs = ROOT / "recipes" / "forget-orange-fruit-vit-cliperase.toml"
+        for method, batch, scenario in [("lip", 1, recipe), ("ga", 8, recipe),
+                                        ("cliperase", 16, pairs)]:
             out.append((label, f"{method} step (batch {batch})",
-                        lethe + ["step", "--recipe", str(recipe),
+                        lethe + ["step", "--recipe", str(scenario),
                                  "--model", str(step_model), "--method", method, "--batch",
                                  str(batch), "--iters", "3", "--json"] + dev,
                         lambda l, m=method: ref + [

@@ -4,7 +4,7 @@
     python bench/reference.py --model DIR [--batch 8] [--iters 20] [--warmup 5] [--threads N]
     python bench/reference.py --make-vit-b32 DIR      # random-init ViT-B/32 open_clip checkpoint
     python bench/reference.py --train-step STAGE --model DIR [--batch B] [--iters N]
-    python bench/reference.py --unlearn-step lip|ga --model DIR [--batch B] [--classes C]
+    python bench/reference.py --unlearn-step lip|ga|cliperase --model DIR [--batch B] [--classes C]
         [--templates T] [--forget-images N] [--perturbations P]
 
 --train-step times one step of a demo-training stage (the counterpart of `lethe bench train`)
@@ -21,7 +21,12 @@ through the text tower, averaged per class), the method's loss on B forget image
 through every parameter, an AdamW update of every parameter (Lethe updates only the layers it
 selects, which is less work), and the stop rule's check (zero-shot accuracy on N forget images,
 without gradients). `lip`: each image with P Gaussian perturbations, loss
-mean((|f(x) - f(x+e)| + |g(t) - f(x+e)|) / |e|); `ga`: minus the zero-shot cross-entropy.
+mean((|f(x) - f(x+e)| + |g(t) - f(x+e)|) / |e|); `ga`: minus the zero-shot cross-entropy;
+`cliperase`: B forget and B retain image-caption pairs through both towers and the retain pairs
+through a frozen copy of the model, loss 3 x mean forget similarity + the retain pairs'
+contrastive loss + 3 x the KL divergences of both retrieval directions from the frozen
+copy's, Adam (no weight decay); no per-step check (CLIPErase validates once an epoch, which
+`lethe bench step`'s timed steps do not reach).
 
 DIR is either a transformers CLIPModel folder (config.json + *.safetensors) or an
 open_clip folder (open_clip_config.json + open_clip_model.safetensors); detected
@@ -244,6 +249,9 @@ def unlearn_step_bench(args):
         per_prompt = norm(enc_txt(prompts), dim=-1).view(args.classes, args.templates, -1)
         return norm(per_prompt.mean(1), dim=-1)
 
+    if args.unlearn_step == "cliperase":
+        return cliperase_step_bench(args, model, size, ctx, pad, enc_img, enc_txt, device)
+
     def step(_):
         opt.zero_grad(set_to_none=True)
         h = heads()
@@ -274,6 +282,53 @@ def unlearn_step_bench(args):
                       "torch": torch.__version__}))
 
 
+def cliperase_step_bench(args, model, size, ctx, pad, enc_img, enc_txt, device):
+    import copy
+    original = copy.deepcopy(model).eval()
+    for p in original.parameters():
+        p.requires_grad_(False)
+    if hasattr(original, "encode_image"):
+        orig_img, orig_txt = original.encode_image, original.encode_text
+    else:
+        orig_img = lambda x: original.visual_projection(original.vision_model(pixel_values=x).pooler_output)
+        orig_txt = lambda ids: original.text_projection(original.text_model(input_ids=ids).pooler_output)
+    g = torch.Generator().manual_seed(0)
+    b = args.batch
+    forget = torch.randn(b, 3, size, size, generator=g).to(device)
+    retain = torch.randn(b, 3, size, size, generator=g).to(device)
+    forget_captions = tokenize([f"a photo of a forgotten thing number {i}" for i in range(b)],
+                               ctx, pad).to(device)
+    retain_captions = tokenize([f"a photo of a kept thing number {i}" for i in range(b)],
+                               ctx, pad).to(device)
+    norm = torch.nn.functional.normalize
+    f = torch.nn.functional
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    targets = torch.arange(b, device=device)
+
+    def logits(img, txt, images, captions):
+        return model.logit_scale.exp() * norm(img(images), dim=-1) @ norm(txt(captions), dim=-1).T
+
+    def kl(original_logits, current_logits):
+        p = f.log_softmax(original_logits, 1)
+        return (p.exp() * (p - f.log_softmax(current_logits, 1))).sum(1).mean()
+
+    def step(_):
+        opt.zero_grad(set_to_none=True)
+        forget_loss = (norm(enc_img(forget), dim=-1) * norm(enc_txt(forget_captions), dim=-1)).sum(1).mean()
+        current = logits(enc_img, enc_txt, retain, retain_captions)
+        retain_loss = (f.cross_entropy(current, targets) + f.cross_entropy(current.T, targets)) / 2
+        with torch.no_grad():
+            reference = logits(orig_img, orig_txt, retain, retain_captions)
+        consistency = kl(reference, current) + kl(reference.T, current.T)
+        (retain_loss + 3 * forget_loss + 3 * consistency).backward()
+        opt.step()
+
+    seconds = time_it(step, None, args.warmup, args.iters, device) / args.iters
+    print(json.dumps({"method": "cliperase", "batch": b, "seconds_per_step": seconds,
+                      "threads": torch.get_num_threads(), "device": str(device),
+                      "torch": torch.__version__}))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="HF CLIPModel dir or open_clip dir")
@@ -285,7 +340,7 @@ def main():
     ap.add_argument("--make-vit-b32", metavar="DIR", help="write a random-init ViT-B/32 open_clip checkpoint and exit")
     ap.add_argument("--train-step", choices=["attributes", "lit", "joint"],
                     help="time one step of a demo-training stage on DIR's architecture")
-    ap.add_argument("--unlearn-step", choices=["lip", "ga"],
+    ap.add_argument("--unlearn-step", choices=["lip", "ga", "cliperase"],
                     help="time one unlearning step of a method on DIR's weights")
     ap.add_argument("--classes", type=int, default=10, help="classes of the zero-shot head")
     ap.add_argument("--templates", type=int, default=1, help="prompts per class")

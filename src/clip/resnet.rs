@@ -3,8 +3,8 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::relu;
-use burn::tensor::module::{avg_pool2d, batch_norm, conv2d};
-use burn::tensor::ops::{AvgPoolOptions, ConvOptions};
+use burn::tensor::module::batch_norm;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
 use super::attention::{MultiHeadAttention, zero_linear};
@@ -33,7 +33,7 @@ impl Conv {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
-        conv2d(x, self.weight.val(), None, options)
+        fused::conv2d(x, self.weight.val(), options)
     }
 }
 
@@ -134,7 +134,7 @@ pub struct BatchStatistics {
 
 fn avg_pool(x: Tensor<4>, size: usize) -> Tensor<4> {
     if size > 1 {
-        avg_pool2d(x, AvgPoolOptions::new([size, size]))
+        fused::avg_pool_blocks(x, size)
     } else {
         x
     }

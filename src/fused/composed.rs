@@ -1,9 +1,11 @@
 //! The fused operations composed from Burn's tensor operations, for backends without a kernel
-//! (wgpu) and for dtypes the CPU kernels skip. (Batch norm needs none here: Burn has it as one
-//! operation, `ModuleOps::batch_norm_train`, which the trait's default calls.)
+//! (wgpu) and for dtypes or options the CPU kernels skip. (Batch norm and the convolution's
+//! forward pass need none here: Burn has each as one operation, which the trait's default
+//! calls.)
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, TensorMetadata};
+use burn::tensor::ops::ConvOptions;
 
 use super::QUICK_GELU_SLOPE;
 
@@ -45,4 +47,31 @@ pub(super) fn softmax_last_backward<B: Backend>(
     let last = y.shape().num_dims() - 1;
     let dot = B::float_sum_dim(B::float_mul(grad.clone(), y.clone()), last);
     B::float_mul(y, B::float_sub(grad, dot))
+}
+
+/// Both gradients of a bias-free convolution with Burn's own backward operations.
+pub(super) fn conv2d_backward<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let x_grad = B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+    (x_grad, B::conv2d_weight_backward(x, weight, grad, options))
+}
+
+/// Average pooling over `size × size` blocks with Burn's own operation.
+pub(super) fn avg_pool_blocks<B: Backend>(x: FloatTensor<B>, size: usize) -> FloatTensor<B> {
+    let [k, pad] = [[size; 2], [0; 2]];
+    B::avg_pool2d(x, k, k, pad, true, false)
+}
+
+/// The input gradient of [`avg_pool_blocks`] with Burn's own backward operation.
+pub(super) fn avg_pool_blocks_backward<B: Backend>(
+    x: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    size: usize,
+) -> FloatTensor<B> {
+    let [k, pad] = [[size; 2], [0; 2]];
+    B::avg_pool2d_backward(x, grad, k, k, pad, true, false)
 }

@@ -8,6 +8,9 @@ use burn::backend::{DType, Flex, TensorMetadata};
 use burn::tensor::{Bytes, Shape};
 use rayon::prelude::*;
 
+use burn::tensor::ops::ConvOptions;
+
+use super::conv::{self, ConvShape};
 use super::{FusedOps, QUICK_GELU_SLOPE, composed, kernels};
 
 impl FusedOps for Flex {
@@ -135,6 +138,174 @@ impl FusedOps for Flex {
             f32_tensor(totals, Shape::new(channels)),
         )
     }
+
+    fn avg_pool_blocks(x: FloatTensor<Self>, size: usize) -> FloatTensor<Self> {
+        let Some(pool) = Pool::of(&x, size) else {
+            return composed::avg_pool_blocks::<Self>(x, size);
+        };
+        let x = contiguous_f32(&x);
+        let mut out = vec![0.0f32; pool.planes() * pool.out_len()];
+        let (out_len, plane_len) = (pool.out_len(), pool.plane_len());
+        pool.per_plane(&mut out, out_len, elements(&x), plane_len, |out, plane| {
+            pool.mean(plane, out)
+        });
+        f32_tensor(out, Shape::new(pool.output()))
+    }
+
+    fn avg_pool_blocks_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        size: usize,
+    ) -> FloatTensor<Self> {
+        let Some(pool) = Pool::of(&x, size).filter(|_| grad.dtype() == DType::F32) else {
+            return composed::avg_pool_blocks_backward::<Self>(x, grad, size);
+        };
+        let grad = contiguous_f32(&grad);
+        let mut x_grad = vec![0.0f32; pool.planes() * pool.plane_len()];
+        let (out_len, plane_len) = (pool.out_len(), pool.plane_len());
+        pool.per_plane(
+            &mut x_grad,
+            plane_len,
+            elements(&grad),
+            out_len,
+            |plane, grad| pool.spread(grad, plane),
+        );
+        f32_tensor(x_grad, x.shape())
+    }
+
+    fn conv2d_plain(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let Some(shape) = plain_conv(&x, &weight, &options) else {
+            return <Self as ModuleOps<Self>>::conv2d(x, weight, None, options);
+        };
+        let (x, weight) = (contiguous_f32(&x), contiguous_f32(&weight));
+        let out = conv::forward(elements(&x), elements(&weight), &shape);
+        f32_tensor(out, Shape::new(shape.output()))
+    }
+
+    fn conv2d_plain_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let Some(shape) = plain_conv(&x, &weight, &options).filter(|_| grad.dtype() == DType::F32)
+        else {
+            return composed::conv2d_backward::<Self>(x, weight, grad, options);
+        };
+        let (x, weight, grad) = (
+            contiguous_f32(&x),
+            contiguous_f32(&weight),
+            contiguous_f32(&grad),
+        );
+        let (x_grad, weight_grad) =
+            conv::backward(elements(&x), elements(&weight), elements(&grad), &shape);
+        (
+            f32_tensor(x_grad, x.shape()),
+            f32_tensor(weight_grad, weight.shape()),
+        )
+    }
+}
+
+/// Average pooling over non-overlapping `size × size` blocks of `[n, c, h, w]` maps.
+struct Pool {
+    batch: usize,
+    channels: usize,
+    height: usize,
+    width: usize,
+    size: usize,
+    out: [usize; 2],
+}
+
+impl Pool {
+    /// The pooling of `x` the CPU kernels handle: f32, at least one whole block.
+    fn of(x: &FlexTensor, size: usize) -> Option<Self> {
+        let shape = x.shape();
+        let [batch, channels, height, width]: [usize; 4] = shape.as_slice().try_into().ok()?;
+        let out = [height / size.max(1), width / size.max(1)];
+        (x.dtype() == DType::F32 && size > 0 && out[0] * out[1] > 0).then_some(Self {
+            batch,
+            channels,
+            height,
+            width,
+            size,
+            out,
+        })
+    }
+
+    fn output(&self) -> [usize; 4] {
+        [self.batch, self.channels, self.out[0], self.out[1]]
+    }
+
+    fn planes(&self) -> usize {
+        self.batch * self.channels
+    }
+
+    fn plane_len(&self) -> usize {
+        self.height * self.width
+    }
+
+    fn out_len(&self) -> usize {
+        self.out[0] * self.out[1]
+    }
+
+    /// Runs `f(target plane, source plane)` over the planes of `target` and `source`, planes
+    /// `target_len` and `source_len` long, in parallel.
+    fn per_plane(
+        &self,
+        target: &mut [f32],
+        target_len: usize,
+        source: &[f32],
+        source_len: usize,
+        f: impl Fn(&mut [f32], &[f32]) + Sync,
+    ) {
+        let per_task = (PARALLEL_MIN / target_len.max(source_len)).max(1);
+        target
+            .par_chunks_mut(target_len)
+            .zip(source.par_chunks(source_len))
+            .with_min_len(per_task)
+            .for_each(|(target, source)| f(target, source));
+    }
+
+    /// Each block's mean of one plane.
+    fn mean(&self, plane: &[f32], out: &mut [f32]) {
+        let (k, ow) = (self.size, self.out[1]);
+        let scale = 1.0 / (k * k) as f32;
+        for (oy, out) in out.chunks_mut(ow).enumerate() {
+            for dy in 0..k {
+                let row = &plane[(oy * k + dy) * self.width..][..ow * k];
+                for (value, block) in out.iter_mut().zip(row.chunks(k)) {
+                    *value += block.iter().sum::<f32>();
+                }
+            }
+            out.iter_mut().for_each(|v| *v *= scale);
+        }
+    }
+
+    /// One plane's input gradient: each block's output gradient spread evenly over the block.
+    fn spread(&self, grad: &[f32], plane: &mut [f32]) {
+        let (k, ow) = (self.size, self.out[1]);
+        let scale = 1.0 / (k * k) as f32;
+        for y in 0..self.out[0] * k {
+            let grad = &grad[(y / k) * ow..][..ow];
+            let row = &mut plane[y * self.width..][..ow * k];
+            for (block, g) in row.chunks_mut(k).zip(grad) {
+                block.fill(g * scale);
+            }
+        }
+    }
+}
+
+/// The sizes of a convolution the CPU kernels handle: f32, one group, no dilation.
+fn plain_conv(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Option<ConvShape> {
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+        return None;
+    }
+    let dims = |shape: Shape| -> Option<[usize; 4]> { shape.as_slice().try_into().ok() };
+    ConvShape::plain(dims(x.shape())?, dims(weight.shape())?, options)
 }
 
 /// Inputs below this many elements run on the calling thread: splitting costs more.
@@ -317,10 +488,14 @@ fn inverse_std(var: &[f32], eps: f64) -> Vec<f32> {
     var.iter().map(|v| 1.0 / (v + eps as f32).sqrt()).collect()
 }
 
+/// The elements of a contiguous f32 tensor.
+fn elements(tensor: &FlexTensor) -> &[f32] {
+    &tensor.storage::<f32>()[..tensor.shape().num_elements()]
+}
+
 /// A small tensor's values (a scale, a shift, statistics) as a vector.
 fn vector_f32(tensor: &FlexTensor) -> Vec<f32> {
-    let n = tensor.shape().num_elements();
-    contiguous_f32(tensor).storage::<f32>()[..n].to_vec()
+    elements(&contiguous_f32(tensor)).to_vec()
 }
 
 /// A contiguous f32 tensor of the given values.

@@ -1,27 +1,34 @@
-//! Fused operations: QuickGELU, the softmax over the last dimension and training-mode batch
-//! normalisation, each one node of the autodiff graph with a hand-written backward pass.
+//! Fused operations: QuickGELU, the softmax over the last dimension, training-mode batch
+//! normalisation, block average pooling and the bias-free convolution, each one node of the
+//! autodiff graph with a hand-written backward pass.
 //!
-//! Why they exist: of a CLIP model's elementwise work, these touch the biggest tensors of a
-//! training step (the MLP's hidden activations, every head's attention scores, every ResNet
-//! feature map). Burn builds QuickGELU from a scale, a sigmoid and a product and softmax from a
-//! maximum, a difference, an exponential, a sum and a quotient, and records each for the backward
-//! pass, which then reads and writes the same tensors a dozen times; on the CPU backend
-//! (burn-flex) the exponentials are single-threaded loops over the C library's scalar `expf`.
-//! Burn's training-mode batch norm is one autodiff node, but the CPU backend computes it, both
-//! ways, from a dozen operations with every feature map transposed to channels-first and back.
-//! Here each is one pass forward and one or two backward, split over rayon's threads, with an
-//! exponential the compiler vectorises: QuickGELU and softmax took a quarter off a demo-ViT
-//! training step, batch norm a fifth off a demo-ResNet attribute step.
+//! Why they exist: of a CLIP model's elementwise work, the first three touch the biggest
+//! tensors of a training step (the MLP's hidden activations, every head's attention scores,
+//! every ResNet feature map). Burn builds QuickGELU from a scale, a sigmoid and a product and
+//! softmax from a maximum, a difference, an exponential, a sum and a quotient, and records each
+//! for the backward pass, which then reads and writes the same tensors a dozen times; on the CPU
+//! backend (burn-flex) the exponentials are single-threaded loops over the C library's scalar
+//! `expf`. Burn's training-mode batch norm is one autodiff node, but the CPU backend computes
+//! it, both ways, from a dozen operations with every feature map transposed to channels-first
+//! and back. Here each is one pass forward and one or two backward, split over rayon's threads,
+//! with an exponential the compiler vectorises: QuickGELU and softmax took a quarter off a
+//! demo-ViT training step, batch norm a fifth off a demo-ResNet attribute step. The CPU
+//! backend's convolution backward passes and average-pool backward pass cost a ResNet tower on
+//! small pictures most of its step; [`conv`] computes all three convolution passes as matrix
+//! products over groups of images, which took a further third off that step.
 //!
-//! The operations are a Burn backend extension: the CPU backend gets the kernels of [`cpu`], any
-//! other backend (wgpu) what Burn itself would run (the compositions of [`composed`], Burn's own
-//! batch-norm operation), and autodiff wraps either with
+//! The operations are a Burn backend extension: the CPU backend gets the kernels of [`cpu`] and
+//! [`conv`], any other backend (wgpu) what Burn itself would run (the compositions of
+//! [`composed`], Burn's own batch-norm, pooling and convolution operations), and autodiff wraps
+//! either with
 //!
 //! ```text
 //! quick_gelu(x) = x·σ(1.702x)    quick_gelu'(x) = σ(1.702x) + 1.702·x·σ(1.702x)·(1 − σ(1.702x))
 //! y = softmax(x), last axis      ∂L/∂x = y ⊙ (g − ⟨g, y⟩)   (g = ∂L/∂y; one dot product a row)
 //! y = γ·x̂ + β, x̂ = (x − μ)/√(σ² + ε)   (μ, σ² per channel over batch and pixels, N values each)
 //!     ∂L/∂β = Σg   ∂L/∂γ = Σg·x̂   ∂L/∂x = γ/√(σ² + ε) · (g − Σg/N − x̂·Σg·x̂/N)
+//! y = mean of each k×k block     ∂L/∂x = g of the pixel's block / k²
+//! y = W ⋆ x                      ∂L/∂W = g ⋆ x (correlation),  ∂L/∂x = Wᵀ ⋆ g (transposed)
 //! ```
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -32,8 +39,10 @@ use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Cube, Dispatch, backend_extension};
 use burn::tensor::Tensor;
+use burn::tensor::ops::ConvOptions;
 
 mod composed;
+mod conv;
 mod cpu;
 mod kernels;
 
@@ -70,6 +79,24 @@ pub fn batch_norm_train(
         Tensor::from_dispatch(mean),
         Tensor::from_dispatch(var),
     )
+}
+
+/// The mean of every `size × size` block of `x` `[n, c, h, w]` (average pooling with stride
+/// `size`, no padding; rows and columns past the last whole block are dropped).
+pub fn avg_pool_blocks(x: Tensor<4>, size: usize) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::avg_pool_blocks(
+        x.into_dispatch(),
+        size,
+    ))
+}
+
+/// A 2-D convolution of `x` `[n, c_in, h, w]` by `weight` `[c_out, c_in, kh, kw]` without bias.
+pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: ConvOptions<2>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::conv2d_plain(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        options,
+    ))
 }
 
 /// The fused operations and their backward passes. The default bodies are Burn's own
@@ -124,6 +151,40 @@ pub trait FusedOps: Backend {
             <Self as ModuleOps<Self>>::batch_norm_train_backward(x, gamma, mean, var, eps, grad);
         (grads.x_grad, grads.gamma_grad, grads.beta_grad)
     }
+
+    /// The mean of every `size × size` block. Burn's own average pooling by default.
+    fn avg_pool_blocks(x: FloatTensor<Self>, size: usize) -> FloatTensor<Self> {
+        composed::avg_pool_blocks::<Self>(x, size)
+    }
+
+    /// The input gradient of [`FusedOps::avg_pool_blocks`] given its input and output gradient.
+    fn avg_pool_blocks_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        size: usize,
+    ) -> FloatTensor<Self> {
+        composed::avg_pool_blocks_backward::<Self>(x, grad, size)
+    }
+
+    /// A 2-D convolution without bias. Burn's own operation by default.
+    fn conv2d_plain(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv2d(x, weight, None, options)
+    }
+
+    /// The gradients of [`FusedOps::conv2d_plain`]'s input and weight given both and the output
+    /// gradient.
+    fn conv2d_plain_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        composed::conv2d_backward::<Self>(x, weight, grad, options)
+    }
 }
 
 impl FusedOps for Cube {}
@@ -131,12 +192,35 @@ impl FusedOps for Cube {}
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn quick_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         // The backward pass recomputes the sigmoid from the input.
-        unary_node::<B, C>(x, B::quick_gelu, B::quick_gelu_backward, Keep::Input)
+        unary_node::<B, C, ()>(
+            x,
+            (),
+            |x, ()| B::quick_gelu(x),
+            |x, grad, ()| B::quick_gelu_backward(x, grad),
+            Keep::Input,
+        )
     }
 
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
         // The backward pass needs only the output, so the scores' buffer can take it.
-        unary_node::<B, C>(x, B::softmax_last, B::softmax_last_backward, Keep::Output)
+        unary_node::<B, C, ()>(
+            x,
+            (),
+            |x, ()| B::softmax_last(x),
+            |y, grad, ()| B::softmax_last_backward(y, grad),
+            Keep::Output,
+        )
+    }
+
+    fn avg_pool_blocks(x: FloatTensor<Self>, size: usize) -> FloatTensor<Self> {
+        // Burn's backward pass reads the input; the CPU kernel only its shape.
+        unary_node::<B, C, usize>(
+            x,
+            size,
+            B::avg_pool_blocks,
+            B::avg_pool_blocks_backward,
+            Keep::Input,
+        )
     }
 
     fn batch_norm_batch_stats(
@@ -196,6 +280,50 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         let constant = |t: FloatTensor<B>| FloatTensor::<Self>::new(t);
         (output, constant(mean), constant(var))
     }
+
+    fn conv2d_plain(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        /// Keeps the input, the weight and the options.
+        #[derive(Debug)]
+        struct ConvBackward;
+
+        impl<B: FusedOps> Backward<B, 2> for ConvBackward {
+            type State = (FloatTensor<B>, FloatTensor<B>, ConvOptions<2>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let (x, weight, options) = ops.state;
+                let grad = grads.consume::<B>(&ops.node);
+                let (dx, dweight) = B::conv2d_plain_backward(x, weight, grad, options);
+                let [x_node, weight_node] = ops.parents;
+                for (node, grad) in [(x_node, dx), (weight_node, dweight)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, grad);
+                    }
+                }
+            }
+        }
+
+        let prep = ConvBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful();
+        let (input, kernel) = (x.into_primitive(), weight.into_primitive());
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let y = B::conv2d_plain(input.clone(), kernel.clone(), options.clone());
+                prep.finish((input, kernel, options), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_plain(input, kernel, options)),
+        }
+    }
 }
 
 /// Which tensor a one-input operation's backward pass reads.
@@ -205,30 +333,33 @@ enum Keep {
     Output,
 }
 
-/// The backward pass of a one-input fused operation: `backward(kept, output gradient)`.
+/// The backward pass of a one-input fused operation: `backward(kept, output gradient, setting)`.
 #[derive(Debug)]
-struct UnaryBackward<B: Backend> {
-    backward: fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+struct UnaryBackward<B: Backend, P> {
+    backward: fn(FloatTensor<B>, FloatTensor<B>, P) -> FloatTensor<B>,
 }
 
-impl<B: Backend> Backward<B, 1> for UnaryBackward<B> {
-    type State = FloatTensor<B>;
+impl<B: Backend, P: Clone + Send + std::fmt::Debug + 'static> Backward<B, 1>
+    for UnaryBackward<B, P>
+{
+    type State = (FloatTensor<B>, P);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let kept = ops.state;
+        let (kept, setting) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            (self.backward)(kept, grad)
+            (self.backward)(kept, grad, setting)
         });
     }
 }
 
-/// Records `forward(x)` as one autodiff node whose backward pass is `backward(kept, grad)`,
-/// keeping the input or the output as `keep` says. A kept output shares the input's buffer when
-/// nothing else holds it.
-fn unary_node<B: Backend, C: CheckpointStrategy>(
+/// Records `forward(x, setting)` as one autodiff node whose backward pass is
+/// `backward(kept, grad, setting)`, keeping the input or the output as `keep` says. A kept
+/// output shares the input's buffer when nothing else holds it.
+fn unary_node<B: Backend, C: CheckpointStrategy, P: Clone + Send + std::fmt::Debug + 'static>(
     x: FloatTensor<Autodiff<B, C>>,
-    forward: fn(FloatTensor<B>) -> FloatTensor<B>,
-    backward: fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+    setting: P,
+    forward: fn(FloatTensor<B>, P) -> FloatTensor<B>,
+    backward: fn(FloatTensor<B>, FloatTensor<B>, P) -> FloatTensor<B>,
     keep: Keep,
 ) -> FloatTensor<Autodiff<B, C>> {
     let prep = UnaryBackward { backward }
@@ -239,14 +370,15 @@ fn unary_node<B: Backend, C: CheckpointStrategy>(
         OpsKind::Tracked(prep) => match keep {
             Keep::Input => {
                 let input = x.primitive().clone();
-                prep.finish(input.clone(), forward(input))
+                let y = forward(input.clone(), setting.clone());
+                prep.finish((input, setting), y)
             }
             Keep::Output => {
-                let output = forward(x.into_primitive());
-                prep.finish(output.clone(), output)
+                let output = forward(x.into_primitive(), setting.clone());
+                prep.finish((output.clone(), setting), output)
             }
         },
-        OpsKind::UnTracked(prep) => prep.finish(forward(x.into_primitive())),
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.into_primitive(), setting)),
     }
 }
 
@@ -534,5 +666,109 @@ mod tests {
         let y = host_values(softmax_last(x));
         assert_eq!(y[1], 0.0);
         assert!((y[0] + y[2] - 1.0).abs() < 1e-6);
+    }
+
+    /// The convolution agrees with Burn's, output and both gradients, on strided, padded
+    /// (symmetric or not), pointwise and tiny maps, with images grouped into one product or
+    /// spread over many.
+    #[test]
+    fn convolution_matches_burns() {
+        use burn::tensor::module::conv2d as burn_conv2d;
+
+        let device = Device::flex().autodiff();
+        let symmetric =
+            |stride: usize, padding: usize| ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
+        let cases = [
+            ([5, 3, 13, 11], [4, 3, 3, 3], symmetric(2, 1)),
+            ([20, 3, 16, 16], [4, 3, 3, 3], symmetric(1, 1)),
+            ([3, 6, 7, 7], [8, 6, 1, 1], symmetric(1, 0)),
+            ([2, 4, 16, 16], [5, 4, 1, 1], symmetric(1, 0)),
+            ([9, 4, 2, 2], [6, 4, 3, 3], symmetric(1, 1)),
+            ([2, 2, 4, 4], [3, 2, 3, 3], symmetric(3, 0)),
+            (
+                [3, 2, 6, 5],
+                [2, 2, 3, 2],
+                ConvOptions::new_with_padding([1, 2], [(0, 2), (1, 0)], [1, 1], 1),
+            ),
+        ];
+        let tensor = |shape: [usize; 4], seed: usize| {
+            let n = shape.iter().product::<usize>();
+            let values: Vec<f32> = (0..n)
+                .map(|i| (((i + seed) * 7919) % 1013) as f32 / 300.0 - 1.5)
+                .collect();
+            Tensor::<1>::from_floats(values.as_slice(), &device).reshape(shape)
+        };
+        for (x_shape, w_shape, options) in cases {
+            let what = format!("{x_shape:?} * {w_shape:?}, {options:?}");
+            let x = tensor(x_shape, 0).require_grad();
+            let w = tensor(w_shape, 5).require_grad();
+            let y = conv2d(x.clone(), w.clone(), options.clone());
+            let reference = burn_conv2d(x.clone(), w.clone(), None, options);
+            assert_eq!(y.dims(), reference.dims(), "{what}");
+            let weights = tensor(y.dims(), 11);
+            let grads = (y.clone() * weights.clone()).sum().backward();
+            let reference_grads = (reference.clone() * weights).sum().backward();
+            for (ours, theirs, part) in [
+                (y.detach(), reference.detach(), "output"),
+                (
+                    x.grad(&grads).unwrap(),
+                    x.grad(&reference_grads).unwrap(),
+                    "input gradient",
+                ),
+                (
+                    w.grad(&grads).unwrap(),
+                    w.grad(&reference_grads).unwrap(),
+                    "weight gradient",
+                ),
+            ] {
+                assert_close(
+                    host_values(ours),
+                    host_values(theirs),
+                    1e-5,
+                    &format!("{what}: {part}"),
+                );
+            }
+        }
+    }
+
+    /// Block average pooling agrees with Burn's, output and gradient, with and without rows
+    /// and columns past the last whole block, on maps small and large enough to be split over
+    /// threads.
+    #[test]
+    fn block_average_pool_matches_burns() {
+        use burn::tensor::module::avg_pool2d;
+        use burn::tensor::ops::AvgPoolOptions;
+
+        let device = Device::flex().autodiff();
+        for (shape, size) in [
+            ([3, 4, 6, 6], 2),
+            ([2, 3, 5, 7], 2),
+            ([2, 2, 7, 6], 3),
+            ([64, 16, 32, 32], 2),
+        ] {
+            let n = shape.iter().product::<usize>();
+            let values: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1013) as f32 / 100.0).collect();
+            let x = Tensor::<1>::from_floats(values.as_slice(), &device)
+                .reshape(shape)
+                .require_grad();
+            let y = avg_pool_blocks(x.clone(), size);
+            let reference = avg_pool2d(x.clone(), AvgPoolOptions::new([size, size]));
+            assert_eq!(y.dims(), reference.dims(), "{shape:?} / {size}");
+            let weights = y.clone().detach().sin();
+            let grad = x
+                .grad(&(y.clone() * weights.clone()).sum().backward())
+                .unwrap();
+            let reference_grad = x
+                .grad(&(reference.clone() * weights).sum().backward())
+                .unwrap();
+            let what = format!("{shape:?} / {size}");
+            assert_close(
+                host_values(y.detach()),
+                host_values(reference.detach()),
+                1e-6,
+                &what,
+            );
+            assert_close(host_values(grad), host_values(reference_grad), 1e-6, &what);
+        }
     }
 }
