@@ -42,7 +42,8 @@ pub(super) struct ConvShape {
 
 impl ConvShape {
     /// The convolution of `x` `[n, c_in, h, w]` by `weight` `[c_out, c_in, kh, kw]`, or `None`
-    /// when it is not plain (groups, dilation) or has no output.
+    /// when it is not plain (groups, dilation), has an empty axis other than the batch, or has
+    /// no output.
     pub(super) fn plain(
         x: [usize; 4],
         weight: [usize; 4],
@@ -50,7 +51,8 @@ impl ConvShape {
     ) -> Option<Self> {
         let [batch, c_in, height, width] = x;
         let [c_out, weight_in, kh, kw] = weight;
-        if options.groups != 1 || options.dilation != [1, 1] || weight_in != c_in {
+        let empty = [c_in, height, width, c_out, kh, kw].contains(&0);
+        if empty || options.groups != 1 || options.dilation != [1, 1] || weight_in != c_in {
             return None;
         }
         let out = |axis: usize, size: usize, kernel: usize| {

@@ -5,10 +5,9 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{DType, Flex, TensorMetadata};
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Bytes, Shape};
 use rayon::prelude::*;
-
-use burn::tensor::ops::ConvOptions;
 
 use super::conv::{self, ConvShape};
 use super::{FusedOps, QUICK_GELU_SLOPE, composed, kernels};
