@@ -1,8 +1,8 @@
-//! The fused operations composed from Burn's tensor operations, for backends without a kernel
-//! (wgpu) and for dtypes or options the CPU kernels skip. (Batch norm and the convolution's
-//! forward pass need none here: Burn has each as one operation, which the trait's default
-//! calls.)
+//! The fused operations as Burn computes them (composed from its tensor operations, or its own
+//! batch-norm, pooling and convolution operations), for backends without a kernel (wgpu) and for
+//! dtypes or options the CPU kernels skip.
 
+use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, TensorMetadata};
 use burn::tensor::ops::ConvOptions;
@@ -74,4 +74,38 @@ pub(super) fn avg_pool_blocks_backward<B: Backend>(
 ) -> FloatTensor<B> {
     let [k, pad] = [[size; 2], [0; 2]];
     B::avg_pool2d_backward(x, grad, k, k, pad, true, false)
+}
+
+/// Training-mode batch norm with Burn's own operation: output, batch mean, biased variance.
+pub(super) fn batch_norm_batch_stats<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    eps: f64,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let result = <B as ModuleOps<B>>::batch_norm_train(x, gamma, beta, eps);
+    (result.output, result.mean, result.variance)
+}
+
+/// The gradients of [`batch_norm_batch_stats`]'s input, scale and shift with Burn's own
+/// backward operation.
+pub(super) fn batch_norm_batch_stats_backward<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    mean: FloatTensor<B>,
+    var: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    eps: f64,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let grads = <B as ModuleOps<B>>::batch_norm_train_backward(x, gamma, mean, var, eps, grad);
+    (grads.x_grad, grads.gamma_grad, grads.beta_grad)
+}
+
+/// A bias-free convolution with Burn's own operation.
+pub(super) fn conv2d<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> FloatTensor<B> {
+    B::conv2d(x, weight, None, options)
 }

@@ -2,7 +2,6 @@
 //! and written so the compiler vectorises it ([`super::kernels`]).
 
 use burn::backend::flex::{FlexTensor, Layout};
-use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{DType, Flex, TensorMetadata};
 use burn::tensor::ops::ConvOptions;
@@ -53,8 +52,7 @@ impl FusedOps for Flex {
         eps: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         if [&x, &gamma, &beta].iter().any(|t| t.dtype() != DType::F32) {
-            let result = <Self as ModuleOps<Self>>::batch_norm_train(x, gamma, beta, eps);
-            return (result.output, result.mean, result.variance);
+            return composed::batch_norm_batch_stats::<Self>(x, gamma, beta, eps);
         }
         let shape = x.shape();
         let blocks = Blocks::of(&shape);
@@ -88,10 +86,9 @@ impl FusedOps for Flex {
             .iter()
             .any(|t| t.dtype() != DType::F32)
         {
-            let grads = <Self as ModuleOps<Self>>::batch_norm_train_backward(
-                x, gamma, mean, var, eps, grad,
+            return composed::batch_norm_batch_stats_backward::<Self>(
+                x, gamma, mean, var, grad, eps,
             );
-            return (grads.x_grad, grads.gamma_grad, grads.beta_grad);
         }
         let shape = x.shape();
         let blocks = Blocks::of(&shape);
@@ -178,7 +175,7 @@ impl FusedOps for Flex {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         let Some(shape) = plain_conv(&x, &weight, &options) else {
-            return <Self as ModuleOps<Self>>::conv2d(x, weight, None, options);
+            return composed::conv2d::<Self>(x, weight, options);
         };
         let (x, weight) = (contiguous_f32(&x), contiguous_f32(&weight));
         let out = conv::forward(elements(&x), elements(&weight), &shape);

@@ -35,7 +35,6 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Cube, Dispatch, backend_extension};
 use burn::tensor::Tensor;
@@ -133,8 +132,7 @@ pub trait FusedOps: Backend {
         beta: FloatTensor<Self>,
         eps: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let result = <Self as ModuleOps<Self>>::batch_norm_train(x, gamma, beta, eps);
-        (result.output, result.mean, result.variance)
+        composed::batch_norm_batch_stats::<Self>(x, gamma, beta, eps)
     }
 
     /// The gradients of [`FusedOps::batch_norm_batch_stats`]'s input, scale and shift given its
@@ -147,9 +145,7 @@ pub trait FusedOps: Backend {
         grad: FloatTensor<Self>,
         eps: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let grads =
-            <Self as ModuleOps<Self>>::batch_norm_train_backward(x, gamma, mean, var, eps, grad);
-        (grads.x_grad, grads.gamma_grad, grads.beta_grad)
+        composed::batch_norm_batch_stats_backward::<Self>(x, gamma, mean, var, grad, eps)
     }
 
     /// The mean of every `size × size` block. Burn's own average pooling by default.
@@ -172,7 +168,7 @@ pub trait FusedOps: Backend {
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        <Self as ModuleOps<Self>>::conv2d(x, weight, None, options)
+        composed::conv2d::<Self>(x, weight, options)
     }
 
     /// The gradients of [`FusedOps::conv2d_plain`]'s input and weight given both and the output
@@ -386,6 +382,7 @@ fn unary_node<B: Backend, C: CheckpointStrategy, P: Clone + Send + std::fmt::Deb
 mod tests {
     use super::*;
     use crate::clip::host_values;
+    use burn::backend::ops::ModuleOps;
     use burn::tensor::Device;
     use burn::tensor::activation::{sigmoid as burn_sigmoid, softmax};
 
