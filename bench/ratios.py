@@ -8,9 +8,11 @@ machine), and prints one Markdown table of the median times and their ratio.
         [--step-model DIR] [--json-out FILE]
 
 --vit-b32 DIR is an open_clip ViT-B/32 folder (made with `reference.py --make-vit-b32 DIR`
-when missing). --pictures N gives the unlearning steps N forget pictures instead of the
-recipe's 64 (each step checks its stop rule on all of them), and --step-model DIR another
-checkpoint for them (e.g. assets/demo/shapes-vit), for slow machines. The ratio is PyTorch's time over Lethe's: above 1, Lethe is faster. Lethe runs
+when missing). --pictures N gives the Lip and GA steps N forget pictures instead of the paper
+recipe's 64 (each step checks its stop rule on all of them; CLIPErase's step uses its own
+recipe's captioned pairs), and --step-model DIR another checkpoint for the unlearning steps
+(e.g. assets/demo/shapes-vit), for slow machines. The ratio is PyTorch's time over Lethe's:
+above 1, Lethe is faster. Lethe runs
 with RAYON_NUM_THREADS and PyTorch with torch.set_num_threads set to --threads on the CPU.
 Standard library only; the reference needs torch and open_clip (tests/fixtures/requirements.txt).
 """
