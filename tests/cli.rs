@@ -414,3 +414,35 @@ fn bench_step_times_a_registered_method_on_a_recipe_and_refuses_unknown_ones() {
     ]);
     assert_one_line_error(&no_batch, &["--batch", "slug"]);
 }
+
+/// The README is the user's manual: every command (and `bench` subcommand) the binary accepts
+/// and every example recipe shipped in `recipes/` has to be found there, so a section lost in
+/// an edit, or a command added without a word, fails here.
+#[test]
+fn the_readme_names_every_command_and_every_recipe() {
+    use clap::CommandFactory;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut missing = Vec::new();
+    let cli = lethe::cli::Cli::command();
+    for command in cli.get_subcommands() {
+        let name = format!("lethe {}", command.get_name());
+        let nested: Vec<String> = command
+            .get_subcommands()
+            .map(|sub| format!("{name} {}", sub.get_name()))
+            .collect();
+        for usage in std::iter::once(name).chain(nested) {
+            if !readme.contains(&usage) {
+                missing.push(usage);
+            }
+        }
+    }
+    for entry in std::fs::read_dir(root.join("recipes")).unwrap() {
+        let file = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if file.ends_with(".toml") && !readme.contains(&file) {
+            missing.push(file);
+        }
+    }
+    assert!(missing.is_empty(), "not in README.md: {missing:?}");
+}

@@ -132,7 +132,6 @@ const CHECKS: [&str; 4] = [
     "shapes:color-shapes?seed=9004&n=1000",
 ];
 
-/// True when `a` and `b` name the same existing folder.
 /// Runs `lethe train-demo`.
 pub fn train_demo(args: TrainDemoArgs) -> Result<()> {
     let mut plan = TrainPlan::new(args.arch);
