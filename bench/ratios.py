@@ -47,17 +47,17 @@ def cases(args, vit_b32):
     torch_dev = ["--device", "cuda" if args.device == "gpu" else "cpu"]
     ref = [sys.executable, str(HERE / "reference.py"), "--threads", str(args.threads)] + torch_dev
     lethe = [args.lethe, "bench"]
-    per_image = lambda key, batch: lambda r: batch / r[key]
+    per_batch = lambda key, batch: lambda r: batch / r[key]
     step_time = lambda r: r["seconds_per_step"]
     out = []
     if "encode" in args.only:
         batch = 8
         common = ["--model", str(vit_b32), "--batch", str(batch)]
-        for what, key in [("encode images (s/image)", "images_per_s"),
-                          ("encode texts (s/text)", "texts_per_s")]:
+        for what, key in [(f"encode images (s/batch of {batch})", "images_per_s"),
+                          (f"encode texts (s/batch of {batch})", "texts_per_s")]:
             out.append(("ViT-B/32", what, lethe + ["encode", "--json"] + common + dev,
-                        lambda _l: ref + common + ["--iters", "10"], per_image(key, batch),
-                        per_image(key, batch)))
+                        lambda _l: ref + common + ["--iters", "10"], per_batch(key, batch),
+                        per_batch(key, batch)))
     if "train" in args.only:
         for arch, folder in [("vit", "shapes-vit"), ("rn", "shapes-rn")]:
             for stage in ["attributes", "lit", "joint"]:
