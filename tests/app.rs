@@ -118,7 +118,7 @@ fn the_demo_forgets_star_from_start_to_results() {
     {
         let recipe = &mut harness.state_mut().workspace.recipe;
         recipe.method.settings =
-            "learning_rate = 2e-3\nperturbations = 4\nbatch = 4\nmax_steps = 8\n\
+            "learning_rate = 5e-3\nperturbations = 4\nbatch = 4\nmax_steps = 8\n\
                                   [synthetic]\ncount = 8\nmax_steps = 30\n"
                 .parse()
                 .unwrap();
@@ -556,7 +556,7 @@ fn cliperase_forgets_the_fruit_orange_from_sets_built_in_the_app() {
     {
         let recipe = &mut harness.state_mut().workspace.recipe;
         assert_eq!(recipe.method.name, "cliperase");
-        recipe.method.settings = "learning_rate = 1e-4\nepochs = 3\nbatch = 8\n"
+        recipe.method.settings = "learning_rate = 1e-4\nepochs = 6\nbatch = 8\n"
             .parse()
             .unwrap();
         recipe.eval.datasets = vec!["shapes:colors?seed=213&n=100".into()];
@@ -1057,6 +1057,18 @@ fn every_panel_renders_through_a_whole_demo_run() {
     screenshot(&mut harness, &mut previous);
     click(&mut harness, "2  Sets");
     click(&mut harness, "Add whole class to forget set");
+    // The rest of the browsed pictures are what the careful preset's retain term keeps.
+    click(&mut harness, "Add other classes to retain set");
+    {
+        let app = harness.state();
+        let (forget, retain) = (
+            app.workspace.sets.get(Role::Forget),
+            app.workspace.sets.get(Role::Retain),
+        );
+        let browsed = app.browser.dataset.as_ref().unwrap().items.len();
+        assert!(!forget.is_empty() && forget.is_disjoint(retain));
+        assert_eq!(forget.len() + retain.len(), browsed);
+    }
     // Synthetic pictures stop the demo ViT's run long before real ones are forgotten.
     click(&mut harness, "Judge the stop on the picked forget images");
     harness.state_mut().browser.selection.selected = (0..12).collect();

@@ -1,6 +1,6 @@
 //! Forgetting in the demo models, run from the shipped recipes. Lip as published: the heart
-//! must fall to near zero while the other shapes lose far less (it does not keep them within 3
-//! points; the README reports the numbers). Emb with the retain term and the stop judged on
+//! must fall to near zero while the other shapes lose less than half as much (it does not keep
+//! them within 3 points; the README reports the numbers). Emb with the retain term and the stop judged on
 //! real pictures: star and heart in the demo ViT, green and red among its colours; on the demo
 //! ResNet, blue, star and heart within the ResNet's bars, and apple from real forget pictures.
 
@@ -53,7 +53,7 @@ fn lip_forgets_the_heart_far_more_than_the_other_shapes() {
         m.target
     );
     assert!(
-        target_drop > 3.0 * others_drop,
+        target_drop > 2.0 * others_drop,
         "heart fell by {target_drop:.3}, the other shapes by {others_drop:.3}"
     );
 }

@@ -137,6 +137,8 @@ impl Role {
 pub enum Rule {
     /// Every image of this class.
     LabelIs(String),
+    /// Every image of a class not in this list: what is kept when these classes are forgotten.
+    LabelIsNone(Vec<String>),
     /// Every image whose caption contains this text (case-insensitive).
     CaptionContains(String),
     /// Every image whose CLIP similarity to a text is at least `threshold`; `scores` holds the
@@ -159,6 +161,9 @@ impl Rule {
                     .collect(),
                 None => Vec::new(),
             },
+            Rule::LabelIsNone(classes) => (0..dataset.items.len())
+                .filter(|&i| !classes.contains(&dataset.classes[dataset.items[i].label]))
+                .collect(),
             Rule::CaptionContains(text) => {
                 let needle = text.to_lowercase();
                 (0..dataset.items.len())
@@ -328,6 +333,10 @@ mod tests {
                 .select(&data)
                 .is_empty()
         );
+        let kept = Rule::LabelIsNone(vec!["red".into(), "blue".into()]).select(&data);
+        let blue = Rule::LabelIs("blue".into()).select(&data);
+        assert_eq!(kept.len() + red.len() + blue.len(), data.items.len());
+        assert!(kept.iter().all(|i| !red.contains(i) && !blue.contains(i)));
         let captions = Rule::CaptionContains("RED".into()).select(&data);
         assert!(captions.iter().all(|&i| {
             data.items[i]

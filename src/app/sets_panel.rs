@@ -222,7 +222,7 @@ fn concept(app: &mut LetheApp, ui: &mut egui::Ui) {
         }
     });
     let browsed = app.browser.dataset.clone();
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         if ui
             .button("Add whole class to forget set")
             .on_hover_text("Add every browsed image of the chosen classes to the forget set.")
@@ -237,6 +237,18 @@ fn concept(app: &mut LetheApp, ui: &mut egui::Ui) {
                     .add(Role::Forget, Rule::LabelIs(class).select(data));
             }
             app.notify(format!("{added} image(s) added to the forget set"), false);
+        }
+        if ui
+            .button("Add other classes to retain set")
+            .on_hover_text(
+                "Add every browsed image of the classes not chosen to the retain set: what a retain weight (Method) keeps answering as before.",
+            )
+            .clicked()
+            && let Some(data) = &browsed
+        {
+            let others = Rule::LabelIsNone(app.workspace.recipe.forget.classes.clone());
+            let added = app.workspace.sets.add(Role::Retain, others.select(data));
+            app.notify(format!("{added} image(s) added to the retain set"), false);
         }
         if ui
             .button("Forget the forget set's classes")

@@ -159,8 +159,9 @@ pub fn family_preset(preset: Preset) -> toml::Table {
              [synthetic]\ncount = 32\n"
         }
         Preset::Careful => {
-            "learning_rate = 1e-3\nperturbations = 8\nbatch = 4\nmax_steps = 60\n\
-             blocks_only = true\nretain_weight = 1.0\n[synthetic]\ncount = 32\n"
+            "learning_rate = 1e-3\nperturbations = 8\nbatch = 4\nmax_steps = 100\n\
+             stop_accuracy = 0.02\nblocks_only = true\nretain_weight = 3.0\n\
+             [synthetic]\ncount = 32\n"
         }
         Preset::Aggressive => {
             "learning_rate = 1e-3\nperturbations = 8\nbatch = 4\nmax_steps = 60\n\

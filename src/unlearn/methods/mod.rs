@@ -296,7 +296,7 @@ impl Preset {
                 "Sized for small models like the demo ones: forgets in well under a minute."
             }
             Preset::Careful => {
-                "Holds the other classes' answers while forgetting, and leaves the layers every class shares alone."
+                "Holds the other classes' answers while forgetting (best on real pictures of them: the retain set), leaves the layers every class shares alone, and runs until no picture of the class is recognised."
             }
             Preset::Aggressive => {
                 "Bigger and more steps: forgets harder, with more risk to other classes."
