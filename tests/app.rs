@@ -1069,7 +1069,7 @@ fn every_panel_renders_through_a_whole_demo_run() {
         assert!(!forget.is_empty() && forget.is_disjoint(retain));
         assert_eq!(forget.len() + retain.len(), browsed);
     }
-    // Synthetic pictures stop the demo ViT's run long before real ones are forgotten.
+    // On the demo ViT synthetic pictures tell nothing of when real ones are forgotten.
     click(&mut harness, "Judge the stop on the picked forget images");
     harness.state_mut().browser.selection.selected = (0..12).collect();
     click(&mut harness, "Add to eval");

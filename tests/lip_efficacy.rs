@@ -1,8 +1,9 @@
 //! Forgetting in the demo models, run from the shipped recipes. Lip as published: the heart
 //! must fall to near zero while the other shapes lose less than half as much (it does not keep
-//! them within 3 points; the README reports the numbers). Emb with the retain term and the stop judged on
-//! real pictures: star and heart in the demo ViT, green and red among its colours; on the demo
-//! ResNet, blue, star and heart within the ResNet's bars, and apple from real forget pictures.
+//! them within 3 points; the README reports the numbers). Emb with the retain term and the stop
+//! judged on real pictures: star and heart in the demo ViT, green and red among its colours; on
+//! the demo ResNet, blue, star and heart within the ResNet's bars, and apple from real forget
+//! pictures.
 
 use std::sync::atomic::AtomicBool;
 
