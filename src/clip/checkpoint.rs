@@ -451,13 +451,6 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    /// The tensor with its values laid out in its own row-major order. A transpose is a view
-    /// of the disk order; kept so, every product with the weight would read it column by
-    /// column, which the CPU's matrix kernel packs and multiplies markedly slower.
-    fn in_memory_order<const D: usize>(&self, tensor: Tensor<D>) -> Tensor<D> {
-        Tensor::from_data(tensor.into_data(), self.device)
-    }
-
     /// Fetches `key` as a tensor in the disk layout if its shape is `expected`.
     fn disk_tensor<const D: usize>(
         &mut self,
@@ -498,7 +491,7 @@ impl ParamVisitor for Loader<'_> {
     fn param<const D: usize>(&mut self, key: &str, param: &mut Param<Tensor<D>>, layout: Layout) {
         let expected = layout.disk_shape(param.lazy_shape().as_slice());
         if let Some(tensor) = self.disk_tensor::<D>(key, expected) {
-            *param = Param::from_tensor(self.in_memory_order(layout.swap(tensor)));
+            *param = Param::from_tensor(layout.from_disk(tensor));
         }
     }
 
@@ -517,7 +510,7 @@ impl ParamVisitor for Loader<'_> {
         if let Some(tensor) = self.disk_tensor::<D>(key, expected) {
             let sizes = part_shapes.iter().map(|s| s[0]).collect();
             for (param, chunk) in parts.into_iter().zip(tensor.split_with_sizes(sizes, 0)) {
-                *param = Param::from_tensor(self.in_memory_order(layout.swap(chunk)));
+                *param = Param::from_tensor(layout.from_disk(chunk));
             }
         }
     }

@@ -38,10 +38,23 @@ impl Layout {
     }
 
     /// Converts between Lethe's layout and the disk layout (a transpose is its own inverse, so
-    /// the same call serves loading and saving).
+    /// the same call serves loading and saving). A transpose is a view of the other order.
     pub fn swap<const D: usize>(self, tensor: Tensor<D>) -> Tensor<D> {
         match self {
             Self::Transposed => tensor.transpose(),
+            Self::AsIs | Self::Scalar => tensor,
+        }
+    }
+
+    /// A tensor in the disk layout as a parameter in Lethe's layout, its values laid out in
+    /// that order. Left a transposed view, every product with the weight would read it column
+    /// by column, which the CPU's matrix kernel packs and multiplies markedly slower.
+    pub fn from_disk<const D: usize>(self, tensor: Tensor<D>) -> Tensor<D> {
+        match self {
+            Self::Transposed => {
+                let device = tensor.device();
+                Tensor::from_data(tensor.transpose().into_data(), &device)
+            }
             Self::AsIs | Self::Scalar => tensor,
         }
     }

@@ -103,7 +103,7 @@ impl Initializer<'_> {
             }
         };
         let shape = if disk.is_empty() { vec![1] } else { disk };
-        layout.swap(Tensor::from_data(
+        layout.from_disk(Tensor::from_data(
             TensorData::new(values, shape),
             self.device,
         ))
