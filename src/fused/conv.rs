@@ -15,8 +15,9 @@
 //! ```
 //!
 //! Images are grouped so that a product has at least [`GROUP_COLUMNS`] columns (a 2×2 map alone
-//! would give four), and groups run in parallel; the weight gradient is summed per thread and the
-//! threads' sums added at the end.
+//! would give four), and groups run in parallel; the weight gradient is summed over fixed runs of
+//! consecutive groups and those sums added in order, so it is the same to the last bit on every
+//! run.
 
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
@@ -24,6 +25,10 @@ use rayon::prelude::*;
 /// A product should have at least this many columns for the multiplication kernel to run at
 /// speed; smaller maps are grouped across images to reach it.
 const GROUP_COLUMNS: usize = 256;
+
+/// How many partial weight gradients the backward pass sums at most: enough for every thread of a
+/// desktop processor to hold one, fixed so that the order of the sum never depends on the machine.
+const WEIGHT_GRAD_PARTIALS: usize = 16;
 
 /// The sizes of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -279,11 +284,16 @@ pub(super) fn backward(
         row_stride: 1,
         column_stride: depth as isize,
     };
-    let weight_grad = x_grad
+    // Each partial sum covers a fixed run of consecutive groups and the partials are added in
+    // order, so the weight gradient does not depend on how the thread pool splits the work: a
+    // seeded run gives the same bits every time, whatever the number of threads.
+    let groups = shape.batch.max(1).div_ceil(group);
+    let partials: Vec<Vec<f32>> = x_grad
         .par_chunks_mut(group * shape.image_len())
         .zip(x.par_chunks(group * shape.image_len()))
         .zip(grad.par_chunks(group * shape.output_len()))
-        .fold(
+        .fold_chunks(
+            groups.div_ceil(WEIGHT_GRAD_PARTIALS),
             || (vec![0.0f32; shape.c_out * depth], Vec::new()),
             |(mut weight_grad, mut scratch), ((x_grad, x), grad)| {
                 let images = x.len() / shape.image_len();
@@ -326,11 +336,14 @@ pub(super) fn backward(
             },
         )
         .map(|(weight_grad, _)| weight_grad)
-        .reduce_with(|mut total, part| {
-            total.iter_mut().zip(&part).for_each(|(t, p)| *t += p);
-            total
-        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut weight_grad = partials
+        .next()
         .unwrap_or_else(|| vec![0.0; shape.c_out * depth]);
+    for part in partials {
+        weight_grad.iter_mut().zip(&part).for_each(|(t, p)| *t += p);
+    }
     (x_grad, weight_grad)
 }
 
@@ -428,5 +441,55 @@ fn product(
             false,
             gemm::Parallelism::None,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The weight gradient sums many groups of images; the order of that sum must not follow
+    /// the thread pool, or a seeded training run would not give the same bits twice.
+    #[test]
+    fn the_weight_gradient_is_the_same_whatever_the_threads() {
+        // 8×8 maps: four images a group, 64 groups, more than there are partial sums.
+        let (x_shape, w_shape) = ([256, 3, 8, 8], [4, 3, 3, 3]);
+        let shape = ConvShape::plain(
+            x_shape,
+            w_shape,
+            &ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+        )
+        .unwrap();
+        let values = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i + seed) * 7919) % 1013) as f32 / 311.0 - 1.6)
+                .collect()
+        };
+        let x = values(x_shape.iter().product(), 0);
+        let weight = values(w_shape.iter().product(), 5);
+        let grad = values(shape.output().iter().product(), 11);
+        let weight_grad = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| backward(&x, &weight, &grad, &shape).1)
+        };
+        let reference = weight_grad(1);
+        for threads in [2, 3, 7] {
+            for _ in 0..3 {
+                let differing = weight_grad(threads)
+                    .iter()
+                    .zip(&reference)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits())
+                    .count();
+                assert_eq!(
+                    differing,
+                    0,
+                    "{threads} threads: {differing} of {} values differ from one thread's",
+                    reference.len()
+                );
+            }
+        }
     }
 }
