@@ -54,7 +54,8 @@ def cases(args, vit_b32):
         batch = 8
         common = ["--model", str(vit_b32), "--batch", str(batch)]
         for what, key in [(f"encode images (s/batch of {batch})", "images_per_s"),
-                          (f"encode texts (s/batch of {batch})", "texts_per_s")]:
+                          (f"encode texts (s/batch of {batch})", "texts_per_s"),
+                          (f"encode 77-token texts (s/batch of {batch})", "full_texts_per_s")]:
             out.append(("ViT-B/32", what, lethe + ["encode", "--json"] + common + dev,
                         lambda _l: ref + common + ["--iters", "10"], per_batch(key, batch),
                         per_batch(key, batch)))

@@ -33,9 +33,10 @@ open_clip folder (open_clip_config.json + open_clip_model.safetensors); detected
 automatically. The model is loaded in float32, eval mode. Images are random
 [batch, 3, S, S] tensors (S from the config; preprocessing is NOT timed), texts are
 "a photo of a {i}" tokenised with open_clip's SimpleTokenizer (context 77; padded
-with 0 for open_clip, with 49407 for HF). Prints one JSON line:
+with 0 for open_clip, with 49407 for HF), and again as captions that fill the whole
+context (LONG_CAPTION, cut at 77 tokens). Prints one JSON line:
 
-    {"images_per_s": f, "texts_per_s": f, "batch": b, "threads": t, ...}
+    {"images_per_s": f, "texts_per_s": f, "full_texts_per_s": f, "batch": b, "threads": t, ...}
 
 Requirements: tests/fixtures/requirements.txt.
 """
@@ -89,6 +90,11 @@ def load_model(d: Path):
     return fmt, model, size, ctx, pad, encode_image, encode_text
 
 
+# A caption longer than any context, so that its tokens fill the text tower's whole input
+# (`lethe bench encode` times the same one).
+LONG_CAPTION = "a photo of a {} " + "very " * 80 + "big dog"
+
+
 def tokenize(texts, ctx, pad):
     from open_clip.tokenizer import SimpleTokenizer
     ids = SimpleTokenizer()(texts, context_length=ctx)
@@ -125,13 +131,16 @@ def bench(args):
     g = torch.Generator().manual_seed(0)
     images = torch.randn(args.batch, 3, size, size, generator=g).to(device)
     ids = tokenize([f"a photo of a {i}" for i in range(args.batch)], ctx, pad).to(device)
+    full_ids = tokenize([LONG_CAPTION.format(i) for i in range(args.batch)], ctx, pad).to(device)
     with torch.inference_mode():
         t_img = time_it(enc_img, images, args.warmup, args.iters, device)
         t_txt = time_it(enc_txt, ids, args.warmup, args.iters, device)
+        t_full = time_it(enc_txt, full_ids, args.warmup, args.iters, device)
     n = args.batch * args.iters
     print(json.dumps({
         "images_per_s": n / t_img,
         "texts_per_s": n / t_txt,
+        "full_texts_per_s": n / t_full,
         "batch": args.batch,
         "threads": torch.get_num_threads(),
         "iters": args.iters,

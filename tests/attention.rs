@@ -31,12 +31,24 @@ fn check(name: &str, expected_maps: usize, heads: usize, tokens: [usize; 2]) {
             );
         }
     }
-    let ids = checkpoint
-        .tokenizer()
-        .unwrap()
-        .tokenize_batch(&["a cat"], 77, 0);
+    // Plain encoding stops at the last end-of-text token (causal attention: nothing after it
+    // reaches a pooled output); the maps cover the whole context, and both give one embedding.
+    let ids = checkpoint.tokenizer().unwrap().tokenize_batch(
+        &["a cat", "a photo of a cat sitting on a red mat"],
+        77,
+        0,
+    );
     let text = model.encode_text_with_attention(&ids);
     assert_eq!(text.attentions.len(), 2, "{name}: one map per text block");
+    for map in &text.attentions {
+        assert_eq!(map.dims()[2..], [77, 77], "{name}: text map");
+    }
+    common::assert_close(
+        &format!("{name}: text embeddings"),
+        &host_values(model.encode_text(&ids)),
+        &host_values(text.embeds),
+        1e-6,
+    );
 }
 
 #[test]

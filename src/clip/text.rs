@@ -62,11 +62,24 @@ impl TextTransformer {
     }
 
     /// Encodes token id rows (all of the model's context length).
+    ///
+    /// Attention is causal, so no position after the last pooled one can reach a pooled
+    /// output: plain encoding stops there, which spares the padding of short prompts (most of
+    /// a 77-token context) and changes no embedding. The maps [`Inspect`] asks for cover every
+    /// position.
     pub fn forward(&self, ids: &[Vec<u32>], inspect: Inspect) -> TowerOutput {
         let device = self.positions.val().device();
         let batch = ids.len();
-        let len = ids.first().map_or(0, Vec::len);
-        let flat: Vec<i64> = ids.iter().flatten().map(|&id| id as i64).collect();
+        let pool_positions = self.pool_positions(ids);
+        let len = match inspect {
+            Inspect::Nothing => pool_positions.iter().max().map_or(0, |&last| last + 1),
+            Inspect::Attention | Inspect::Gradients => ids.first().map_or(0, Vec::len),
+        };
+        let flat: Vec<i64> = ids
+            .iter()
+            .flat_map(|row| &row[..len])
+            .map(|&id| id as i64)
+            .collect();
         let tokens = Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, len]), &device);
         let x = embedding(self.token_embed.val(), tokens)
             + self.positions.val().narrow(0, 0, len).unsqueeze::<3>();
@@ -78,8 +91,7 @@ impl TextTransformer {
             .transformer
             .forward(x, Some(causal_mask(len, &device)), inspect);
         let width = hidden.dims()[2];
-        let rows: Vec<i64> = self
-            .pool_positions(ids)
+        let rows: Vec<i64> = pool_positions
             .into_iter()
             .enumerate()
             .map(|(b, pos)| (b * len + pos) as i64)
