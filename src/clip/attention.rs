@@ -22,10 +22,15 @@ pub(crate) fn zero_linear(d_in: usize, d_out: usize, bias: bool, device: &Device
 /// Applies `linear` to every token of `x` `[batch, tokens, in]` as one `[batch·tokens, in]`
 /// product. Burn keeps a three-dimensional input as `batch` separate products when folding would
 /// make the output less square, and on the CPU each of those packs the weight anew: for a
-/// transformer's projections that was most of a training step's matrix-multiply time.
+/// transformer's projections that was most of a training step's matrix-multiply time. With a
+/// bias the product and the bias are one fused operation ([`crate::fused::linear`]).
 pub(crate) fn linear_tokens(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [batch, tokens, width] = x.dims();
-    let out = linear.forward(x.reshape([batch * tokens, width]));
+    let rows = x.reshape([batch * tokens, width]);
+    let out = match &linear.bias {
+        Some(bias) => crate::fused::linear(rows, linear.weight.val(), bias.val()),
+        None => linear.forward(rows),
+    };
     let out_width = out.dims()[1];
     out.reshape([batch, tokens, out_width])
 }

@@ -15,6 +15,15 @@ pub(crate) fn layer_norm(width: usize, eps: f64, device: &Device) -> LayerNorm {
     LayerNormConfig::new(width).with_epsilon(eps).init(device)
 }
 
+/// `norm(x)` as one fused autodiff node (under autodiff Burn records a dozen operations for a
+/// layer norm, each a pass of its own over the activations); the same values either way.
+fn normalise(norm: &LayerNorm, x: Tensor<3>, eps: f64) -> Tensor<3> {
+    match &norm.beta {
+        Some(beta) => crate::fused::layer_norm(x, norm.gamma.val(), beta.val(), eps),
+        None => norm.forward(x),
+    }
+}
+
 /// Applies the MLP non-linearity.
 pub fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
     match activation {
@@ -39,6 +48,8 @@ pub struct ResidualBlock {
     pub fc2: Linear,
     #[module(skip)]
     activation: Activation,
+    #[module(skip)]
+    layer_norm_eps: f64,
 }
 
 impl ResidualBlock {
@@ -50,6 +61,7 @@ impl ResidualBlock {
             fc1: zero_linear(spec.width, spec.mlp_width, true, device),
             fc2: zero_linear(spec.mlp_width, spec.width, true, device),
             activation: spec.activation,
+            layer_norm_eps: spec.layer_norm_eps,
         }
     }
 
@@ -61,7 +73,7 @@ impl ResidualBlock {
         mask: Option<Tensor<2>>,
         probe: bool,
     ) -> (Tensor<3>, Tensor<4>, Option<Probe>) {
-        let normed = self.norm1.forward(x.clone());
+        let normed = normalise(&self.norm1, x.clone(), self.layer_norm_eps);
         let AttentionOutput {
             output,
             weights,
@@ -69,7 +81,10 @@ impl ResidualBlock {
         } = self.attention.forward(normed.clone(), normed, mask, probe);
         let x = x + output;
         let hidden = activate(
-            linear_tokens(&self.fc1, self.norm2.forward(x.clone())),
+            linear_tokens(
+                &self.fc1,
+                normalise(&self.norm2, x.clone(), self.layer_norm_eps),
+            ),
             self.activation,
         );
         (x + linear_tokens(&self.fc2, hidden), weights, probe)

@@ -5,6 +5,7 @@
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, TensorMetadata};
+use burn::tensor::Shape;
 use burn::tensor::ops::ConvOptions;
 
 use super::QUICK_GELU_SLOPE;
@@ -108,4 +109,70 @@ pub(super) fn conv2d<B: Backend>(
     options: ConvOptions<2>,
 ) -> FloatTensor<B> {
     B::conv2d(x, weight, None, options)
+}
+
+/// `x·weight + bias` with Burn's product and broadcast sum.
+pub(super) fn linear<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let width = bias.shape()[0];
+    let bias = B::float_reshape(bias, Shape::new([1, width]));
+    B::float_add(B::float_matmul(x, weight), bias)
+}
+
+/// `g·Wᵀ`, `xᵀ·g` and the column sums of `g` (all three: on a GPU they cost little).
+pub(super) fn linear_backward<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let x_grad = B::float_matmul(grad.clone(), B::float_transpose(weight));
+    let weight_grad = B::float_matmul(B::float_transpose(x), grad.clone());
+    (x_grad, weight_grad, column_sums::<B>(grad))
+}
+
+/// The sum of the rows of a `[rows, width]` tensor, `[width]`.
+fn column_sums<B: Backend>(values: FloatTensor<B>) -> FloatTensor<B> {
+    let width = values.shape()[1];
+    B::float_reshape(B::float_sum_dim(values, 0), Shape::new([width]))
+}
+
+/// The layer norm's gradients (see [`super::dense`] for the formulas) from Burn's tensor
+/// operations, on `x` flattened to `[rows, width]`.
+pub(super) fn layer_norm_last_backward<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    eps: f64,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let shape = x.shape();
+    let width = gamma.shape()[0];
+    let rows = shape.num_elements() / width.max(1);
+    let flat = Shape::new([rows, width]);
+    let (x, grad) = (
+        B::float_reshape(x, flat.clone()),
+        B::float_reshape(grad, flat),
+    );
+    let centred = B::float_sub(x.clone(), B::float_mean_dim(x, 1));
+    let variance = B::float_mean_dim(B::float_mul(centred.clone(), centred.clone()), 1);
+    let inverse_std = B::float_recip(B::float_sqrt(B::float_add_scalar(
+        variance,
+        Scalar::new(eps, &grad.dtype()),
+    )));
+    let normalised = B::float_mul(centred, inverse_std.clone());
+    let x_grad = {
+        let gamma = B::float_reshape(gamma, Shape::new([1, width]));
+        let scaled = B::float_mul(grad.clone(), gamma);
+        let mean_scaled = B::float_mean_dim(scaled.clone(), 1);
+        let mean_weighted = B::float_mean_dim(B::float_mul(scaled.clone(), normalised.clone()), 1);
+        let inner = B::float_sub(
+            B::float_sub(scaled, mean_scaled),
+            B::float_mul(normalised.clone(), mean_weighted),
+        );
+        B::float_reshape(B::float_mul(inverse_std, inner), shape)
+    };
+    let gamma_grad = column_sums::<B>(B::float_mul(grad.clone(), normalised));
+    (x_grad, gamma_grad, column_sums::<B>(grad))
 }

@@ -22,6 +22,8 @@
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
+use super::product::{Strided, product};
+
 /// A product should have at least this many columns for the multiplication kernel to run at
 /// speed; smaller maps are grouped across images to reach it.
 const GROUP_COLUMNS: usize = 256;
@@ -253,7 +255,14 @@ pub(super) fn forward(x: &[f32], weight: &[f32], shape: &ConvShape) -> Vec<f32> 
             let columns = images * pixels;
             if images == 1 && shape.pointwise() {
                 let col = Strided::rows(x, columns);
-                return product(shape.c_out, columns, depth, out, weight, col, false);
+                return product(
+                    [shape.c_out, columns, depth],
+                    out,
+                    weight,
+                    col,
+                    false,
+                    false,
+                );
             }
             let (col, result) = scratch_pair(scratch, depth * columns, shape.c_out * columns);
             for (index, image) in x.chunks(shape.image_len()).enumerate() {
@@ -261,9 +270,23 @@ pub(super) fn forward(x: &[f32], weight: &[f32], shape: &ConvShape) -> Vec<f32> 
             }
             let col = Strided::rows(col, columns);
             if images == 1 {
-                return product(shape.c_out, columns, depth, out, weight, col, false);
+                return product(
+                    [shape.c_out, columns, depth],
+                    out,
+                    weight,
+                    col,
+                    false,
+                    false,
+                );
             }
-            product(shape.c_out, columns, depth, result, weight, col, false);
+            product(
+                [shape.c_out, columns, depth],
+                result,
+                weight,
+                col,
+                false,
+                false,
+            );
             shape.scatter(result, out);
         });
     out
@@ -316,18 +339,31 @@ pub(super) fn backward(
                 }
                 let unfolded = Strided::transposed(if direct { x } else { col }, columns);
                 product(
-                    shape.c_out,
-                    depth,
-                    columns,
+                    [shape.c_out, depth, columns],
                     &mut weight_grad,
                     grads,
                     unfolded,
                     true,
+                    false,
                 );
                 if direct {
-                    product(depth, columns, shape.c_out, x_grad, weight_t, grads, false);
+                    product(
+                        [depth, columns, shape.c_out],
+                        x_grad,
+                        weight_t,
+                        grads,
+                        false,
+                        false,
+                    );
                 } else {
-                    product(depth, columns, shape.c_out, col, weight_t, grads, false);
+                    product(
+                        [depth, columns, shape.c_out],
+                        col,
+                        weight_t,
+                        grads,
+                        false,
+                        false,
+                    );
                     for (index, image) in x_grad.chunks_mut(shape.image_len()).enumerate() {
                         shape.fold(col, columns, index * pixels, image);
                     }
@@ -354,94 +390,6 @@ fn scratch_pair(scratch: &mut Vec<f32>, first: usize, second: usize) -> (&mut [f
     }
     let (a, rest) = scratch.split_at_mut(first);
     (a, &mut rest[..second])
-}
-
-/// A matrix read from a slice with the given strides.
-#[derive(Clone, Copy)]
-struct Strided<'a> {
-    values: &'a [f32],
-    row_stride: isize,
-    column_stride: isize,
-}
-
-impl<'a> Strided<'a> {
-    /// A row-major matrix with rows `row_len` long.
-    fn rows(values: &'a [f32], row_len: usize) -> Self {
-        Self {
-            values,
-            row_stride: row_len as isize,
-            column_stride: 1,
-        }
-    }
-
-    /// The transpose of a row-major matrix with rows `row_len` long.
-    fn transposed(values: &'a [f32], row_len: usize) -> Self {
-        Self {
-            values,
-            row_stride: 1,
-            column_stride: row_len as isize,
-        }
-    }
-
-    /// Whether every element of an `rows × columns` matrix lies in the slice.
-    fn covers(&self, rows: usize, columns: usize) -> bool {
-        rows == 0
-            || columns == 0
-            || (rows - 1) * (self.row_stride as usize)
-                + (columns - 1) * (self.column_stride as usize)
-                < self.values.len()
-    }
-}
-
-/// `dst = lhs · rhs` (`m × k` times `k × n`, `dst` row-major `m × n`), or `dst += lhs · rhs`
-/// when `accumulate`, on the calling thread (the callers run in parallel already).
-fn product(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    lhs: Strided,
-    rhs: Strided,
-    accumulate: bool,
-) {
-    assert!(
-        dst.len() >= m * n && lhs.covers(m, k) && rhs.covers(k, n),
-        "matrix product operands out of range"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
-        return;
-    }
-    // SAFETY: the assertion above keeps every element the product reads or writes inside the
-    // slices, and `dst` does not alias the operands (it is borrowed mutably).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.values.as_ptr(),
-            lhs.column_stride,
-            lhs.row_stride,
-            rhs.values.as_ptr(),
-            rhs.column_stride,
-            rhs.row_stride,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use burn::tensor::{Bytes, Shape};
 use rayon::prelude::*;
 
 use super::conv::{self, ConvShape};
+use super::dense;
 use super::{FusedOps, QUICK_GELU_SLOPE, composed, kernels};
 
 impl FusedOps for Flex {
@@ -169,6 +170,78 @@ impl FusedOps for Flex {
         f32_tensor(x_grad, x.shape())
     }
 
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let Some(shape) = linear_shape(&x, &weight, Some(&bias)) else {
+            return composed::linear::<Self>(x, weight, bias);
+        };
+        let (x, weight) = (contiguous_f32(&x), contiguous_f32(&weight));
+        let out = dense::linear_forward(elements(&x), elements(&weight), &vector_f32(&bias), shape);
+        f32_tensor(out, Shape::new([shape.rows, shape.d_out]))
+    }
+
+    fn linear_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        wanted: [bool; 3],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let Some(shape) = linear_shape(&x, &weight, None).filter(|_| grad.dtype() == DType::F32)
+        else {
+            return composed::linear_backward::<Self>(x, weight, grad);
+        };
+        let (x, weight, grad) = (
+            contiguous_f32(&x),
+            contiguous_f32(&weight),
+            contiguous_f32(&grad),
+        );
+        let [x_grad, weight_grad, bias_grad] = dense::linear_backward(
+            elements(&x),
+            elements(&weight),
+            elements(&grad),
+            shape,
+            wanted,
+        );
+        (
+            wanted_tensor(x_grad, x.shape()),
+            wanted_tensor(weight_grad, weight.shape()),
+            wanted_tensor(bias_grad, Shape::new([shape.d_out])),
+        )
+    }
+
+    fn layer_norm_last_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+        wanted: [bool; 3],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let width = gamma.shape().num_elements();
+        let fits = [&x, &gamma, &grad].iter().all(|t| t.dtype() == DType::F32)
+            && width > 0
+            && x.shape().num_dims() > 0
+            && x.shape()[x.shape().num_dims() - 1] == width;
+        if !fits {
+            return composed::layer_norm_last_backward::<Self>(x, gamma, grad, eps);
+        }
+        let (x, grad) = (contiguous_f32(&x), contiguous_f32(&grad));
+        let (x_grad, gamma_grad, beta_grad) = dense::layer_norm_backward(
+            elements(&x),
+            &vector_f32(&gamma),
+            elements(&grad),
+            eps as f32,
+        );
+        let _ = wanted;
+        (
+            f32_tensor(x_grad, x.shape()),
+            f32_tensor(gamma_grad, Shape::new([width])),
+            f32_tensor(beta_grad, Shape::new([width])),
+        )
+    }
+
     fn conv2d_plain(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -293,6 +366,23 @@ impl Pool {
             }
         }
     }
+}
+
+/// The sizes of a linear layer the CPU kernels handle: f32, `x` `[rows, in]`, `weight`
+/// `[in, out]` and, when given, `bias` `[out]`.
+fn linear_shape(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: Option<&FlexTensor>,
+) -> Option<dense::LinearShape> {
+    let f32s = [Some(x), Some(weight), bias]
+        .into_iter()
+        .flatten()
+        .all(|t| t.dtype() == DType::F32);
+    let [rows, d_in]: [usize; 2] = x.shape().as_slice().try_into().ok()?;
+    let [weight_in, d_out]: [usize; 2] = weight.shape().as_slice().try_into().ok()?;
+    let bias_fits = bias.is_none_or(|b| b.shape().as_slice() == [d_out]);
+    (f32s && weight_in == d_in && bias_fits).then_some(dense::LinearShape { rows, d_in, d_out })
 }
 
 /// The sizes of a convolution the CPU kernels handle: f32, one group, no dilation.
@@ -492,6 +582,14 @@ fn elements(tensor: &FlexTensor) -> &[f32] {
 /// A small tensor's values (a scale, a shift, statistics) as a vector.
 fn vector_f32(tensor: &FlexTensor) -> Vec<f32> {
     elements(&contiguous_f32(tensor)).to_vec()
+}
+
+/// A gradient that was computed, or an empty tensor in place of one nobody asked for.
+fn wanted_tensor(values: Option<Vec<f32>>, shape: Shape) -> FlexTensor {
+    match values {
+        Some(values) => f32_tensor(values, shape),
+        None => f32_tensor(Vec::new(), Shape::new([0])),
+    }
 }
 
 /// A contiguous f32 tensor of the given values.

@@ -1,5 +1,7 @@
-//! Loops written so the compiler vectorises them, compiled for AVX2 + FMA where the CPU has them
-//! and for the baseline (SSE2) otherwise.
+//! Loops written so the compiler vectorises them, compiled for AVX-512, for AVX2 + FMA and for
+//! the baseline (SSE2), the widest the CPU has chosen at run time. Every operation is spelt out
+//! in order (no fused multiply-adds the source does not ask for, sums in fixed lanes), so each
+//! width gives the same bits.
 
 /// `e^x` for `x ≤ 0` (larger inputs are taken as 0), within 2 ulp of the true value:
 /// Cody–Waite reduction `x = n·ln 2 + r`, a degree-6 polynomial for `e^r` (Cephes' `expf`
@@ -9,9 +11,12 @@
 pub(super) fn exp_nonpositive(x: f32) -> f32 {
     const LOWEST: f32 = -87.33;
     let clamped = x.clamp(LOWEST, 0.0);
-    // Round to the nearest integer with the 1.5·2²³ trick: no rounding instruction needed.
+    // Round to the nearest integer with the 1.5·2²³ trick: no rounding instruction needed,
+    // and the integer itself sits in the low bits of `shifted` (no float-to-int conversion,
+    // which Rust's saturating `as` would make a scalar loop).
     const ROUND: f32 = 12_582_912.0;
-    let n = (clamped * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = clamped * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = clamped - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_199_9e-3;
@@ -20,7 +25,12 @@ pub(super) fn exp_nonpositive(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let e_r = p * r * r + r + 1.0;
-    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n ∈ [-126, 0], so n + 127 is a normal exponent.
+    let exponent = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
+    let two_n = f32::from_bits(exponent << 23);
     let value = e_r * two_n;
     if x.is_nan() {
         x
@@ -40,9 +50,18 @@ macro_rules! dispatch {
 
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                fn widest$(<$($g: $bound),*>)?($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 fn wide$(<$($g: $bound),*>)?($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has just been found to support the enabled features
+                    // (every AVX-512 processor has AVX2 and FMA).
+                    return unsafe { widest($($arg),*) };
                 }
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                     // SAFETY: the CPU has just been found to support the enabled features.
@@ -123,6 +142,13 @@ dispatch! {
     /// `Σ v` over one slice.
     fn sum(values: &[f32]) -> f32 {
         lane_sum(values, |i| values[i])
+    }
+}
+
+dispatch! {
+    /// `Σ a·b` over two slices of one length.
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        lane_sum(a, |i| a[i] * b[i])
     }
 }
 

@@ -43,7 +43,9 @@ use burn::tensor::ops::ConvOptions;
 mod composed;
 mod conv;
 mod cpu;
+mod dense;
 mod kernels;
+mod product;
 
 /// The QuickGELU slope: `x·σ(1.702x)` approximates GELU (OpenAI's CLIP activation).
 const QUICK_GELU_SLOPE: f32 = 1.702;
@@ -95,6 +97,30 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: ConvOptions<2>) -> Tenso
         x.into_dispatch(),
         weight.into_dispatch(),
         options,
+    ))
+}
+
+/// `x·weight + bias` for `x` `[rows, in]`, `weight` `[in, out]`, `bias` `[out]`.
+pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::linear(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+    ))
+}
+
+/// Layer normalisation over the last axis of `x`, scaled by `gamma` and shifted by `beta`.
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    eps: f64,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::layer_norm_last(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        eps,
     ))
 }
 
@@ -160,6 +186,51 @@ pub trait FusedOps: Backend {
         size: usize,
     ) -> FloatTensor<Self> {
         composed::avg_pool_blocks_backward::<Self>(x, grad, size)
+    }
+
+    /// `x·weight + bias` over rows. Burn's product and sum by default.
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        composed::linear::<Self>(x, weight, bias)
+    }
+
+    /// The gradients of [`FusedOps::linear`]'s input, weight and bias given the first two and
+    /// the output gradient. Those `wanted` marks false may come back empty, uncomputed.
+    fn linear_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        wanted: [bool; 3],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let _ = wanted;
+        composed::linear_backward::<Self>(x, weight, grad)
+    }
+
+    /// Layer normalisation over the last axis: Burn's own operation, which the CPU backend
+    /// computes in one parallel pass.
+    fn layer_norm_last(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        <Self as burn::backend::ops::ModuleOps<Self>>::layer_norm(x, gamma, Some(beta), eps)
+    }
+
+    /// The gradients of [`FusedOps::layer_norm_last`]'s input, scale and shift given the first
+    /// two and the output gradient. Those `wanted` marks false may come back empty, uncomputed.
+    fn layer_norm_last_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+        wanted: [bool; 3],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let _ = wanted;
+        composed::layer_norm_last_backward::<Self>(x, gamma, grad, eps)
     }
 
     /// A 2-D convolution without bias. Burn's own operation by default.
@@ -277,6 +348,33 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         (output, constant(mean), constant(var))
     }
 
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        ternary_node::<B, C, ()>(
+            [x, weight, bias],
+            (),
+            |x, weight, bias, ()| <B as FusedOps>::linear(x, weight, bias),
+            |x, weight, grad, (), wanted| B::linear_backward(x, weight, grad, wanted),
+        )
+    }
+
+    fn layer_norm_last(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        ternary_node::<B, C, f64>(
+            [x, gamma, beta],
+            eps,
+            B::layer_norm_last,
+            |x, gamma, grad, eps, wanted| B::layer_norm_last_backward(x, gamma, grad, eps, wanted),
+        )
+    }
+
     fn conv2d_plain(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -319,6 +417,66 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             }
             OpsKind::UnTracked(prep) => prep.finish(B::conv2d_plain(input, kernel, options)),
         }
+    }
+}
+
+/// The backward pass of a three-input fused operation that keeps its first two inputs:
+/// `backward(first, second, output gradient, setting, which gradients are wanted)` gives the
+/// three inputs' gradients (those not wanted may be empty).
+#[derive(Debug)]
+struct TernaryBackward<B: Backend, P> {
+    backward: TernaryGradients<B, P>,
+}
+
+/// A three-input fused operation's forward pass: `forward(a, b, c, setting)`.
+type TernaryForward<B, P> = fn(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, P) -> FloatTensor<B>;
+
+/// See [`TernaryBackward`].
+type TernaryGradients<B, P> = fn(
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    P,
+    [bool; 3],
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+impl<B: Backend, P: Clone + Send + std::fmt::Debug + 'static> Backward<B, 3>
+    for TernaryBackward<B, P>
+{
+    type State = (FloatTensor<B>, FloatTensor<B>, P);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (first, second, setting) = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let wanted = ops.parents.each_ref().map(Option::is_some);
+        let (a, b, c) = (self.backward)(first, second, grad, setting, wanted);
+        for (node, grad) in ops.parents.into_iter().zip([a, b, c]) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+/// Records `forward(a, b, c, setting)` as one autodiff node that keeps `a` and `b` for its
+/// backward pass.
+fn ternary_node<B: Backend, C: CheckpointStrategy, P: Clone + Send + std::fmt::Debug + 'static>(
+    [a, b, c]: [FloatTensor<Autodiff<B, C>>; 3],
+    setting: P,
+    forward: TernaryForward<B, P>,
+    backward: TernaryGradients<B, P>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let prep = TernaryBackward { backward }
+        .prepare::<C>([a.node(), b.node(), c.node()])
+        .compute_bound()
+        .stateful();
+    let (a, b, c) = (a.into_primitive(), b.into_primitive(), c.into_primitive());
+    match prep {
+        OpsKind::Tracked(prep) => {
+            let y = forward(a.clone(), b.clone(), c, setting.clone());
+            prep.finish((a, b, setting), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(a, b, c, setting)),
     }
 }
 
@@ -534,6 +692,114 @@ mod tests {
         }
     }
 
+    /// The fused linear layer and layer norm agree with Burn's, output and every gradient, on
+    /// shapes small enough for one thread and large enough for many partial sums, with a frozen
+    /// weight too; and the compositions other backends run agree with the CPU kernels.
+    #[test]
+    fn linear_and_layer_norm_match_burns() {
+        use burn::nn::LayerNormConfig;
+
+        let device = Device::flex().autodiff();
+        for [batch, tokens, d_in, d_out] in [[1, 3, 5, 7], [7, 100, 96, 130]] {
+            let what = format!("{batch}×{tokens}×{d_in}→{d_out}");
+            let x = inputs(&device, [batch, tokens, d_in]).mul_scalar(0.1);
+            let weights = inputs(&device, [batch * tokens, d_out, 1])
+                .reshape([batch * tokens, d_out])
+                .cos();
+            let weight = || {
+                inputs(&device, [1, d_in, d_out])
+                    .reshape([d_in, d_out])
+                    .sin()
+            };
+            let bias = || {
+                inputs(&device, [1, 1, d_out])
+                    .reshape([d_out])
+                    .mul_scalar(0.3)
+            };
+            for frozen in [false, true] {
+                let rows = x.clone().reshape([batch * tokens, d_in]).require_grad();
+                let (w, b) = (weight(), bias().require_grad());
+                let w = if frozen { w } else { w.require_grad() };
+                let fused_y = linear(rows.clone(), w.clone(), b.clone());
+                let fused = (fused_y.clone() * weights.clone()).sum().backward();
+                let burn_y = rows.clone().matmul(w.clone()) + b.clone().unsqueeze::<2>();
+                let burn = (burn_y.clone() * weights.clone()).sum().backward();
+                let close = |a, b, part| assert_close(a, b, 2e-5, &format!("{what} {part}"));
+                close(host_values(fused_y), host_values(burn_y), "linear output");
+                close(
+                    host_values(rows.grad(&fused).unwrap()),
+                    host_values(rows.grad(&burn).unwrap()),
+                    "linear input gradient",
+                );
+                close(
+                    host_values(b.grad(&fused).unwrap()),
+                    host_values(b.grad(&burn).unwrap()),
+                    "linear bias gradient",
+                );
+                if frozen {
+                    assert!(
+                        w.grad(&fused).is_none(),
+                        "{what}: frozen weight got a gradient"
+                    );
+                } else {
+                    close(
+                        host_values(w.grad(&fused).unwrap()),
+                        host_values(w.grad(&burn).unwrap()),
+                        "linear weight gradient",
+                    );
+                }
+            }
+
+            let norm = LayerNormConfig::new(d_in).with_epsilon(1e-5).init(&device);
+            let gamma = bias().narrow(0, 0, 1).repeat_dim(0, d_in)
+                + weight().narrow(1, 0, 1).reshape([d_in]);
+            let beta = weight().narrow(1, 1, 1).reshape([d_in]).mul_scalar(0.5);
+            let x = x.mul_scalar(10.0).require_grad();
+            let (gamma, beta) = (gamma.detach().require_grad(), beta.detach().require_grad());
+            let weights = inputs(&device, [batch, tokens, d_in]).cos();
+            let fused_y = layer_norm(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+            let fused = (fused_y.clone() * weights.clone()).sum().backward();
+            let mut burn_norm = norm;
+            burn_norm.gamma = burn::module::Param::from_tensor(gamma.clone());
+            burn_norm.beta = Some(burn::module::Param::from_tensor(beta.clone()));
+            let burn_y = burn_norm.forward(x.clone());
+            let burn = (burn_y.clone() * weights).sum().backward();
+            let close = |a, b, part| assert_close(a, b, 2e-5, &format!("{what} {part}"));
+            close(
+                host_values(fused_y),
+                host_values(burn_y),
+                "layer norm output",
+            );
+            let both =
+                |ours: Option<Vec<f32>>, theirs: Option<Vec<f32>>| (ours.unwrap(), theirs.unwrap());
+            for ((ours, theirs), part) in [
+                (
+                    both(
+                        x.grad(&fused).map(host_values),
+                        x.grad(&burn).map(host_values),
+                    ),
+                    "layer norm input gradient",
+                ),
+                (
+                    both(
+                        gamma.grad(&fused).map(host_values),
+                        gamma.grad(&burn).map(host_values),
+                    ),
+                    "layer norm scale gradient",
+                ),
+                (
+                    both(
+                        beta.grad(&fused).map(host_values),
+                        beta.grad(&burn).map(host_values),
+                    ),
+                    "layer norm shift gradient",
+                ),
+            ] {
+                close(ours, theirs, part);
+            }
+        }
+    }
+
     /// What the trait's defaults run on wgpu (the compositions, Burn's batch-norm operation)
     /// agrees with the CPU kernels, backward passes included, both run on the CPU backend.
     #[test]
@@ -653,6 +919,53 @@ mod tests {
             2e-5,
             "batch norm shift gradient",
         );
+
+        // The linear layer and the layer norm's backward pass, on rows of width 30.
+        let (w, row_bias) = (values(30 * 4, 3), values(4, 7));
+        let linear_inputs = || (flex(x.clone(), rows.clone()), flex(w.clone(), vec![30, 4]));
+        let (x1, w1) = linear_inputs();
+        let (x2, w2) = linear_inputs();
+        assert_close(
+            host(<Flex as FusedOps>::linear(
+                x1,
+                w1,
+                flex(row_bias.clone(), vec![4]),
+            )),
+            host(composed::linear::<Flex>(x2, w2, flex(row_bias, vec![4]))),
+            1e-5,
+            "linear",
+        );
+        let out_grad = || flex(values(12 * 4, 11), vec![12, 4]);
+        let (x1, w1) = linear_inputs();
+        let (x2, w2) = linear_inputs();
+        let ours = <Flex as FusedOps>::linear_backward(x1, w1, out_grad(), [true; 3]);
+        let theirs = composed::linear_backward::<Flex>(x2, w2, out_grad());
+        for (ours, theirs, what) in [
+            (ours.0, theirs.0, "linear input gradient"),
+            (ours.1, theirs.1, "linear weight gradient"),
+            (ours.2, theirs.2, "linear bias gradient"),
+        ] {
+            assert_close(host(ours), host(theirs), 1e-5, what);
+        }
+        let gamma = values(30, 5);
+        let norm_inputs = || {
+            (
+                flex(x.clone(), rows.clone()),
+                flex(gamma.clone(), vec![30]),
+                flex(g.clone(), rows.clone()),
+            )
+        };
+        let (x1, gamma1, g1) = norm_inputs();
+        let (x2, gamma2, g2) = norm_inputs();
+        let ours = <Flex as FusedOps>::layer_norm_last_backward(x1, gamma1, g1, 1e-5, [true; 3]);
+        let theirs = composed::layer_norm_last_backward::<Flex>(x2, gamma2, g2, 1e-5);
+        for (ours, theirs, what) in [
+            (ours.0, theirs.0, "layer norm input gradient"),
+            (ours.1, theirs.1, "layer norm scale gradient"),
+            (ours.2, theirs.2, "layer norm shift gradient"),
+        ] {
+            assert_close(host(ours), host(theirs), 2e-5, what);
+        }
     }
 
     #[test]
