@@ -253,9 +253,8 @@ pub(super) fn forward(x: &[f32], weight: &[f32], shape: &ConvShape) -> Vec<f32> 
         .for_each_init(Vec::new, |scratch, (out, x)| {
             let images = out.len() / shape.output_len();
             let columns = images * pixels;
-            if images == 1 && shape.pointwise() {
-                let col = Strided::rows(x, columns);
-                return product(
+            let multiply = |out: &mut [f32], col| {
+                product(
                     [shape.c_out, columns, depth],
                     out,
                     weight,
@@ -263,6 +262,9 @@ pub(super) fn forward(x: &[f32], weight: &[f32], shape: &ConvShape) -> Vec<f32> 
                     false,
                     false,
                 );
+            };
+            if images == 1 && shape.pointwise() {
+                return multiply(out, Strided::rows(x, columns));
             }
             let (col, result) = scratch_pair(scratch, depth * columns, shape.c_out * columns);
             for (index, image) in x.chunks(shape.image_len()).enumerate() {
@@ -270,23 +272,9 @@ pub(super) fn forward(x: &[f32], weight: &[f32], shape: &ConvShape) -> Vec<f32> 
             }
             let col = Strided::rows(col, columns);
             if images == 1 {
-                return product(
-                    [shape.c_out, columns, depth],
-                    out,
-                    weight,
-                    col,
-                    false,
-                    false,
-                );
+                return multiply(out, col);
             }
-            product(
-                [shape.c_out, columns, depth],
-                result,
-                weight,
-                col,
-                false,
-                false,
-            );
+            multiply(result, col);
             shape.scatter(result, out);
         });
     out

@@ -1,6 +1,6 @@
 //! Fused operations: QuickGELU, the softmax over the last dimension, training-mode batch
-//! normalisation, block average pooling and the bias-free convolution, each one node of the
-//! autodiff graph with a hand-written backward pass.
+//! normalisation, block average pooling, the bias-free convolution, the linear layer and the
+//! layer norm, each one node of the autodiff graph with a hand-written backward pass.
 //!
 //! Why they exist: of a CLIP model's elementwise work, the first three touch the biggest
 //! tensors of a training step (the MLP's hidden activations, every head's attention scores,
@@ -15,11 +15,17 @@
 //! demo-ViT training step, batch norm a fifth off a demo-ResNet attribute step. The CPU
 //! backend's convolution backward passes and average-pool backward pass cost a ResNet tower on
 //! small pictures most of its step; [`conv`] computes all three convolution passes as matrix
-//! products over groups of images, which took a further third off that step.
+//! products over groups of images, which took a further third off that step. On the CPU
+//! backend every matrix product's output is zero-filled and copied into an aligned buffer on the
+//! calling thread, and under autodiff Burn records a layer norm as a dozen single-threaded
+//! operations; [`dense`] writes a linear layer's output as its bias rows in parallel and adds
+//! the product onto them, and computes the layer norm's gradients in one parallel pass (the
+//! forward pass stays Burn's, already one parallel kernel): about a sixth off a demo-ViT step.
 //!
-//! The operations are a Burn backend extension: the CPU backend gets the kernels of [`cpu`] and
-//! [`conv`], any other backend (wgpu) what Burn itself would run (the compositions of
-//! [`composed`], Burn's own batch-norm, pooling and convolution operations), and autodiff wraps
+//! The operations are a Burn backend extension: the CPU backend gets the kernels of [`cpu`],
+//! [`conv`] and [`dense`], any other backend (wgpu) what Burn itself would run (the
+//! compositions of [`composed`], Burn's own batch-norm, pooling, convolution and layer-norm
+//! operations), and autodiff wraps
 //! either with
 //!
 //! ```text
@@ -29,6 +35,7 @@
 //!     ∂L/∂β = Σg   ∂L/∂γ = Σg·x̂   ∂L/∂x = γ/√(σ² + ε) · (g − Σg/N − x̂·Σg·x̂/N)
 //! y = mean of each k×k block     ∂L/∂x = g of the pixel's block / k²
 //! y = W ⋆ x                      ∂L/∂W = g ⋆ x (correlation),  ∂L/∂x = Wᵀ ⋆ g (transposed)
+//! y = x·W + b and the layer norm: see [`dense`]
 //! ```
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
