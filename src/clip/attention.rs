@@ -5,10 +5,11 @@
 
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
-use super::Probe;
 use super::weights::{Bind, Format, Layout, ParamVisitor, bind_linear};
+use super::{Inspect, Probe};
+use crate::fused::AttentionSetting;
 
 /// Builds a zero-initialised linear layer; real values always come from a checkpoint or an
 /// explicit initialisation, so nothing is drawn at random here.
@@ -54,8 +55,8 @@ pub struct MultiHeadAttention {
 pub struct AttentionOutput {
     /// `[batch, queries, width]` after the output projection.
     pub output: Tensor<3>,
-    /// `[batch, heads, queries, keys]` softmax weights.
-    pub weights: Tensor<4>,
+    /// `[batch, heads, queries, keys]` softmax weights, unless [`Inspect::Nothing`] was asked.
+    pub weights: Option<Tensor<4>>,
     /// The probe on the weights, when one was asked for.
     pub probe: Option<Probe>,
 }
@@ -72,45 +73,81 @@ impl MultiHeadAttention {
         }
     }
 
-    /// Attends from `query` `[b, lq, d]` to `context` `[b, lk, d]`; `mask` `[lq, lk]` is added
-    /// to the scores (use `-inf` to block a position). With `probe`, the weights pass through
-    /// a [`Probe`], so a backward pass can read the gradient with respect to them.
+    /// Attends from `query` `[b, lq, d]` to `context` `[b, lk, d]`; with `causal`, position `i`
+    /// sees only positions `0..=i`. [`Inspect::Nothing`] runs the fused operation
+    /// ([`crate::fused::attention`]), which keeps no weights; otherwise the weights are
+    /// computed as tensors and returned, and with [`Inspect::Gradients`] they pass through a
+    /// [`Probe`], so a backward pass can read the gradient with respect to them.
     pub fn forward(
         &self,
         query: Tensor<3>,
         context: Tensor<3>,
-        mask: Option<Tensor<2>>,
-        probe: bool,
+        causal: bool,
+        inspect: Inspect,
     ) -> AttentionOutput {
-        let [batch, lq, width] = query.dims();
-        let lk = context.dims()[1];
-        let head_dim = width / self.heads;
-        let split = |x: Tensor<3>, len: usize| {
-            x.reshape([batch, len, self.heads, head_dim])
-                .swap_dims(1, 2)
+        let q = linear_tokens(&self.q, query);
+        let k = linear_tokens(&self.k, context.clone());
+        let v = linear_tokens(&self.v, context);
+        let setting = AttentionSetting {
+            heads: self.heads,
+            causal,
         };
-        let scale = (head_dim as f64).powf(-0.5);
-        let q = split(linear_tokens(&self.q, query), lq).mul_scalar(scale);
-        let k = split(linear_tokens(&self.k, context.clone()), lk);
-        let v = split(linear_tokens(&self.v, context), lk);
-        let mut scores = q.matmul(k.swap_dims(2, 3));
-        if let Some(mask) = mask {
-            scores = scores + mask.unsqueeze::<4>();
-        }
-        let weights = crate::fused::softmax_last(scores);
-        let (used, probe) = if probe {
-            let (used, probe) = Probe::watch(weights.clone());
-            (used, Some(probe))
+        let (mixed, weights, probe) = if inspect == Inspect::Nothing {
+            (crate::fused::attention(q, k, v, setting), None, None)
         } else {
-            (weights.clone(), None)
+            let (mixed, weights, probe) =
+                inspected_attention(q, k, v, setting, inspect == Inspect::Gradients);
+            (mixed, Some(weights), probe)
         };
-        let mixed = used.matmul(v).swap_dims(1, 2).reshape([batch, lq, width]);
         AttentionOutput {
             output: linear_tokens(&self.out, mixed),
             weights,
             probe,
         }
     }
+}
+
+/// Attention composed of tensor operations, so that the weights `[b, heads, lq, lk]` exist as a
+/// tensor to return and, with `probe`, to watch: the heads' mixed values `[b, lq, width]`, the
+/// weights and the probe.
+fn inspected_attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    setting: AttentionSetting,
+    probe: bool,
+) -> (Tensor<3>, Tensor<4>, Option<Probe>) {
+    let [batch, lq, width] = q.dims();
+    let lk = k.dims()[1];
+    let head_dim = width / setting.heads;
+    let split = |x: Tensor<3>, len: usize| {
+        x.reshape([batch, len, setting.heads, head_dim])
+            .swap_dims(1, 2)
+    };
+    let scale = (head_dim as f64).powf(-0.5);
+    let (q, k, v) = (split(q, lq).mul_scalar(scale), split(k, lk), split(v, lk));
+    let mut scores = q.matmul(k.swap_dims(2, 3));
+    if setting.causal {
+        let device = scores.device();
+        scores = scores + causal_mask(lq, lk, &device).unsqueeze::<4>();
+    }
+    let weights = crate::fused::softmax_last(scores);
+    let (used, probe) = if probe {
+        let (used, probe) = Probe::watch(weights.clone());
+        (used, Some(probe))
+    } else {
+        (weights.clone(), None)
+    };
+    let mixed = used.matmul(v).swap_dims(1, 2).reshape([batch, lq, width]);
+    (mixed, weights, probe)
+}
+
+/// Additive mask `[lq, lk]` that stops each position from seeing later ones.
+fn causal_mask(lq: usize, lk: usize, device: &Device) -> Tensor<2> {
+    let values: Vec<f32> = (0..lq)
+        .flat_map(|row| (0..lk).map(move |col| if col > row { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_data(TensorData::new(values, [lq, lk]), device)
 }
 
 impl Bind for MultiHeadAttention {

@@ -394,15 +394,20 @@ impl ModifiedResNet {
         let tokens =
             Tensor::cat(vec![mean, tokens], 1) + self.pool.positions.val().unsqueeze::<3>();
         let query = tokens.clone().narrow(1, 0, 1);
-        let pooled = self.pool.attention.forward(query, tokens, None, false);
+        // The pool's weights are returned for saliency, but Grad-CAM reads its gradient at the
+        // last stage (above), not at the pool.
+        let pool_inspect = match inspect {
+            Inspect::Gradients => Inspect::Attention,
+            other => other,
+        };
+        let pooled = self
+            .pool
+            .attention
+            .forward(query, tokens, false, pool_inspect);
         let embed = pooled.output.dims()[2];
         TowerOutput {
             embeds: pooled.output.reshape([batch, embed]),
-            attentions: if inspect == Inspect::Nothing {
-                Vec::new()
-            } else {
-                vec![pooled.weights]
-            },
+            attentions: pooled.weights.into_iter().collect(),
             probes,
         }
     }

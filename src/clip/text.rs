@@ -87,9 +87,7 @@ impl TextTransformer {
             hidden,
             attentions,
             probes,
-        } = self
-            .transformer
-            .forward(x, Some(causal_mask(len, &device)), inspect);
+        } = self.transformer.forward(x, true, inspect);
         let width = hidden.dims()[2];
         let rows: Vec<i64> = pool_positions
             .into_iter()
@@ -104,14 +102,6 @@ impl TextTransformer {
             probes,
         }
     }
-}
-
-/// Additive mask that stops each position from seeing later ones.
-pub fn causal_mask(len: usize, device: &Device) -> Tensor<2> {
-    let values: Vec<f32> = (0..len)
-        .flat_map(|row| (0..len).map(move |col| if col > row { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Tensor::from_data(TensorData::new(values, [len, len]), device)
 }
 
 impl Bind for TextTransformer {

@@ -65,20 +65,22 @@ impl ResidualBlock {
         }
     }
 
-    /// Runs the block; also returns the attention weights `[b, heads, l, l]` and, when `probe`
-    /// is set, a probe on them.
+    /// Runs the block (causal attention where `causal` says); also returns the attention
+    /// weights `[b, heads, l, l]` and a probe on them, as `inspect` asks.
     pub fn forward(
         &self,
         x: Tensor<3>,
-        mask: Option<Tensor<2>>,
-        probe: bool,
-    ) -> (Tensor<3>, Tensor<4>, Option<Probe>) {
+        causal: bool,
+        inspect: Inspect,
+    ) -> (Tensor<3>, Option<Tensor<4>>, Option<Probe>) {
         let normed = normalise(&self.norm1, x.clone(), self.layer_norm_eps);
         let AttentionOutput {
             output,
             weights,
             probe,
-        } = self.attention.forward(normed.clone(), normed, mask, probe);
+        } = self
+            .attention
+            .forward(normed.clone(), normed, causal, inspect);
         let x = x + output;
         let hidden = activate(
             linear_tokens(
@@ -142,21 +144,13 @@ impl Transformer {
 
     /// Runs every block; keeps the attention weights (and probes on them) only as `inspect`
     /// asks, so ordinary encoding does not hold them in memory.
-    pub fn forward(
-        &self,
-        mut x: Tensor<3>,
-        mask: Option<Tensor<2>>,
-        inspect: Inspect,
-    ) -> TransformerOutput {
+    pub fn forward(&self, mut x: Tensor<3>, causal: bool, inspect: Inspect) -> TransformerOutput {
         let mut attentions = Vec::new();
         let mut probes = Vec::new();
         for block in &self.blocks {
-            let (next, weights, probe) =
-                block.forward(x, mask.clone(), inspect == Inspect::Gradients);
+            let (next, weights, probe) = block.forward(x, causal, inspect);
             x = next;
-            if inspect != Inspect::Nothing {
-                attentions.push(weights);
-            }
+            attentions.extend(weights);
             probes.extend(probe);
         }
         TransformerOutput {

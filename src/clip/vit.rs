@@ -77,7 +77,7 @@ impl VisionTransformer {
             probes,
         } = self
             .transformer
-            .forward(self.norm_pre.forward(x), None, inspect);
+            .forward(self.norm_pre.forward(x), false, inspect);
         let class_state = hidden.narrow(1, 0, 1).reshape([batch, width]);
         TowerOutput {
             embeds: self.norm_post.forward(class_state).matmul(self.proj.val()),

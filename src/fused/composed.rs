@@ -5,10 +5,10 @@
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, TensorMetadata};
-use burn::tensor::Shape;
 use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Shape, TensorData};
 
-use super::QUICK_GELU_SLOPE;
+use super::{AttentionSetting, QUICK_GELU_SLOPE};
 
 /// `value` in `like`'s dtype.
 fn scalar<B: Backend>(like: &FloatTensor<B>, value: f32) -> Scalar {
@@ -175,4 +175,85 @@ pub(super) fn layer_norm_last_backward<B: Backend>(
     };
     let gamma_grad = column_sums::<B>(B::float_mul(grad.clone(), normalised));
     (x_grad, gamma_grad, column_sums::<B>(grad))
+}
+
+/// A `[batch, positions, width]` tensor as `[batch, heads, positions, width / heads]`.
+fn split_heads<B: Backend>(x: FloatTensor<B>, heads: usize) -> FloatTensor<B> {
+    let [batch, positions, width] = x.shape().dims();
+    let split = B::float_reshape(x, Shape::new([batch, positions, heads, width / heads]));
+    B::float_swap_dims(split, 1, 2)
+}
+
+/// The inverse of [`split_heads`].
+fn merge_heads<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let [batch, heads, positions, head_width] = x.shape().dims();
+    let merged = B::float_swap_dims(x, 1, 2);
+    B::float_reshape(merged, Shape::new([batch, positions, heads * head_width]))
+}
+
+/// Every head's attention weights `[batch, heads, queries, keys]` from the split queries and
+/// keys, with Burn's product, mask and softmax.
+fn attention_weights<B: Backend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    setting: AttentionSetting,
+) -> FloatTensor<B> {
+    let [batch, heads, queries, head_width] = q.shape().dims();
+    let keys = k.shape()[2];
+    let scale = scalar::<B>(&q, (head_width as f32).powf(-0.5));
+    let device = q.device();
+    let mut scores = B::float_mul_scalar(B::float_matmul(q, B::float_swap_dims(k, 2, 3)), scale);
+    if setting.causal {
+        let hidden: Vec<bool> = (0..queries)
+            .flat_map(|i| (0..keys).map(move |j| j > i))
+            .collect();
+        let mask = B::bool_from_data(TensorData::new(hidden, [1, 1, queries, keys]), &device);
+        let mask = B::bool_expand(mask, Shape::new([batch, heads, queries, keys]));
+        let minus_infinity = scalar::<B>(&scores, f32::NEG_INFINITY);
+        scores = B::float_mask_fill(scores, mask, minus_infinity);
+    }
+    softmax_last::<B>(scores)
+}
+
+/// Multi-head attention of the projected queries `[batch, queries, width]` to the keys and
+/// values `[batch, keys, width]`, heads side by side in the output, with Burn's operations.
+pub(super) fn attention<B: Backend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    setting: AttentionSetting,
+) -> FloatTensor<B> {
+    let heads = setting.heads;
+    let weights = attention_weights::<B>(
+        split_heads::<B>(q, heads),
+        split_heads::<B>(k, heads),
+        setting,
+    );
+    merge_heads::<B>(B::float_matmul(weights, split_heads::<B>(v, heads)))
+}
+
+/// The gradients of [`attention`]'s queries, keys and values (see [`mod@super::attention`] for the
+/// formulas), the weights recomputed.
+pub(super) fn attention_backward<B: Backend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    setting: AttentionSetting,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let heads = setting.heads;
+    let [q, k, v, grad] = [q, k, v, grad].map(|x| split_heads::<B>(x, heads));
+    let head_width = q.shape()[3];
+    let weights = attention_weights::<B>(q.clone(), k.clone(), setting);
+    let v_grad = B::float_matmul(B::float_swap_dims(weights.clone(), 2, 3), grad.clone());
+    let weights_grad = B::float_matmul(grad, B::float_swap_dims(v, 2, 3));
+    let scale = scalar::<B>(&weights_grad, (head_width as f32).powf(-0.5));
+    let scores_grad = B::float_mul_scalar(softmax_last_backward::<B>(weights, weights_grad), scale);
+    let q_grad = B::float_matmul(scores_grad.clone(), k);
+    let k_grad = B::float_matmul(B::float_swap_dims(scores_grad, 2, 3), q);
+    (
+        merge_heads::<B>(q_grad),
+        merge_heads::<B>(k_grad),
+        merge_heads::<B>(v_grad),
+    )
 }

@@ -8,9 +8,10 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Bytes, Shape};
 use rayon::prelude::*;
 
+use super::attention::{self, AttentionShape};
 use super::conv::{self, ConvShape};
 use super::dense;
-use super::{FusedOps, QUICK_GELU_SLOPE, composed, kernels};
+use super::{AttentionSetting, FusedOps, QUICK_GELU_SLOPE, composed, kernels};
 
 impl FusedOps for Flex {
     fn quick_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -217,7 +218,8 @@ impl FusedOps for Flex {
         gamma: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         eps: f64,
-        wanted: [bool; 3],
+        // All three gradients come out of one pass over the rows, so all are computed.
+        _wanted: [bool; 3],
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let width = gamma.shape().num_elements();
         let fits = [&x, &gamma, &grad].iter().all(|t| t.dtype() == DType::F32)
@@ -234,11 +236,49 @@ impl FusedOps for Flex {
             elements(&grad),
             eps as f32,
         );
-        let _ = wanted;
         (
             f32_tensor(x_grad, x.shape()),
             f32_tensor(gamma_grad, Shape::new([width])),
             f32_tensor(beta_grad, Shape::new([width])),
+        )
+    }
+
+    fn attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        setting: AttentionSetting,
+    ) -> FloatTensor<Self> {
+        let Some(shape) = attention_shape(&q, &k, &v, None, setting) else {
+            return composed::attention::<Self>(q, k, v, setting);
+        };
+        let [q, k, v] = [&q, &k, &v].map(contiguous_f32);
+        let out = attention::attention_forward(elements(&q), elements(&k), elements(&v), shape);
+        f32_tensor(out, q.shape())
+    }
+
+    fn attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        setting: AttentionSetting,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let Some(shape) = attention_shape(&q, &k, &v, Some(&grad), setting) else {
+            return composed::attention_backward::<Self>(q, k, v, grad, setting);
+        };
+        let [q, k, v, grad] = [&q, &k, &v, &grad].map(contiguous_f32);
+        let [q_grad, k_grad, v_grad] = attention::attention_backward(
+            elements(&q),
+            elements(&k),
+            elements(&v),
+            elements(&grad),
+            shape,
+        );
+        (
+            f32_tensor(q_grad, q.shape()),
+            f32_tensor(k_grad, k.shape()),
+            f32_tensor(v_grad, v.shape()),
         )
     }
 
@@ -383,6 +423,40 @@ fn linear_shape(
     let [weight_in, d_out]: [usize; 2] = weight.shape().as_slice().try_into().ok()?;
     let bias_fits = bias.is_none_or(|b| b.shape().as_slice() == [d_out]);
     (f32s && weight_in == d_in && bias_fits).then_some(dense::LinearShape { rows, d_in, d_out })
+}
+
+/// The sizes of an attention call the CPU kernels handle: f32 queries `[batch, queries, width]`,
+/// keys and values (and the output gradient, when given) of matching shapes, the width split
+/// evenly into heads, and a causal mask only where there are as many queries as keys.
+fn attention_shape(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    grad: Option<&FlexTensor>,
+    setting: AttentionSetting,
+) -> Option<AttentionShape> {
+    let f32s = [Some(q), Some(k), Some(v), grad]
+        .into_iter()
+        .flatten()
+        .all(|t| t.dtype() == DType::F32);
+    let [batch, queries, width]: [usize; 3] = q.shape().as_slice().try_into().ok()?;
+    let [k_batch, keys, k_width]: [usize; 3] = k.shape().as_slice().try_into().ok()?;
+    let AttentionSetting { heads, causal } = setting;
+    let fits = f32s
+        && (k_batch, k_width) == (batch, width)
+        && v.shape() == k.shape()
+        && grad.is_none_or(|g| g.shape() == q.shape())
+        && heads > 0
+        && width % heads == 0
+        && (!causal || queries == keys);
+    fits.then_some(AttentionShape {
+        batch,
+        queries,
+        keys,
+        width,
+        heads,
+        causal,
+    })
 }
 
 /// The sizes of a convolution the CPU kernels handle: f32, one group, no dilation.

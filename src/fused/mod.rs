@@ -1,6 +1,7 @@
 //! Fused operations: QuickGELU, the softmax over the last dimension, training-mode batch
-//! normalisation, block average pooling, the bias-free convolution, the linear layer and the
-//! layer norm, each one node of the autodiff graph with a hand-written backward pass.
+//! normalisation, block average pooling, the bias-free convolution, the linear layer, the
+//! layer norm and multi-head attention, each one node of the autodiff graph with a
+//! hand-written backward pass.
 //!
 //! Why they exist: of a CLIP model's elementwise work, the first three touch the biggest
 //! tensors of a training step (the MLP's hidden activations, every head's attention scores,
@@ -20,10 +21,14 @@
 //! calling thread, and under autodiff Burn records a layer norm as a dozen single-threaded
 //! operations; [`dense`] writes a linear layer's output as its bias rows in parallel and adds
 //! the product onto them, and computes the layer norm's gradients in one parallel pass (the
-//! forward pass stays Burn's, already one parallel kernel): about a sixth off a demo-ViT step.
+//! forward pass stays Burn's, already one parallel kernel). [`mod@attention`] computes each
+//! sequence's heads from the projections in place, where the composition copies every head
+//! out and back and allocates every score matrix twice over (Burn's own attention operation
+//! has a CPU kernel for the forward pass only: under autodiff it falls back to the
+//! composition, and it takes the heads already split out).
 //!
 //! The operations are a Burn backend extension: the CPU backend gets the kernels of [`cpu`],
-//! [`conv`] and [`dense`], any other backend (wgpu) what Burn itself would run (the
+//! [`conv`], [`dense`] and [`mod@attention`], any other backend (wgpu) what Burn itself would run (the
 //! compositions of [`composed`], Burn's own batch-norm, pooling, convolution and layer-norm
 //! operations), and autodiff wraps
 //! either with
@@ -35,7 +40,7 @@
 //!     ∂L/∂β = Σg   ∂L/∂γ = Σg·x̂   ∂L/∂x = γ/√(σ² + ε) · (g − Σg/N − x̂·Σg·x̂/N)
 //! y = mean of each k×k block     ∂L/∂x = g of the pixel's block / k²
 //! y = W ⋆ x                      ∂L/∂W = g ⋆ x (correlation),  ∂L/∂x = Wᵀ ⋆ g (transposed)
-//! y = x·W + b and the layer norm: see [`dense`]
+//! y = x·W + b and the layer norm: see [`dense`]; attention: see [`mod@attention`]
 //! ```
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -47,6 +52,7 @@ use burn::backend::{Autodiff, Backend, Cube, Dispatch, backend_extension};
 use burn::tensor::Tensor;
 use burn::tensor::ops::ConvOptions;
 
+mod attention;
 mod composed;
 mod conv;
 mod cpu;
@@ -133,6 +139,29 @@ pub fn layer_norm<const D: usize>(
 
 /// The fused operations and their backward passes. The default bodies are Burn's own
 /// compositions, used by every backend without a kernel of its own.
+/// How [`attention`] splits and masks its inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionSetting {
+    /// Heads the width is split into.
+    pub heads: usize,
+    /// Whether each query position sees only the key positions up to its own (a text
+    /// transformer's causal mask).
+    pub causal: bool,
+}
+
+/// Multi-head attention of the projected queries `[batch, queries, width]` to the projected
+/// keys and values `[batch, keys, width]`, scores scaled by `1/√(width/heads)`: every head's
+/// softmax-weighted sum of values, heads side by side. The attention weights are not kept (the
+/// backward pass recomputes them), so callers that read them compose attention themselves.
+pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, setting: AttentionSetting) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        setting,
+    ))
+}
+
 #[backend_extension(Flex, Cube, Autodiff)]
 pub trait FusedOps: Backend {
     /// `x·σ(1.702x)`.
@@ -210,9 +239,8 @@ pub trait FusedOps: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        wanted: [bool; 3],
+        _wanted: [bool; 3],
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let _ = wanted;
         composed::linear_backward::<Self>(x, weight, grad)
     }
 
@@ -234,10 +262,33 @@ pub trait FusedOps: Backend {
         gamma: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         eps: f64,
-        wanted: [bool; 3],
+        _wanted: [bool; 3],
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let _ = wanted;
         composed::layer_norm_last_backward::<Self>(x, gamma, grad, eps)
+    }
+
+    /// Multi-head attention of the projected queries `[batch, queries, width]` to the projected
+    /// keys and values `[batch, keys, width]`: every head's softmax-weighted sum of values, heads
+    /// side by side (before the output projection).
+    fn attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        setting: AttentionSetting,
+    ) -> FloatTensor<Self> {
+        composed::attention::<Self>(q, k, v, setting)
+    }
+
+    /// The gradients of [`FusedOps::attention`]'s queries, keys and values given them and the
+    /// output gradient.
+    fn attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        setting: AttentionSetting,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        composed::attention_backward::<Self>(q, k, v, grad, setting)
     }
 
     /// A 2-D convolution without bias. Burn's own operation by default.
@@ -364,7 +415,7 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             [x, weight, bias],
             (),
             |x, weight, bias, ()| <B as FusedOps>::linear(x, weight, bias),
-            |x, weight, grad, (), wanted| B::linear_backward(x, weight, grad, wanted),
+            |x, weight, _bias, grad, (), wanted| B::linear_backward(x, weight, grad, wanted),
         )
     }
 
@@ -378,7 +429,23 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             [x, gamma, beta],
             eps,
             B::layer_norm_last,
-            |x, gamma, grad, eps, wanted| B::layer_norm_last_backward(x, gamma, grad, eps, wanted),
+            |x, gamma, _beta, grad, eps, wanted| {
+                B::layer_norm_last_backward(x, gamma, grad, eps, wanted)
+            },
+        )
+    }
+
+    fn attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        setting: AttentionSetting,
+    ) -> FloatTensor<Self> {
+        ternary_node::<B, C, AttentionSetting>(
+            [q, k, v],
+            setting,
+            <B as FusedOps>::attention,
+            |q, k, v, grad, setting, _| B::attention_backward(q, k, v, grad, setting),
         )
     }
 
@@ -427,9 +494,9 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     }
 }
 
-/// The backward pass of a three-input fused operation that keeps its first two inputs:
-/// `backward(first, second, output gradient, setting, which gradients are wanted)` gives the
-/// three inputs' gradients (those not wanted may be empty).
+/// The backward pass of a three-input fused operation that keeps its inputs:
+/// `backward(a, b, c, output gradient, setting, which gradients are wanted)` gives the three
+/// inputs' gradients (those not wanted may be empty).
 #[derive(Debug)]
 struct TernaryBackward<B: Backend, P> {
     backward: TernaryGradients<B, P>,
@@ -443,6 +510,7 @@ type TernaryGradients<B, P> = fn(
     FloatTensor<B>,
     FloatTensor<B>,
     FloatTensor<B>,
+    FloatTensor<B>,
     P,
     [bool; 3],
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
@@ -450,13 +518,13 @@ type TernaryGradients<B, P> = fn(
 impl<B: Backend, P: Clone + Send + std::fmt::Debug + 'static> Backward<B, 3>
     for TernaryBackward<B, P>
 {
-    type State = (FloatTensor<B>, FloatTensor<B>, P);
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, P);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (first, second, setting) = ops.state;
+        let (a, b, c, setting) = ops.state;
         let grad = grads.consume::<B>(&ops.node);
         let wanted = ops.parents.each_ref().map(Option::is_some);
-        let (a, b, c) = (self.backward)(first, second, grad, setting, wanted);
+        let (a, b, c) = (self.backward)(a, b, c, grad, setting, wanted);
         for (node, grad) in ops.parents.into_iter().zip([a, b, c]) {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
@@ -465,8 +533,8 @@ impl<B: Backend, P: Clone + Send + std::fmt::Debug + 'static> Backward<B, 3>
     }
 }
 
-/// Records `forward(a, b, c, setting)` as one autodiff node that keeps `a` and `b` for its
-/// backward pass.
+/// Records `forward(a, b, c, setting)` as one autodiff node that keeps its inputs for its
+/// backward pass (a bias or a shift the backward pass does not read costs nothing to keep).
 fn ternary_node<B: Backend, C: CheckpointStrategy, P: Clone + Send + std::fmt::Debug + 'static>(
     [a, b, c]: [FloatTensor<Autodiff<B, C>>; 3],
     setting: P,
@@ -480,8 +548,8 @@ fn ternary_node<B: Backend, C: CheckpointStrategy, P: Clone + Send + std::fmt::D
     let (a, b, c) = (a.into_primitive(), b.into_primitive(), c.into_primitive());
     match prep {
         OpsKind::Tracked(prep) => {
-            let y = forward(a.clone(), b.clone(), c, setting.clone());
-            prep.finish((a, b, setting), y)
+            let y = forward(a.clone(), b.clone(), c.clone(), setting.clone());
+            prep.finish((a, b, c, setting), y)
         }
         OpsKind::UnTracked(prep) => prep.finish(forward(a, b, c, setting)),
     }
@@ -803,6 +871,111 @@ mod tests {
                 ),
             ] {
                 close(ours, theirs, part);
+            }
+        }
+    }
+
+    /// Fused attention agrees with attention composed of Burn's tensor operations, output and
+    /// the gradients of queries, keys and values: causal and not, one query to many keys (the
+    /// ResNet's pooling), a non-contiguous input, and one key frozen; and the composition other
+    /// backends run agrees with the CPU kernel.
+    #[test]
+    fn attention_matches_burns_composition() {
+        use burn::backend::Flex;
+        use burn::backend::flex::FlexTensor;
+
+        let device = Device::flex().autodiff();
+        for (batch, queries, keys, width, heads, causal) in [
+            (3, 5, 5, 8, 2, true),
+            (2, 1, 7, 12, 3, false),
+            (4, 17, 17, 64, 4, false),
+            (2, 9, 9, 32, 4, true),
+        ] {
+            let what =
+                format!("{batch}×{queries}×{keys}, width {width}, {heads} heads, causal {causal}");
+            let scaled = |shape: [usize; 3], by: f32| inputs(&device, shape).mul_scalar(by).sin();
+            // Queries read through a transposed view, so the kernel sees a non-contiguous input.
+            let q = scaled([batch, width, queries], 0.37)
+                .swap_dims(1, 2)
+                .require_grad();
+            let k = scaled([batch, keys, width], 0.23).require_grad();
+            let v = scaled([batch, keys, width], 0.51).require_grad();
+            let weights = scaled([batch, queries, width], 0.11);
+            let setting = AttentionSetting { heads, causal };
+
+            let fused_y = attention(q.clone(), k.clone(), v.clone(), setting);
+            let fused = (fused_y.clone() * weights.clone()).sum().backward();
+
+            let head_width = width / heads;
+            let split = |x: Tensor<3>, len: usize| {
+                x.reshape([batch, len, heads, head_width]).swap_dims(1, 2)
+            };
+            let mut scores = split(q.clone(), queries)
+                .matmul(split(k.clone(), keys).swap_dims(2, 3))
+                .mul_scalar((head_width as f64).powf(-0.5));
+            if causal {
+                let mask: Vec<f32> = (0..queries * keys)
+                    .map(|i| {
+                        if i % keys > i / keys {
+                            f32::NEG_INFINITY
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let mask = Tensor::<1>::from_floats(mask.as_slice(), &device);
+                scores = scores + mask.reshape([1, 1, queries, keys]);
+            }
+            let burn_y = softmax(scores, 3)
+                .matmul(split(v.clone(), keys))
+                .swap_dims(1, 2)
+                .reshape([batch, queries, width]);
+            let burn = (burn_y.clone() * weights).sum().backward();
+
+            let close = |a, b, part| assert_close(a, b, 2e-5, &format!("{what}: {part}"));
+            close(host_values(fused_y), host_values(burn_y), "output");
+            for (tensor, part) in [(&q, "query"), (&k, "key"), (&v, "value")] {
+                close(
+                    host_values(tensor.grad(&fused).unwrap()),
+                    host_values(tensor.grad(&burn).unwrap()),
+                    &format!("{part} gradient"),
+                );
+            }
+
+            let frozen_k = k.clone().detach();
+            let y = attention(q.clone(), frozen_k.clone(), v.clone(), setting);
+            let grads = y.sum().backward();
+            assert!(
+                frozen_k.grad(&grads).is_none(),
+                "{what}: a frozen key got a gradient"
+            );
+            assert!(q.grad(&grads).is_some(), "{what}: no query gradient");
+
+            let flex = |t: &Tensor<3>| FlexTensor::from_data(t.clone().detach().into_data());
+            let host = |t: FlexTensor| t.into_data().try_into_vec::<f32>().unwrap();
+            let primitives = || [flex(&q), flex(&k), flex(&v)];
+            let [q1, k1, v1] = primitives();
+            let [q2, k2, v2] = primitives();
+            close(
+                host(<Flex as FusedOps>::attention(q1, k1, v1, setting)),
+                host(composed::attention::<Flex>(q2, k2, v2, setting)),
+                "composition output",
+            );
+            let g = flex(&scaled([batch, queries, width], 0.29));
+            let [q1, k1, v1] = primitives();
+            let [q2, k2, v2] = primitives();
+            let kernel = <Flex as FusedOps>::attention_backward(q1, k1, v1, g.clone(), setting);
+            let composed = composed::attention_backward::<Flex>(q2, k2, v2, g, setting);
+            for (ours, theirs, part) in [
+                (kernel.0, composed.0, "query"),
+                (kernel.1, composed.1, "key"),
+                (kernel.2, composed.2, "value"),
+            ] {
+                close(
+                    host(ours),
+                    host(theirs),
+                    &format!("composition {part} gradient"),
+                );
             }
         }
     }

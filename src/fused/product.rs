@@ -49,8 +49,24 @@ pub(super) fn product(
     accumulate: bool,
     parallel: bool,
 ) {
+    product_into([m, n, k], dst, n, lhs, rhs, accumulate, parallel);
+}
+
+/// [`product`] into an `m × n` block of a row-major matrix whose rows are `dst_row_stride`
+/// long (one head's columns of an attention output, say).
+pub(super) fn product_into(
+    [m, n, k]: [usize; 3],
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    lhs: Strided,
+    rhs: Strided,
+    accumulate: bool,
+    parallel: bool,
+) {
+    let dst_fits =
+        m == 0 || n == 0 || (dst_row_stride >= n && (m - 1) * dst_row_stride + n <= dst.len());
     assert!(
-        dst.len() >= m * n && lhs.covers(m, k) && rhs.covers(k, n),
+        dst_fits && lhs.covers(m, k) && rhs.covers(k, n),
         "matrix product operands out of range"
     );
     if m == 0 || n == 0 {
@@ -58,7 +74,9 @@ pub(super) fn product(
     }
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            for row in dst.chunks_mut(dst_row_stride).take(m) {
+                row[..n].fill(0.0);
+            }
         }
         return;
     }
@@ -71,7 +89,7 @@ pub(super) fn product(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_row_stride as isize,
             accumulate,
             lhs.values.as_ptr(),
             lhs.column_stride,
