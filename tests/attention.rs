@@ -197,7 +197,7 @@ fn resnet_saliency_toward_a_text_is_grad_cam_on_the_last_stage() {
     let pooled = tower
         .pool
         .attention
-        .forward(query, tokens, None, false)
+        .forward(query, tokens, false, Inspect::Nothing)
         .output;
     let embed = pooled.dims()[2];
     let similarity =
