@@ -198,19 +198,18 @@ fn attention_weights<B: Backend>(
     k: FloatTensor<B>,
     setting: AttentionSetting,
 ) -> FloatTensor<B> {
-    let [batch, heads, queries, head_width] = q.shape().dims();
+    let [_, _, queries, head_width] = q.shape().dims();
     let keys = k.shape()[2];
     let scale = scalar::<B>(&q, (head_width as f32).powf(-0.5));
     let device = q.device();
     let mut scores = B::float_mul_scalar(B::float_matmul(q, B::float_swap_dims(k, 2, 3)), scale);
     if setting.causal {
-        let hidden: Vec<bool> = (0..queries)
-            .flat_map(|i| (0..keys).map(move |j| j > i))
+        // An additive mask: GPU backends cannot upload boolean tensors.
+        let mask: Vec<f32> = (0..queries)
+            .flat_map(|i| (0..keys).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
             .collect();
-        let mask = B::bool_from_data(TensorData::new(hidden, [1, 1, queries, keys]), &device);
-        let mask = B::bool_expand(mask, Shape::new([batch, heads, queries, keys]));
-        let minus_infinity = scalar::<B>(&scores, f32::NEG_INFINITY);
-        scores = B::float_mask_fill(scores, mask, minus_infinity);
+        let mask = TensorData::new(mask, [1, 1, queries, keys]).convert_dtype(scores.dtype());
+        scores = B::float_add(scores, B::float_from_data(mask, &device));
     }
     softmax_last::<B>(scores)
 }
