@@ -128,8 +128,9 @@ fn inspected_attention(
     let (q, k, v) = (split(q, lq).mul_scalar(scale), split(k, lk), split(v, lk));
     let mut scores = q.matmul(k.swap_dims(2, 3));
     if setting.causal {
-        let device = scores.device();
-        scores = scores + causal_mask(lq, lk, &device).unsqueeze::<4>();
+        let mask = TensorData::new(crate::fused::causal_mask(lq, lk), [lq, lk]);
+        let mask = Tensor::<2>::from_data(mask, &scores.device());
+        scores = scores + mask.unsqueeze::<4>();
     }
     let weights = crate::fused::softmax_last(scores);
     let (used, probe) = if probe {
@@ -140,14 +141,6 @@ fn inspected_attention(
     };
     let mixed = used.matmul(v).swap_dims(1, 2).reshape([batch, lq, width]);
     (mixed, weights, probe)
-}
-
-/// Additive mask `[lq, lk]` that stops each position from seeing later ones.
-fn causal_mask(lq: usize, lk: usize, device: &Device) -> Tensor<2> {
-    let values: Vec<f32> = (0..lq)
-        .flat_map(|row| (0..lk).map(move |col| if col > row { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Tensor::from_data(TensorData::new(values, [lq, lk]), device)
 }
 
 impl Bind for MultiHeadAttention {

@@ -8,7 +8,7 @@ use burn::backend::{Backend, Scalar, TensorMetadata};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Shape, TensorData};
 
-use super::{AttentionSetting, QUICK_GELU_SLOPE};
+use super::{AttentionSetting, QUICK_GELU_SLOPE, causal_mask};
 
 /// `value` in `like`'s dtype.
 fn scalar<B: Backend>(like: &FloatTensor<B>, value: f32) -> Scalar {
@@ -205,10 +205,8 @@ fn attention_weights<B: Backend>(
     let mut scores = B::float_mul_scalar(B::float_matmul(q, B::float_swap_dims(k, 2, 3)), scale);
     if setting.causal {
         // An additive mask: GPU backends cannot upload boolean tensors.
-        let mask: Vec<f32> = (0..queries)
-            .flat_map(|i| (0..keys).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
-        let mask = TensorData::new(mask, [1, 1, queries, keys]).convert_dtype(scores.dtype());
+        let mask = TensorData::new(causal_mask(queries, keys), [1, 1, queries, keys])
+            .convert_dtype(scores.dtype());
         scores = B::float_add(scores, B::float_from_data(mask, &device));
     }
     softmax_last::<B>(scores)

@@ -162,6 +162,14 @@ pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, setting: AttentionSet
     ))
 }
 
+/// The additive causal mask `[queries, keys]`, row-major: 0 where the key position is at most
+/// the query position, −∞ after it.
+pub fn causal_mask(queries: usize, keys: usize) -> Vec<f32> {
+    (0..queries)
+        .flat_map(|i| (0..keys).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect()
+}
+
 #[backend_extension(Flex, Cube, Autodiff)]
 pub trait FusedOps: Backend {
     /// `x·σ(1.702x)`.
