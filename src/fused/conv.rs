@@ -22,6 +22,7 @@
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
+use super::dense;
 use super::product::{Strided, product};
 
 /// A product should have at least this many columns for the multiplication kernel to run at
@@ -366,7 +367,7 @@ pub(super) fn backward(
         .next()
         .unwrap_or_else(|| vec![0.0; shape.c_out * depth]);
     for part in partials {
-        weight_grad.iter_mut().zip(&part).for_each(|(t, p)| *t += p);
+        dense::add(&mut weight_grad, &part);
     }
     (x_grad, weight_grad)
 }

@@ -187,7 +187,7 @@ fn column_sums(values: &[f32], width: usize) -> Vec<f32> {
 }
 
 /// `sums += values`, element by element.
-fn add(sums: &mut [f32], values: &[f32]) {
+pub(super) fn add(sums: &mut [f32], values: &[f32]) {
     for (sum, v) in sums.iter_mut().zip(values) {
         *sum += v;
     }
