@@ -125,11 +125,16 @@ pub fn ui(app: &mut LetheApp, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             app.browser.view_switch(ui);
             ui.separator();
-            ui.label(format!(
-                "{} · {} selected (click, Shift/Ctrl-click, drag a rectangle; on the map, outline)",
-                data.name,
-                app.browser.selection.selected.len()
-            ));
+            // Truncated: an overflowing line would widen the grid or map below it.
+            ui.add(
+                egui::Label::new(format!(
+                    "{} · {} selected (click, Shift/Ctrl-click, drag a rectangle; on the map, \
+                     outline)",
+                    data.name,
+                    app.browser.selection.selected.len()
+                ))
+                .truncate(),
+            );
         });
         ui.horizontal_wrapped(|ui| {
             for role in Role::ALL {

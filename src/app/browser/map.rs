@@ -166,7 +166,18 @@ impl Browser {
                      in no set.",
                 );
             ui.separator();
-            ui.weak("Shift adds, Ctrl subtracts; scroll to pan, Ctrl+scroll to zoom, double-click to fit");
+            // Truncated, not wrapped or overflowing: a line wider than the panel would widen
+            // the map beyond what the panel shows.
+            ui.add(
+                egui::Label::new(
+                    egui::RichText::new(
+                        "Shift adds, Ctrl subtracts; scroll to pan, Ctrl+scroll to zoom, \
+                         double-click to fit",
+                    )
+                    .weak(),
+                )
+                .truncate(),
+            );
         });
         if let Some(activity) = self.map_activity() {
             ui.horizontal(|ui| {
