@@ -107,8 +107,13 @@ fn the_demo_forgets_star_from_start_to_results() {
         app.workspace.recipe.forget.dataset == "shapes:shapes?seed=101&n=300"
     });
     wait_for_label(&mut harness, 60, "star");
-    click(&mut harness, "star");
-    click(&mut harness, "red");
+    // Star is the demo's suggested class; heart, clicked twice, comes and goes.
+    click(&mut harness, "heart");
+    assert_eq!(
+        harness.state().workspace.recipe.forget.classes,
+        ["star", "heart"]
+    );
+    click(&mut harness, "heart");
     assert_eq!(harness.state().workspace.recipe.forget.classes, ["star"]);
 
     click(&mut harness, "3  Method");
@@ -541,9 +546,9 @@ fn cliperase_forgets_the_fruit_orange_from_sets_built_in_the_app() {
         .forget
         .classes
         .iter()
-        .any(|c| c == "red")
+        .any(|c| c == "star")
     {
-        click(&mut harness, "red");
+        click(&mut harness, "star");
     }
     assert_eq!(harness.state().workspace.recipe.forget.classes, ["orange"]);
     add_class_by_rule(&mut harness, "orange", "forget set");
@@ -759,18 +764,18 @@ fn images_are_picked_by_click_shift_ctrl_and_rule() {
     click(&mut harness, "Add to forget");
     assert_eq!(harness.state().workspace.sets.forget.len(), 5);
 
-    // Rule: every image labelled blue, into the retain set.
+    // Rule: every image labelled circle, into the retain set.
     click(&mut harness, "label is");
     click(&mut harness, "class");
-    // The open list comes after the forget-class buttons, which also read "blue".
-    harness.get_all_by_label("blue").last().unwrap().click();
+    // The open list comes after the forget-class buttons, which also read "circle".
+    harness.get_all_by_label("circle").last().unwrap().click();
     harness.step();
     click(&mut harness, "retain set");
     click(&mut harness, "Apply rule");
     let app = harness.state();
     let data = app.browser.dataset.clone().unwrap();
-    let blue = data.classes.iter().position(|c| c == "blue").unwrap();
-    let expected = data.items.iter().filter(|i| i.label == blue).count();
+    let circle = data.classes.iter().position(|c| c == "circle").unwrap();
+    let expected = data.items.iter().filter(|i| i.label == circle).count();
     assert!(expected > 0);
     assert_eq!(app.workspace.sets.get(Role::Retain).len(), expected);
     assert!(
@@ -778,7 +783,7 @@ fn images_are_picked_by_click_shift_ctrl_and_rule() {
             .sets
             .retain
             .iter()
-            .all(|&i| data.items[i].label == blue)
+            .all(|&i| data.items[i].label == circle)
     );
 
     // Evaluation datasets are checked before they are added; a bad spec is named.
@@ -848,15 +853,15 @@ fn a_cancelled_run_keeps_nothing_and_the_workspace_reopens() {
         assert_eq!(runs.len(), 1, "{:?}", harness.state().notice);
         assert_eq!(runs[0].finished.metrics.timings.measure_before_s, 0.0);
         click(&mut harness, "2  Sets");
-        wait_for_label(&mut harness, 60, "blue");
-        click(&mut harness, "blue");
+        wait_for_label(&mut harness, 60, "circle");
+        click(&mut harness, "circle");
     }
     let mut harness = harness(home.path());
     harness.step();
     let classes = &harness.state().workspace.recipe.forget.classes;
     assert_eq!(
         classes,
-        &["red", "blue"],
+        &["star", "circle"],
         "the workspace reopened as it was left"
     );
 }
@@ -866,10 +871,20 @@ fn three_colours_queued_in_the_app_run_as_one_batch_with_a_verdict_per_concept()
     let home = tempfile::tempdir().unwrap();
     let mut harness = harness(home.path());
     wait_for_demo(&mut harness);
+    let browsed = "shapes:colors?seed=7&n=2000";
+    type_into(&mut harness, "Dataset", browsed);
+    click(&mut harness, "Open");
+    wait_until(&mut harness, 60, "the colour pictures", |app| {
+        app.browser
+            .dataset
+            .as_ref()
+            .is_some_and(|d| d.name == browsed)
+    });
     // Gradient ascent on each colour's own picked pictures, a handful of steps.
     {
         let recipe = &mut harness.state_mut().workspace.recipe;
         recipe.forget.dataset = "shapes:colors?seed=101&n=200".into();
+        recipe.forget.classes = vec!["red".into()];
         recipe.method.name = "ga".into();
         recipe.method.settings =
             "learning_rate = 3e-4\nbatch = 4\nmax_steps = 8\nstop_accuracy = 0.1\n"
@@ -879,7 +894,7 @@ fn three_colours_queued_in_the_app_run_as_one_batch_with_a_verdict_per_concept()
         recipe.eval.relearn_steps = 0;
         recipe.eval.retrieval_per_class = 0;
     }
-    // Queue red (the demo's class), then green and blue, each with its browsed pictures.
+    // Queue red, then green and blue, each with its browsed pictures.
     click(&mut harness, "2  Sets");
     wait_for_label(&mut harness, 60, "green");
     click(&mut harness, "Forget with the picked forget images");

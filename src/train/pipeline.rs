@@ -82,7 +82,7 @@ impl TrainPlan {
     /// The settings the shipped demo models were trained with.
     pub fn new(arch: DemoArch) -> Self {
         let (attribute_steps, attribute_lr) = match arch {
-            DemoArch::Vit => (3000, 1e-3),
+            DemoArch::Vit => (6850, 1e-3),
             DemoArch::Rn => (2000, 2e-3),
         };
         Self {
