@@ -491,6 +491,15 @@ fn assert_pixel(rendered: &image::RgbaImage, at: egui::Pos2, want: [u8; 3]) {
     assert!(off <= 3, "pixel at {at:?}: {got:?}, not {want:?}");
 }
 
+/// Opens `spec` in the Data panel's browser, as typed and opened there, and waits for it.
+fn browse(harness: &mut Harness<'static, LetheApp>, spec: &str) {
+    type_into(harness, "Dataset", spec);
+    click(harness, "Open");
+    wait_until(harness, 60, "the browsed pictures", |app| {
+        app.browser.dataset.as_ref().is_some_and(|d| d.name == spec)
+    });
+}
+
 /// Replaces the text of the field labelled `label` with `text`.
 fn type_into(harness: &mut Harness<'static, LetheApp>, label: &str, text: &str) {
     harness.get_by_label(label).focus();
@@ -520,14 +529,7 @@ fn cliperase_forgets_the_fruit_orange_from_sets_built_in_the_app() {
 
     // Browse captioned fruit pictures and make the forget and retain pairs from them.
     let browsed = "shapes:fruits?seed=211&n=150";
-    type_into(&mut harness, "Dataset", browsed);
-    click(&mut harness, "Open");
-    wait_until(&mut harness, 60, "the fruit pictures", |app| {
-        app.browser
-            .dataset
-            .as_ref()
-            .is_some_and(|d| d.name == browsed)
-    });
+    browse(&mut harness, browsed);
     click(&mut harness, "2  Sets");
     type_into(
         &mut harness,
@@ -624,14 +626,7 @@ fn a_subgroup_picked_by_rule_in_the_sets_panel_is_forgotten_and_scored() {
     // Stars of every colour (about one in ten red) among other shapes.
     let browsed =
         "shapes:shapes?shape=star&seed=221&n=400 | shapes:shapes?not-shape=star&seed=224&n=80";
-    type_into(&mut harness, "Dataset", browsed);
-    click(&mut harness, "Open");
-    wait_until(&mut harness, 60, "the shape pictures", |app| {
-        app.browser
-            .dataset
-            .as_ref()
-            .is_some_and(|d| d.name == browsed)
-    });
+    browse(&mut harness, browsed);
     click(&mut harness, "2  Sets");
     let head = "shapes:shapes?seed=222&n=200";
     type_into(&mut harness, "Zero-shot head (dataset spec)", head);
@@ -872,14 +867,7 @@ fn three_colours_queued_in_the_app_run_as_one_batch_with_a_verdict_per_concept()
     let mut harness = harness(home.path());
     wait_for_demo(&mut harness);
     let browsed = "shapes:colors?seed=7&n=2000";
-    type_into(&mut harness, "Dataset", browsed);
-    click(&mut harness, "Open");
-    wait_until(&mut harness, 60, "the colour pictures", |app| {
-        app.browser
-            .dataset
-            .as_ref()
-            .is_some_and(|d| d.name == browsed)
-    });
+    browse(&mut harness, browsed);
     // Gradient ascent on each colour's own picked pictures, a handful of steps.
     {
         let recipe = &mut harness.state_mut().workspace.recipe;
