@@ -5,7 +5,7 @@
 
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::weights::{Bind, Format, Layout, ParamVisitor, bind_linear};
 use super::{Inspect, Probe};
@@ -34,6 +34,15 @@ pub(crate) fn linear_tokens(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
     };
     let out_width = out.dims()[1];
     out.reshape([batch, tokens, out_width])
+}
+
+/// The tokens of `x` `[batch, tokens, width]` at `rows`, one row of the flattened
+/// `[batch·tokens, width]` per sequence: `[batch, 1, width]`.
+pub(crate) fn pick_tokens(x: Tensor<3>, rows: Tensor<1, Int>) -> Tensor<3> {
+    let [batch, tokens, width] = x.dims();
+    x.reshape([batch * tokens, width])
+        .select(0, rows)
+        .reshape([batch, 1, width])
 }
 
 /// Attention with separate query, key, value and output projections.
@@ -85,6 +94,20 @@ impl MultiHeadAttention {
         causal: bool,
         inspect: Inspect,
     ) -> AttentionOutput {
+        self.forward_at(query, context, causal, inspect, None)
+    }
+
+    /// [`MultiHeadAttention::forward`]; with `only` (rows as [`pick_tokens`] takes them), the
+    /// output is one query position's per sequence, `[b, 1, width]`: the output projection
+    /// runs on those rows alone.
+    pub(crate) fn forward_at(
+        &self,
+        query: Tensor<3>,
+        context: Tensor<3>,
+        causal: bool,
+        inspect: Inspect,
+        only: Option<&Tensor<1, Int>>,
+    ) -> AttentionOutput {
         let q = linear_tokens(&self.q, query);
         let k = linear_tokens(&self.k, context.clone());
         let v = linear_tokens(&self.v, context);
@@ -98,6 +121,10 @@ impl MultiHeadAttention {
             let (mixed, weights, probe) =
                 inspected_attention(q, k, v, setting, inspect == Inspect::Gradients);
             (mixed, Some(weights), probe)
+        };
+        let mixed = match only {
+            Some(rows) => pick_tokens(mixed, rows.clone()),
+            None => mixed,
         };
         AttentionOutput {
             output: linear_tokens(&self.out, mixed),

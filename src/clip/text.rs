@@ -84,18 +84,10 @@ impl TextTransformer {
         let x = embedding(self.token_embed.val(), tokens)
             + self.positions.val().narrow(0, 0, len).unsqueeze::<3>();
         let TransformerOutput {
-            hidden,
+            read: pooled,
             attentions,
             probes,
-        } = self.transformer.forward(x, true, inspect);
-        let width = hidden.dims()[2];
-        let rows: Vec<i64> = pool_positions
-            .into_iter()
-            .enumerate()
-            .map(|(b, pos)| (b * len + pos) as i64)
-            .collect();
-        let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [batch]), &device);
-        let pooled = hidden.reshape([batch * len, width]).select(0, rows);
+        } = self.transformer.forward(x, true, inspect, &pool_positions);
         TowerOutput {
             embeds: self.norm_final.forward(pooled).matmul(self.proj.val()),
             attentions,

@@ -3,9 +3,11 @@
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::{gelu, gelu_approximate};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::attention::{AttentionOutput, MultiHeadAttention, linear_tokens, zero_linear};
+use super::attention::{
+    AttentionOutput, MultiHeadAttention, linear_tokens, pick_tokens, zero_linear,
+};
 use super::config::{Activation, TransformerSpec};
 use super::weights::{Bind, Format, ParamVisitor, bind_layer_norm, bind_linear};
 use super::{Inspect, Probe};
@@ -66,12 +68,16 @@ impl ResidualBlock {
     }
 
     /// Runs the block (causal attention where `causal` says); also returns the attention
-    /// weights `[b, heads, l, l]` and a probe on them, as `inspect` asks.
+    /// weights `[b, heads, l, l]` and a probe on them, as `inspect` asks. With `only` (rows as
+    /// [`pick_tokens`] takes them), the block's output is one position's per sequence,
+    /// `[b, 1, width]`: past the attention, which every position feeds, the block computes
+    /// those rows alone.
     pub fn forward(
         &self,
         x: Tensor<3>,
         causal: bool,
         inspect: Inspect,
+        only: Option<&Tensor<1, Int>>,
     ) -> (Tensor<3>, Option<Tensor<4>>, Option<Probe>) {
         let normed = normalise(&self.norm1, x.clone(), self.layer_norm_eps);
         let AttentionOutput {
@@ -80,8 +86,12 @@ impl ResidualBlock {
             probe,
         } = self
             .attention
-            .forward(normed.clone(), normed, causal, inspect);
-        let x = x + output;
+            .forward_at(normed.clone(), normed, causal, inspect, only);
+        let residual = match only {
+            Some(rows) => pick_tokens(x, rows.clone()),
+            None => x,
+        };
+        let x = residual + output;
         let hidden = activate(
             linear_tokens(
                 &self.fc1,
@@ -124,8 +134,8 @@ pub struct Transformer {
 /// What a transformer pass produced.
 #[derive(Debug)]
 pub struct TransformerOutput {
-    /// Final hidden states `[b, l, width]`.
-    pub hidden: Tensor<3>,
+    /// Final hidden state `[b, width]` of each sequence at its read position.
+    pub read: Tensor<2>,
     /// Attention weights of every block, when they were asked for.
     pub attentions: Vec<Tensor<4>>,
     /// A probe on every block's attention weights, when gradients were asked for.
@@ -142,19 +152,47 @@ impl Transformer {
         }
     }
 
-    /// Runs every block; keeps the attention weights (and probes on them) only as `inspect`
-    /// asks, so ordinary encoding does not hold them in memory.
-    pub fn forward(&self, mut x: Tensor<3>, causal: bool, inspect: Inspect) -> TransformerOutput {
+    /// Runs every block and returns each sequence's final state at its position in `read`
+    /// (a ViT's class token, a text's end-of-text token); keeps the attention weights (and
+    /// probes on them) only as `inspect` asks, so ordinary encoding does not hold them in
+    /// memory.
+    ///
+    /// No other position's output of the last block reaches the read one, so past its
+    /// attention the last block computes the read rows alone: its output projection and MLP,
+    /// three quarters of its work. The attention itself still runs for every query (a small
+    /// part of the work), so the maps `inspect` asks for are whole and the read rows are those
+    /// of a full pass to the last bit; the matrix-product library sums a single query, or a
+    /// single row, in another order. For that reason one sequence runs the full last block.
+    pub fn forward(
+        &self,
+        mut x: Tensor<3>,
+        causal: bool,
+        inspect: Inspect,
+        read: &[usize],
+    ) -> TransformerOutput {
+        let [batch, positions, width] = x.dims();
+        let rows: Vec<i64> = read
+            .iter()
+            .enumerate()
+            .map(|(sequence, &position)| (sequence * positions + position) as i64)
+            .collect();
+        let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [read.len()]), &x.device());
+        let last_reads_alone = batch > 1 && !self.blocks.is_empty();
+        let last = self.blocks.len().saturating_sub(1);
         let mut attentions = Vec::new();
         let mut probes = Vec::new();
-        for block in &self.blocks {
-            let (next, weights, probe) = block.forward(x, causal, inspect);
+        for (index, block) in self.blocks.iter().enumerate() {
+            let only = (last_reads_alone && index == last).then_some(&rows);
+            let (next, weights, probe) = block.forward(x, causal, inspect, only);
             x = next;
             attentions.extend(weights);
             probes.extend(probe);
         }
+        if !last_reads_alone {
+            x = pick_tokens(x, rows);
+        }
         TransformerOutput {
-            hidden: x,
+            read: x.reshape([batch, width]),
             attentions,
             probes,
         }

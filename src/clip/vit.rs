@@ -72,13 +72,12 @@ impl VisionTransformer {
             .expand([batch, 1, width]);
         let x = Tensor::cat(vec![class, tokens], 1) + self.positions.val().unsqueeze::<3>();
         let TransformerOutput {
-            hidden,
+            read: class_state,
             attentions,
             probes,
         } = self
             .transformer
-            .forward(self.norm_pre.forward(x), false, inspect);
-        let class_state = hidden.narrow(1, 0, 1).reshape([batch, width]);
+            .forward(self.norm_pre.forward(x), false, inspect, &vec![0; batch]);
         TowerOutput {
             embeds: self.norm_post.forward(class_state).matmul(self.proj.val()),
             attentions,
