@@ -216,3 +216,72 @@ fn resnet_saliency_toward_a_text_is_grad_cam_on_the_last_stage() {
     assert_eq!(got.values.len(), 4);
     common::assert_close("Grad-CAM", &got.values, &expected, 1e-4);
 }
+
+/// Every block of `transformer` on every row, then each sequence's row at `read`: what
+/// [`Transformer::forward`] computes with its last block on the read rows alone.
+fn full_pass_read(
+    transformer: &lethe::clip::transformer::Transformer,
+    mut x: Tensor<3>,
+    causal: bool,
+    read: &[usize],
+) -> Tensor<2> {
+    for block in &transformer.blocks {
+        x = block.forward(x, causal, Inspect::Nothing, None).0;
+    }
+    let rows: Vec<Tensor<2>> = read
+        .iter()
+        .enumerate()
+        .map(|(sequence, &position)| {
+            x.clone()
+                .narrow(0, sequence, 1)
+                .narrow(1, position, 1)
+                .flatten(0, 1)
+        })
+        .collect();
+    Tensor::cat(rows, 0)
+}
+
+#[test]
+fn the_last_block_on_the_read_rows_alone_gives_the_full_pass_values() {
+    let checkpoint = Checkpoint::open(&common::fixtures().join("openclip-vit")).unwrap();
+    let device = Device::flex();
+    let model = checkpoint.load(&device).unwrap();
+    let VisionTower::Vit(vit) = &model.visual else {
+        panic!("a ViT fixture")
+    };
+    // Image-like (every sequence read at its first position, no mask) and text-like (causal,
+    // each sequence read where its own end-of-text token would be).
+    for (transformer, causal, read) in [
+        (&vit.transformer, false, vec![0, 0, 0]),
+        (&model.text.transformer, true, vec![6, 2, 4]),
+    ] {
+        let width = transformer.blocks[0].fc2.weight.dims()[1];
+        let x = Tensor::<3>::random([3, 7, width], Distribution::Normal(0.0, 1.0), &device);
+        let got = transformer.forward(x.clone(), causal, Inspect::Nothing, &read);
+        let want = full_pass_read(transformer, x.clone(), causal, &read);
+        assert_eq!(host_values(got.read), host_values(want), "causal: {causal}");
+
+        // Under autodiff the gradient reaches the input through the read rows alone, as the
+        // full pass's does (the sums differ in order, not in value).
+        let trainable = transformer.clone().train();
+        let weights = Tensor::<2>::random([3, width], Distribution::Normal(0.0, 1.0), &device);
+        let input_gradient = |full: bool| {
+            let x = x.clone().autodiff().require_grad();
+            let read_rows = if full {
+                full_pass_read(&trainable, x.clone(), causal, &read)
+            } else {
+                trainable
+                    .forward(x.clone(), causal, Inspect::Nothing, &read)
+                    .read
+            };
+            let gradients = (read_rows * weights.clone().autodiff()).sum().backward();
+            host_values(x.grad(&gradients).unwrap())
+        };
+        common::assert_close(
+            "input gradient",
+            &input_gradient(false),
+            &input_gradient(true),
+            1e-5,
+        );
+    }
+}
