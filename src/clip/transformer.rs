@@ -153,7 +153,7 @@ impl Transformer {
     }
 
     /// Runs every block and returns each sequence's final state at its position in `read`
-    /// (a ViT's class token, a text's end-of-text token); keeps the attention weights (and
+    /// (one position per sequence: a ViT's class token, a text's end-of-text token); keeps the attention weights (and
     /// probes on them) only as `inspect` asks, so ordinary encoding does not hold them in
     /// memory.
     ///
