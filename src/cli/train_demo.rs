@@ -55,7 +55,7 @@ Stages (each saved in DIR/stages and resumed by running the command again):
   3 joint       optional (0 steps by default): both towers fine-tuned contrastively at a low
                 learning rate
 Defaults (the shipped demo models' settings): attributes 6850 steps of 128 images at a peak
-learning rate of 1e-3 (vit; about 75 minutes on 2 cores), 2000 steps at 2e-3 (rn); lit 500
+learning rate of 1e-3 (vit; about 50 minutes on 2 cores), 2000 steps at 2e-3 (rn); lit 500
 steps of 256 pairs at 1e-3 on a pool of 20000 scenes; joint 0 steps of 128 pairs at 2e-5. A
 stage with 0 steps is skipped. Changing a stage's settings trains it and every later stage
 again.";
